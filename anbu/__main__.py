@@ -1,0 +1,3 @@
+from anbu.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""MQTT topic layout: built and parsed here and nowhere else.
+
+Layout (version 1)::
+
+    anbu/v1/{district}/{household}/{device}/state              retained online/offline, also the will
+    anbu/v1/{district}/{household}/{device}/heartbeat          periodic life signs
+    anbu/v1/{district}/{household}/{device}/event/sos          the resident asked for help
+    anbu/v1/{district}/{household}/{device}/event/sos_cancel   the resident withdrew an SOS
+    anbu/v1/{district}/{household}/{device}/event/motion       a motion episode (also counted in heartbeats)
+    anbu/v1/{district}/{household}/{device}/cmd/{name}         collector -> device (e.g. cmd/sos_ack)
+
+Identifiers are lower-case ASCII letters, digits, ``-`` and ``_`` (1-64 characters), so they can
+never contain the MQTT wildcards ``+``/``#`` or a ``/`` that would shift the layout.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from firmware_config.errors import ContractError
+
+ROOT = "anbu"
+VERSION = "v1"
+PREFIX = f"{ROOT}/{VERSION}"
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_ID_RE = re.compile(ID_PATTERN)
+
+#: Shared-subscription group the collectors join, so several can split the load.
+COLLECTOR_SHARE_GROUP = "anbu-collectors"
+
+
+class Channel(enum.StrEnum):
+    """What a device-originated topic carries."""
+
+    STATE = "state"
+    """Retained ``online``/``offline``; the broker publishes ``offline`` as the last will."""
+    HEARTBEAT = "heartbeat"
+    """Periodic counters: motion, speech seconds, wake words, outbox depth..."""
+    SOS = "event/sos"
+    """An SOS from the button or a spoken SOS phrase."""
+    SOS_CANCEL = "event/sos_cancel"
+    """The resident cancelled an SOS within the cancel window."""
+    MOTION = "event/motion"
+    """A PIR motion episode started."""
+
+
+class Command(enum.StrEnum):
+    """Commands the collector sends to a device on ``.../cmd/{name}``."""
+
+    SOS_ACK = "sos_ack"
+    """The collector stored the SOS and started a dispatch; the device tells the resident."""
+    CANCEL_ACK = "cancel_ack"
+    """The collector received the resident's cancel."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAddress:
+    """Where a device sits: district, household and device identifiers."""
+
+    district: str
+    household: str
+    device: str
+
+    def __post_init__(self) -> None:
+        for name in ("district", "household", "device"):
+            validate_id(name, getattr(self, name))
+
+    @property
+    def base(self) -> str:
+        return f"{PREFIX}/{self.district}/{self.household}/{self.device}"
+
+    def topic(self, channel: Channel) -> str:
+        """The topic this device publishes ``channel`` on."""
+        return f"{self.base}/{channel.value}"
+
+    def command_topic(self, command: Command) -> str:
+        """The topic the collector sends ``command`` to this device on."""
+        return f"{self.base}/cmd/{command.value}"
+
+    @property
+    def command_filter(self) -> str:
+        """The filter a device subscribes to for all of its commands."""
+        return f"{self.base}/cmd/+"
+
+
+def validate_id(field: str, value: str) -> str:
+    """Return ``value`` if it is a valid identifier, else raise naming the field."""
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise ContractError(
+            f"{field}={value!r} is not a valid identifier "
+            "(1-64 of a-z, 0-9, '-', '_', starting with a letter or digit)"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedTopic:
+    """A device topic taken apart."""
+
+    address: DeviceAddress
+    channel: Channel | None
+    command: Command | None
+
+
+_CHANNELS = {c.value: c for c in Channel}
+_COMMANDS = {c.value: c for c in Command}
+
+
+def parse(topic: str) -> ParsedTopic:
+    """Take a topic apart; raise :class:`ContractError` for anything outside the layout."""
+    parts = topic.split("/")
+    if len(parts) < 6 or parts[0] != ROOT:
+        raise ContractError(f"topic {topic!r} is not under {PREFIX}/")
+    if parts[1] != VERSION:
+        raise ContractError(f"topic {topic!r} has unsupported version {parts[1]!r}")
+    address = DeviceAddress(parts[2], parts[3], parts[4])
+    rest = "/".join(parts[5:])
+    if rest in _CHANNELS:
+        return ParsedTopic(address, _CHANNELS[rest], None)
+    if len(parts) == 7 and parts[5] == "cmd" and parts[6] in _COMMANDS:
+        return ParsedTopic(address, None, _COMMANDS[parts[6]])
+    raise ContractError(f"topic {topic!r} has unknown channel {rest!r}")
+
+
+def collector_subscriptions(share_group: str = COLLECTOR_SHARE_GROUP) -> list[str]:
+    """Filters a collector subscribes to: every device channel, shared between collectors.
+
+    ``state`` is subscribed without ``$share`` as well so each collector sees retained states
+    (retained messages are not delivered to shared subscriptions).
+    """
+    shared = [f"$share/{share_group}/{PREFIX}/+/+/+/{c.value}" for c in Channel if c != Channel.STATE]
+    return [*shared, f"{PREFIX}/+/+/+/{Channel.STATE.value}"]
