@@ -35,7 +35,7 @@ def new_message_id() -> str:
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     message_id: MessageId = Field(default_factory=new_message_id)
     device_ts: float = Field(ge=0, description="device clock, seconds since the epoch (UTC)")
     seq: int = Field(ge=0, description="per-device sequence number, increasing")
@@ -123,7 +123,10 @@ class CancelAck(_Message):
 
 CommandMessage = SosAck | CancelAck
 
-_BY_COMMAND: dict[Command, type[_Message]] = {Command.SOS_ACK: SosAck, Command.CANCEL_ACK: CancelAck}
+_BY_COMMAND: dict[Command, type[_Message]] = {
+    Command.SOS_ACK: SosAck,
+    Command.CANCEL_ACK: CancelAck,
+}
 
 
 def _decode(model: type[_Message], payload: bytes, where: str) -> _Message:
@@ -139,7 +142,8 @@ def _decode(model: type[_Message], payload: bytes, where: str) -> _Message:
         return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in exc.errors()
         )
         raise ContractError(f"{where}: {problems}") from exc
 

@@ -2,12 +2,13 @@
 
 Layout (version 1)::
 
-    anbu/v1/{district}/{household}/{device}/state              retained online/offline, also the will
-    anbu/v1/{district}/{household}/{device}/heartbeat          periodic life signs
-    anbu/v1/{district}/{household}/{device}/event/sos          the resident asked for help
-    anbu/v1/{district}/{household}/{device}/event/sos_cancel   the resident withdrew an SOS
-    anbu/v1/{district}/{household}/{device}/event/motion       a motion episode (also counted in heartbeats)
-    anbu/v1/{district}/{household}/{device}/cmd/{name}         collector -> device (e.g. cmd/sos_ack)
+    BASE = anbu/v1/{district}/{household}/{device}
+    BASE/state              retained online/offline; the broker publishes offline as the last will
+    BASE/heartbeat          periodic life signs
+    BASE/event/sos          the resident asked for help
+    BASE/event/sos_cancel   the resident withdrew an SOS
+    BASE/event/motion       a motion episode (motion is also counted in heartbeats)
+    BASE/cmd/{name}         collector -> device (e.g. cmd/sos_ack)
 
 Identifiers are lower-case ASCII letters, digits, ``-`` and ``_`` (1-64 characters), so they can
 never contain the MQTT wildcards ``+``/``#`` or a ``/`` that would shift the layout.
@@ -131,5 +132,7 @@ def collector_subscriptions(share_group: str = COLLECTOR_SHARE_GROUP) -> list[st
     ``state`` is subscribed without ``$share`` as well so each collector sees retained states
     (retained messages are not delivered to shared subscriptions).
     """
-    shared = [f"$share/{share_group}/{PREFIX}/+/+/+/{c.value}" for c in Channel if c != Channel.STATE]
+    shared = [
+        f"$share/{share_group}/{PREFIX}/+/+/+/{c.value}" for c in Channel if c != Channel.STATE
+    ]
     return [*shared, f"{PREFIX}/+/+/+/{Channel.STATE.value}"]

@@ -46,7 +46,9 @@ def _parse(text: str, source: str) -> PhraseSet:
         raise ContractError(f"phrase set {source} is not valid TOML: {exc}") from exc
     language = data.get("language")
     if language not in LANGUAGES:
-        raise ContractError(f"phrase set {source}: language={language!r} must be one of {LANGUAGES}")
+        raise ContractError(
+            f"phrase set {source}: language={language!r} must be one of {LANGUAGES}"
+        )
     lists: dict[str, tuple[str, ...]] = {}
     for key in ("wake", "sos", "cancel", "checkin"):
         value = data.get(key, [])

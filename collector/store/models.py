@@ -1,0 +1,260 @@
+"""Database tables: the collector's memory that survives restarts.
+
+One schema for SQLite (default, demo, tests) and PostgreSQL (production). Times are stored as
+timezone-aware UTC; ids that come from the field (household, device, message) are strings, ids the
+collector makes (dispatch, notification) are integers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC on the way out, whatever the backend (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RiskLevel(enum.StrEnum):
+    """Seodaemun's welfare-map colours."""
+
+    RED = "red"
+    ORANGE = "orange"
+    BLUE = "blue"
+
+
+class DispatchStatus(enum.StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class DispatchReason(enum.StrEnum):
+    SOS = "sos"
+    SILENCE = "silence"
+
+
+class Priority(enum.StrEnum):
+    URGENT = "urgent"
+    NORMAL = "normal"
+
+
+class NotificationStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+def _enum(e: type[enum.StrEnum]) -> Enum:
+    return Enum(e, native_enum=False, values_callable=lambda cls: [m.value for m in cls], length=16)
+
+
+class Caregiver(Base):
+    """A visiting caregiver (생활지원사), about one per 100 households."""
+
+    __tablename__ = "caregivers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[str] = mapped_column(String(32))
+    email: Mapped[str] = mapped_column(String(254))
+    district: Mapped[str] = mapped_column(String(64), index=True)
+    active: Mapped[bool] = mapped_column(default=True)
+
+    households: Mapped[list[Household]] = relationship(back_populates="caregiver")
+
+
+class Household(Base):
+    """One resident living alone, and who to call for them."""
+
+    __tablename__ = "households"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    district: Mapped[str] = mapped_column(String(64), index=True)
+    resident_name: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(300), default="")
+    latitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+    longitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+    guardian_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    guardian_phone: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    guardian_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    silence_period_h: Mapped[float] = mapped_column(Float, default=48.0)
+    risk_level: Mapped[RiskLevel] = mapped_column(_enum(RiskLevel), default=RiskLevel.BLUE)
+    caregiver_id: Mapped[int | None] = mapped_column(ForeignKey("caregivers.id"), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+    caregiver: Mapped[Caregiver | None] = relationship(back_populates="households")
+    devices: Mapped[list[Device]] = relationship(back_populates="household")
+
+
+class Device(Base):
+    """An edge agent; ``online`` follows its retained state and last will."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    household_id: Mapped[str] = mapped_column(ForeignKey("households.id"), index=True)
+    online: Mapped[bool] = mapped_column(default=False)
+    state_changed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_life_sign_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    agent_version: Mapped[str] = mapped_column(String(32), default="")
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    last_outbox_depth: Mapped[int] = mapped_column(Integer, default=0)
+
+    household: Mapped[Household] = relationship(back_populates="devices")
+
+
+class SeenMessage(Base):
+    """Message ids already handled: at-least-once delivery, exactly-once effect."""
+
+    __tablename__ = "seen_messages"
+
+    message_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class HeartbeatRecord(Base):
+    __tablename__ = "heartbeats"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(32), unique=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    device_ts: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    seq: Mapped[int] = mapped_column(Integer)
+    motion_count: Mapped[int] = mapped_column(Integer)
+    speech_s: Mapped[float] = mapped_column(Float)
+    wake_word_count: Mapped[int] = mapped_column(Integer)
+    interactions: Mapped[int] = mapped_column(Integer)
+    button_presses: Mapped[int] = mapped_column(Integer)
+    uptime_s: Mapped[float] = mapped_column(Float)
+    audio_overruns: Mapped[int] = mapped_column(Integer)
+    outbox_depth: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_heartbeats_device_ts", "device_id", "device_ts"),)
+
+
+class EventRecord(Base):
+    """SOS, cancel and motion events as the device sent them."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(32), unique=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    household_id: Mapped[str] = mapped_column(ForeignKey("households.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    phrase: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sos_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    device_ts: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class Dispatch(Base):
+    """A caregiver sent to a household: open -> acknowledged -> resolved (with an outcome)."""
+
+    __tablename__ = "dispatches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    household_id: Mapped[str] = mapped_column(ForeignKey("households.id"), index=True)
+    caregiver_id: Mapped[int | None] = mapped_column(ForeignKey("caregivers.id"), nullable=True)
+    reason: Mapped[DispatchReason] = mapped_column(_enum(DispatchReason))
+    priority: Mapped[Priority] = mapped_column(_enum(Priority))
+    status: Mapped[DispatchStatus] = mapped_column(_enum(DispatchStatus), index=True)
+    # The SOS message that opened it; unique so a redelivered SOS cannot open a second dispatch.
+    sos_message_id: Mapped[str | None] = mapped_column(String(32), unique=True, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cancelled_by_resident_at: Mapped[dt.datetime | None] = mapped_column(
+        UtcDateTime(), nullable=True
+    )
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    next_escalation_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+    household: Mapped[Household] = relationship()
+    caregiver: Mapped[Caregiver | None] = relationship()
+    notifications: Mapped[list[Notification]] = relationship(back_populates="dispatch")
+
+
+class Notification(Base):
+    """One message to one person on one channel; delivered by a worker, retried, recorded."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dispatch_id: Mapped[int] = mapped_column(ForeignKey("dispatches.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(8))  # "email" | "sms"
+    purpose: Mapped[str] = mapped_column(String(32))  # "sos" | "cancel" | "escalation-1" ...
+    recipient_role: Mapped[str] = mapped_column(String(16))  # "caregiver" | "guardian" | "staff"
+    recipient: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[NotificationStatus] = mapped_column(_enum(NotificationStatus), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    dispatch: Mapped[Dispatch] = relationship(back_populates="notifications")
+
+    __table_args__ = (UniqueConstraint("dispatch_id", "channel", "recipient", "purpose"),)
+
+
+class DeadLetter(Base):
+    """A message that could not be handled, kept with the reason; ingestion goes on."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(512))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    reason: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
+    details: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
