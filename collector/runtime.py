@@ -1,0 +1,113 @@
+"""Wiring only: settings in, a running collector out (database, ingest, notifier, scheduler)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from collector.domain.dispatch import Contact, DispatchPolicy
+from collector.domain.escalation import EscalationPolicy
+from collector.ingest import Ingest, utcnow
+from collector.notify.base import Notifier
+from collector.notify.email import SmtpNotifier
+from collector.notify.sms import HttpSmsNotifier
+from collector.notify.worker import NotificationWorker
+from collector.scheduler import Scheduler
+from collector.service import Service
+from collector.settings import CollectorSettings
+from collector.store.db import Database
+
+log = logging.getLogger("anbu.collector")
+
+
+def notifiers_from_settings(settings: CollectorSettings) -> dict[str, Notifier]:
+    """The delivery channels that are configured; an unconfigured one is simply absent."""
+    notifiers: dict[str, Notifier] = {}
+    if settings.smtp_host:
+        notifiers["email"] = SmtpNotifier.from_settings(settings)
+    if settings.sms_gateway_url:
+        notifiers["sms"] = HttpSmsNotifier.from_settings(settings)
+    return notifiers
+
+
+class Collector:
+    """The collector service minus HTTP: ``start()``, ``stop()``, ``health()``."""
+
+    def __init__(
+        self,
+        settings: CollectorSettings,
+        *,
+        clock: Callable[[], dt.datetime] = utcnow,
+        notifiers: dict[str, Notifier] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url)
+        staff = None
+        if settings.staff_email or settings.staff_phone:
+            staff = Contact("staff", settings.staff_name, settings.staff_phone, settings.staff_email)
+        self.service = Service(
+            self.db,
+            DispatchPolicy(
+                ack_timeout_s=settings.sos_ack_timeout_s,
+                staff=staff,
+                dashboard_url=settings.public_url,
+            ),
+            EscalationPolicy(
+                repeat_after_s=settings.escalation_repeat_s,
+                staff=staff,
+                dashboard_url=settings.public_url,
+            ),
+        )
+        self.notifier = NotificationWorker(
+            self.db,
+            notifiers_from_settings(settings) if notifiers is None else notifiers,
+            max_attempts=settings.notify_max_attempts,
+            clock=clock,
+        )
+        self.ingest = Ingest(settings, self.service, on_notify=self.notifier.wake, clock=clock)
+        self.scheduler = Scheduler(
+            self.service,
+            interval_s=settings.scheduler_interval_s,
+            clock=clock,
+            on_notify=self.notifier.wake,
+        )
+        self.started_at: dt.datetime | None = None
+
+    def start(self) -> None:
+        self.db.create_schema()
+        self.notifier.start()
+        self.scheduler.start()
+        self.ingest.start()
+        self.started_at = utcnow()
+        log.info("collector started", extra={"database": self.db.dialect})
+
+    def stop(self) -> None:
+        self.ingest.stop()
+        self.scheduler.stop()
+        self.notifier.stop()
+        self.db.dispose()
+        log.info("collector stopped")
+
+    def health(self) -> dict[str, Any]:
+        try:
+            database_ok = self.db.ping()
+        except Exception as exc:
+            log.warning("database ping failed", extra={"error": str(exc)})
+            database_ok = False
+        mqtt_ok = self.ingest.connected.is_set()
+        return {
+            "status": "ok" if database_ok and mqtt_ok else "degraded",
+            "database": database_ok,
+            "database_backend": self.db.dialect,
+            "mqtt_connected": mqtt_ok,
+            "ingest": {
+                "received": self.ingest.received,
+                "store_failures": self.ingest.store_failures,
+                **self.service.counts,
+            },
+            "notifications": self.notifier.counts(),
+            "scheduler_runs": self.scheduler.runs,
+            "started_at": None if self.started_at is None else self.started_at.isoformat(),
+        }
