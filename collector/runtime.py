@@ -46,7 +46,9 @@ class Collector:
         self.db = Database(settings.database_url)
         staff = None
         if settings.staff_email or settings.staff_phone:
-            staff = Contact("staff", settings.staff_name, settings.staff_phone, settings.staff_email)
+            staff = Contact(
+                "staff", settings.staff_name, settings.staff_phone, settings.staff_email
+            )
         self.service = Service(
             self.db,
             DispatchPolicy(
