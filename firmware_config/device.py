@@ -180,9 +180,14 @@ def format_validation_error(exc: ValidationError, data: Mapping[str, Any], sourc
         value: Any = data
         for part in err["loc"]:
             value = value.get(part) if isinstance(value, Mapping) else None
-        shown = "(missing)" if value is None and err["type"] == "missing" else repr(value)
-        if loc.split(".")[-1] in ("password",):
+        if value is None and err["type"] == "missing":
+            shown = "(missing)"
+        elif isinstance(value, Mapping):
+            shown = "[section]"  # never echo a whole section: it may hold a password
+        elif loc.split(".")[-1] in ("password",):
             shown = "'***'"
+        else:
+            shown = repr(value)
         lines.append(f"{loc or '(root)'}={shown}: {err['msg']} (in {source})")
     return "invalid device configuration:\n  " + "\n  ".join(lines)
 

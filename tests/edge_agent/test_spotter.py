@@ -1,0 +1,103 @@
+import pytest
+
+from edge_agent.spotter import Kind, Spotter, normalise
+from firmware_config.phrases import load_phrase_set
+
+
+@pytest.fixture
+def ko() -> Spotter:
+    return Spotter(load_phrase_set("ko"), wake_window_s=8)
+
+
+@pytest.fixture
+def en() -> Spotter:
+    return Spotter(load_phrase_set("en"), wake_window_s=8)
+
+
+@pytest.mark.parametrize(
+    "heard",
+    [
+        "살려줘",
+        "살려 줘",
+        "살려주세요",
+        "살려 주세요",
+        "살려줘요",
+        "[unk] 살려 줘 [unk]",
+        "아 살려줘!",
+    ],
+)
+def test_korean_sos_tolerates_spacing_and_polite_endings(ko: Spotter, heard: str) -> None:
+    detection = ko.hear(heard, now=0)
+    assert detection is not None and detection.kind is Kind.SOS
+    assert detection.phrase == "살려줘"
+
+
+@pytest.mark.parametrize(
+    ("heard", "phrase"),
+    [
+        ("도와 주세요", "도와줘"),
+        ("일일구 불러 줘", "119 불러줘"),
+        ("119 불러주세요", "119 불러줘"),
+        ("구급차 불러 주세요", "구급차 불러줘"),
+    ],
+)
+def test_other_korean_sos_phrases(ko: Spotter, heard: str, phrase: str) -> None:
+    assert ko.hear(heard, now=0) == ko.hear(heard, now=0)
+    detection = ko.hear(heard, now=0)
+    assert detection is not None and detection.kind is Kind.SOS and detection.phrase == phrase
+
+
+def test_sos_needs_no_wake_word_and_beats_other_phrases(ko: Spotter) -> None:
+    detection = ko.hear("취소 아니 살려줘", now=0)
+    assert detection is not None and detection.kind is Kind.SOS
+
+
+@pytest.mark.parametrize("heard", ["취소", "취소해 줘", "괜찮아", "괜찮아요"])
+def test_korean_cancel(ko: Spotter, heard: str) -> None:
+    detection = ko.hear(heard, now=0)
+    assert detection is not None and detection.kind is Kind.CANCEL
+
+
+@pytest.mark.parametrize("heard", ["", "   ", "[unk]", "[unk] [unk]", "오늘 날씨 좋네", "살려"])
+def test_nothing_for_other_speech(ko: Spotter, heard: str) -> None:
+    assert ko.hear(heard, now=0) is None
+
+
+def test_checkin_needs_the_wake_word_within_its_window(ko: Spotter) -> None:
+    assert ko.hear("네", now=0) is None
+    wake = ko.hear("안부야", now=10)
+    assert wake is not None and wake.kind is Kind.WAKE
+    answer = ko.hear("네", now=17)
+    assert answer is not None and answer.kind is Kind.CHECKIN
+    assert ko.hear("네", now=18) is None  # the window closes after one answer
+    ko.hear("안부야", now=20)
+    assert ko.hear("네", now=28.5) is None  # too late
+
+
+@pytest.mark.parametrize(
+    ("heard", "kind", "phrase"),
+    [
+        ("help me", Kind.SOS, "help me"),
+        ("HELP ME PLEASE", Kind.SOS, "help me"),
+        ("please help", Kind.SOS, "help"),
+        ("call an ambulance", Kind.SOS, "call an ambulance"),
+        ("i'm fine", Kind.CANCEL, "i'm fine"),
+        ("im fine", Kind.CANCEL, "i'm fine"),
+        ("hey anbu", Kind.WAKE, "hey anbu"),
+        ("hey anbu yes", Kind.CHECKIN, "yes"),
+    ],
+)
+def test_english(en: Spotter, heard: str, kind: Kind, phrase: str) -> None:
+    detection = en.hear(heard, now=0)
+    assert detection is not None and (detection.kind, detection.phrase) == (kind, phrase)
+
+
+@pytest.mark.parametrize("heard", ["helpful", "the helper", "cancellation", "yes"])
+def test_english_matches_whole_words_only(en: Spotter, heard: str) -> None:
+    assert en.hear(heard, now=0) is None
+
+
+def test_normalise_is_idempotent() -> None:
+    for text, lang in [("살려 주세요", "ko"), ("Help Me!", "en")]:
+        once = normalise(text, lang)
+        assert normalise(once, lang) == once
