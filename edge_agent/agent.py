@@ -94,6 +94,7 @@ class Agent:
         self.link: LinkLike | None = None
         self.led: FeedbackLike | None = None
         self.voice: VoiceLike | None = None
+        self.parts: list[object] = []  # sensors etc., closed on stop
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._sos_item: tuple[str, int] | None = None  # (message id, outbox id) being delivered
@@ -259,6 +260,10 @@ class Agent:
             t.join(timeout=2)
         if self.voice is not None:
             self.voice.stop()
+        for part in self.parts:
+            close = getattr(part, "close", None)
+            if callable(close):
+                close()
         if self.link is not None:
             self.link.stop(5.0)
         self.outbox.close()
