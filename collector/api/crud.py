@@ -1,0 +1,313 @@
+"""The database work behind the routes: queries, creation with caregiver assignment, transitions.
+
+Routes stay thin by calling one function here each. Failures are :class:`NotFound` (404),
+:class:`Conflict` (409) or :class:`collector.domain.lifecycle.InvalidTransition` (409); the app maps
+them to HTTP in ``collector.main``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import CursorResult, Select, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from collector.api.models import CaregiverCreate, DeviceCreate, HouseholdCreate
+from collector.domain import lifecycle
+from collector.domain.assignment import CAPACITY, CaregiverLoad, choose_caregiver
+from collector.store.models import (
+    Caregiver,
+    DeadLetter,
+    Device,
+    Dispatch,
+    DispatchStatus,
+    Household,
+)
+
+RECENT_DISPATCHES = 20
+_ROW = TypeVar("_ROW")
+
+
+class NotFound(LookupError):
+    """The thing named in the path or body does not exist."""
+
+
+class Conflict(Exception):
+    """The request clashes with what is stored (duplicate id, no caregiver with room...)."""
+
+
+def _page(
+    session: Session, query: Select[_ROW], *, limit: int, offset: int
+) -> tuple[Sequence[_ROW], int]:
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    items = session.scalars(query.limit(limit).offset(offset)).all()
+    return items, total or 0
+
+
+# Caregivers
+
+
+def household_counts(session: Session, caregiver_ids: Sequence[int]) -> dict[int, int]:
+    """How many households each of ``caregiver_ids`` looks after."""
+    if not caregiver_ids:
+        return {}
+    rows = session.execute(
+        select(Household.caregiver_id, func.count())
+        .where(Household.caregiver_id.in_(caregiver_ids))
+        .group_by(Household.caregiver_id)
+    ).all()
+    counts = {cid: 0 for cid in caregiver_ids}
+    counts.update({cid: n for cid, n in rows if cid is not None})
+    return counts
+
+
+def list_caregivers(
+    session: Session, *, district: str | None, limit: int, offset: int
+) -> tuple[Sequence[Caregiver], int]:
+    query = select(Caregiver).order_by(Caregiver.id)
+    if district is not None:
+        query = query.where(Caregiver.district == district)
+    return _page(session, query, limit=limit, offset=offset)
+
+
+def create_caregiver(session: Session, data: CaregiverCreate) -> Caregiver:
+    caregiver = Caregiver(**data.model_dump())
+    session.add(caregiver)
+    session.commit()
+    return caregiver
+
+
+def caregiver_loads(session: Session, district: str) -> list[CaregiverLoad]:
+    """The active caregivers of ``district`` with their household counts, for assignment."""
+    counts = (
+        select(Household.caregiver_id.label("caregiver_id"), func.count().label("n"))
+        .group_by(Household.caregiver_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Caregiver.id, Caregiver.district, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.caregiver_id == Caregiver.id)
+        .where(Caregiver.district == district, Caregiver.active.is_(True))
+    ).all()
+    return [CaregiverLoad(id=cid, district=d, households=n) for cid, d, n in rows]
+
+
+# Households
+
+
+def list_households(
+    session: Session, *, district: str | None, limit: int, offset: int
+) -> tuple[Sequence[Household], int]:
+    query = select(Household).order_by(Household.id)
+    if district is not None:
+        query = query.where(Household.district == district)
+    return _page(session, query, limit=limit, offset=offset)
+
+
+def get_household(session: Session, household_id: str) -> Household:
+    household = session.get(
+        Household,
+        household_id,
+        options=[selectinload(Household.devices), selectinload(Household.caregiver)],
+    )
+    if household is None:
+        raise NotFound(f"household {household_id!r} not found")
+    return household
+
+
+def recent_dispatches(session: Session, household_id: str) -> Sequence[Dispatch]:
+    return session.scalars(
+        select(Dispatch)
+        .where(Dispatch.household_id == household_id)
+        .options(selectinload(Dispatch.household))
+        .order_by(Dispatch.created_at.desc(), Dispatch.id.desc())
+        .limit(RECENT_DISPATCHES)
+    ).all()
+
+
+def create_household(session: Session, data: HouseholdCreate, *, now: dt.datetime) -> Household:
+    """Store a household; assign the district's least-loaded caregiver with room if none given."""
+    if session.get(Household, data.id) is not None:
+        raise Conflict(f"household {data.id!r} already exists")
+    caregiver_id = data.caregiver_id
+    if caregiver_id is None:
+        caregiver_id = _assign(session, data)
+    else:
+        caregiver = session.get(Caregiver, caregiver_id)
+        if caregiver is None:
+            raise NotFound(f"caregiver {caregiver_id} not found")
+        if not caregiver.active:
+            raise Conflict(f"caregiver {caregiver_id} ({caregiver.name}) is not active")
+    household = Household(
+        **data.model_dump(exclude={"caregiver_id"}), caregiver_id=caregiver_id, created_at=now
+    )
+    session.add(household)
+    _commit(session, f"household {data.id!r} already exists")
+    return household
+
+
+def _assign(session: Session, data: HouseholdCreate) -> int:
+    loads = caregiver_loads(session, data.district)
+    where = (
+        (data.latitude, data.longitude)
+        if data.latitude is not None and data.longitude is not None
+        else None
+    )
+    chosen = choose_caregiver(data.district, loads, where=where)
+    if chosen is not None:
+        return chosen
+    if not loads:
+        raise Conflict(
+            f"district {data.district!r} has no active caregiver: add one "
+            "(POST /api/v1/caregivers) or give caregiver_id"
+        )
+    raise Conflict(
+        f"all {len(loads)} active caregivers of district {data.district!r} already look after "
+        f"{CAPACITY} households: add a caregiver or give caregiver_id"
+    )
+
+
+# Devices
+
+
+def list_devices(
+    session: Session, *, household_id: str | None, limit: int, offset: int
+) -> tuple[Sequence[Device], int]:
+    query = select(Device).order_by(Device.id)
+    if household_id is not None:
+        query = query.where(Device.household_id == household_id)
+    return _page(session, query, limit=limit, offset=offset)
+
+
+def get_device(session: Session, device_id: str) -> Device:
+    device = session.get(Device, device_id)
+    if device is None:
+        raise NotFound(f"device {device_id!r} not found")
+    return device
+
+
+def register_device(session: Session, data: DeviceCreate) -> Device:
+    if session.get(Household, data.household_id) is None:
+        raise NotFound(f"household {data.household_id!r} not found")
+    if session.get(Device, data.id) is not None:
+        raise Conflict(f"device {data.id!r} is already registered")
+    device = Device(id=data.id, household_id=data.household_id)
+    session.add(device)
+    _commit(session, f"device {data.id!r} is already registered")
+    return device
+
+
+# Dispatches
+
+
+def list_dispatches(
+    session: Session,
+    *,
+    status: DispatchStatus | None,
+    district: str | None,
+    household_id: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[Sequence[Dispatch], int]:
+    query = (
+        select(Dispatch)
+        .options(selectinload(Dispatch.household))
+        .order_by(Dispatch.created_at.desc(), Dispatch.id.desc())
+    )
+    if status is not None:
+        query = query.where(Dispatch.status == status)
+    if district is not None:
+        query = query.join(Household).where(Household.district == district)
+    if household_id is not None:
+        query = query.where(Dispatch.household_id == household_id)
+    return _page(session, query, limit=limit, offset=offset)
+
+
+def get_dispatch(session: Session, dispatch_id: int) -> Dispatch:
+    dispatch = session.get(
+        Dispatch,
+        dispatch_id,
+        options=[selectinload(Dispatch.household), selectinload(Dispatch.notifications)],
+    )
+    if dispatch is None:
+        raise NotFound(f"dispatch {dispatch_id} not found")
+    # Oldest first; the collection has no order of its own and sorting it writes nothing.
+    dispatch.notifications.sort(key=lambda n: (n.created_at, n.id))
+    return dispatch
+
+
+def lifecycle_of(dispatch: Dispatch) -> lifecycle.Lifecycle:
+    outcome = lifecycle.Outcome(dispatch.outcome) if dispatch.outcome else None
+    return lifecycle.Lifecycle(
+        status=lifecycle.Status(dispatch.status.value),
+        acknowledged_at=dispatch.acknowledged_at,
+        acknowledged_by=dispatch.acknowledged_by,
+        resolved_at=dispatch.resolved_at,
+        outcome=outcome,
+        note=dispatch.note,
+    )
+
+
+def transition_dispatch(
+    session: Session, dispatch_id: int, event: lifecycle.Event, *, now: dt.datetime
+) -> Dispatch:
+    """Apply ``event`` to the stored dispatch; raises ``InvalidTransition`` if it is not allowed.
+
+    The write is conditional on the status just read, so when two caregivers press "acknowledge"
+    at once exactly one wins and the other is told who did.
+    """
+    dispatch = get_dispatch(session, dispatch_id)
+    for _ in range(3):
+        before = lifecycle_of(dispatch)
+        after = lifecycle.apply(before, event, now=now)
+        values: dict[str, Any] = {
+            "status": DispatchStatus(after.status.value),
+            "acknowledged_at": after.acknowledged_at,
+            "acknowledged_by": after.acknowledged_by,
+            "resolved_at": after.resolved_at,
+            "outcome": after.outcome.value if after.outcome else None,
+            "note": after.note,
+        }
+        if not after.escalates:
+            values["next_escalation_at"] = None
+        result = cast(
+            CursorResult[Any],
+            session.execute(
+                update(Dispatch)
+                .where(
+                    Dispatch.id == dispatch_id,
+                    Dispatch.status == DispatchStatus(before.status.value),
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ),
+        )
+        if result.rowcount == 1:
+            session.commit()
+            session.refresh(dispatch)
+            return dispatch
+        # Someone else moved it between our read and our write: look again.
+        session.rollback()
+        session.refresh(dispatch)
+    raise Conflict(f"dispatch {dispatch_id} keeps changing; try again")
+
+
+# Dead letters
+
+
+def list_dead_letters(
+    session: Session, *, limit: int, offset: int
+) -> tuple[Sequence[DeadLetter], int]:
+    query = select(DeadLetter).order_by(DeadLetter.received_at.desc(), DeadLetter.id.desc())
+    return _page(session, query, limit=limit, offset=offset)
+
+
+def _commit(session: Session, duplicate: str) -> None:
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict(duplicate) from exc

@@ -1,0 +1,12 @@
+"""``/api/v1``: every route here needs the bearer token."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from collector.api.deps import require_token
+from collector.api.routes import caregivers, dead_letters, devices, dispatches, households
+
+api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+for module in (caregivers, households, devices, dispatches, dead_letters):
+    api_router.include_router(module.router)
