@@ -183,6 +183,31 @@ def test_outbox_drains_in_order_after_a_broker_restart(
     assert harness.connection_changes == [True, False, True]
 
 
+def test_unacknowledged_items_are_sent_again_after_the_broker_is_killed(
+    broker: Broker, outbox: Outbox, harness: LinkHarness
+) -> None:
+    put_events(outbox, 400)
+    config = BrokerConfig(
+        url=broker.url,
+        username="dev-1",
+        password=broker.password("dev-1"),
+        reconnect_min_s=0.5,  # time for the collector below to subscribe first
+        reconnect_max_s=0.6,
+    )
+    link = harness.link(config, max_in_flight=5)
+    link.start()
+    wait_until(lambda: link.published_count >= 20)
+    broker.kill()  # with items in flight
+    wait_until(lambda: not link.is_connected)
+    remaining = [item.payload for item in outbox.pending(1000)]
+    assert remaining, "the whole outbox drained before the kill; make it bigger"
+    broker.start()
+    with TestClient(broker, "collector") as collector:
+        collector.subscribe(SOS_TOPIC)
+        assert receive(collector, len(remaining)) == remaining
+    wait_until(lambda: outbox.depth() == 0)
+
+
 def test_refused_publish_stays_in_the_outbox_and_is_retried(
     broker: Broker, outbox: Outbox, harness: LinkHarness, caplog: pytest.LogCaptureFixture
 ) -> None:
