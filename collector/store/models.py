@@ -79,6 +79,8 @@ class Priority(enum.StrEnum):
 
 class NotificationStatus(enum.StrEnum):
     PENDING = "pending"
+    SENDING = "sending"
+    """Claimed by a notification worker; ``next_attempt_at`` is then the end of its lease."""
     SENT = "sent"
     FAILED = "failed"
 
