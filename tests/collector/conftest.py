@@ -87,6 +87,11 @@ class FakeRuntime:
 
 
 @pytest.fixture
+def api_token() -> str:
+    return API_TOKEN
+
+
+@pytest.fixture
 def settings(database: Database) -> CollectorSettings:
     return CollectorSettings(api_token=API_TOKEN, database_url=database.url)
 
