@@ -52,10 +52,11 @@ class FeedbackLike(Protocol):
 
 
 class VoiceLike(Protocol):
-    speech_s: float
     wake_word_count: int
     interactions: int
 
+    @property
+    def speech_s(self) -> float: ...
     @property
     def audio_overruns(self) -> int: ...
     def start(self) -> None: ...

@@ -48,23 +48,56 @@ def build_agent(
     return agent
 
 
+def _ignore(_result: object) -> None:
+    return None
+
+
 def attach_gpio(agent: Agent, config: DeviceConfig) -> None:
     """SOS button, PIR and status LED on the pins the config names (gpiozero)."""
     from edge_agent.sensors import MotionDetector, SosButton, StatusLed
+    from edge_agent.sos import Feedback
 
     gpio = config.gpio
-    agent.led = StatusLed(gpio.led_pin)
+    led = StatusLed.from_config(gpio)
+    agent.led = led
+    agent.parts.append(led)
     agent.parts.append(
-        SosButton(
-            gpio.sos_button_pin,
-            long_press_s=gpio.long_press_s,
-            on_sos=lambda: agent.raise_sos("button"),
-            on_cancel=lambda: agent.request_cancel("button"),
+        SosButton.from_config(
+            gpio,
+            on_sos=lambda: _ignore(agent.raise_sos("button")),
+            on_cancel=lambda: _ignore(agent.request_cancel("button")),
+            # a voice SOS can be withdrawn with a long press too
+            sos_pending=lambda: agent.tracker.feedback
+            in (Feedback.SENDING, Feedback.SENT, Feedback.CONFIRMED),
+            cancel_window_s=config.cancel_window_s,
         )
     )
-    agent.parts.append(MotionDetector(gpio.pir_pin, on_motion=agent.on_motion))
+    agent.parts.append(MotionDetector.from_config(gpio, on_motion=agent.on_motion))
 
 
 def attach_voice(agent: Agent, config: DeviceConfig) -> None:
-    """Microphone → voice-activity gate → Vosk (grammar) → spotter."""
-    raise NotImplementedError
+    """Microphone → voice-activity gate → Vosk (grammar) → spotter, on its own thread."""
+    from edge_agent.audio import SoundDeviceSource
+    from edge_agent.recognizer import ModelError, VoskRecognizer
+    from edge_agent.spotter import Spotter
+    from edge_agent.vad import VoiceActivityGate
+    from edge_agent.voice import VoicePipeline
+
+    if config.voice.model_path is None:
+        raise ModelError(
+            "voice.model_path is not set: give the unpacked Vosk model directory in the config "
+            "(see README, 'Speech model'), or run with --no-audio"
+        )
+    recognizer = VoskRecognizer(config.voice.model_path, agent.phrases, config.voice.manifest)
+    audio = config.audio
+    agent.voice = VoicePipeline(
+        SoundDeviceSource(audio),
+        VoiceActivityGate(
+            threshold_db=audio.vad_threshold_db,
+            preroll_ms=audio.preroll_ms,
+            hangover_ms=audio.hangover_ms,
+        ),
+        recognizer,
+        Spotter(agent.phrases),
+        on_detection=agent.on_detection,
+    )
