@@ -1,0 +1,58 @@
+"""Stand-ins for adapters that cannot run here. The one place ``Fake…`` classes live.
+
+``FakeRecognizer`` exists because no Vosk model can be downloaded on the build machines: it is a
+stand-in for :class:`edge_agent.recognizer.VoskRecognizer`, never used on a device.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+
+class FakeRecognizer:
+    """A stand-in because no Vosk model can be downloaded here.
+
+    It does not listen: it returns the next transcript of ``script`` at each segment end
+    (``flush``) — or raises it, if it is an exception — and records every byte it is fed, per
+    segment, so tests can check what the recogniser would have heard (and that it heard nothing
+    during silence).
+
+    >>> rec = FakeRecognizer(["살려 주세요"])
+    >>> rec.accept(b"\\x00\\x00"), rec.flush(), rec.flush()
+    (None, '살려 주세요', None)
+    >>> rec.segments
+    [b'\\x00\\x00', b'']
+    """
+
+    def __init__(self, script: Iterable[str | Exception | None] = ()) -> None:
+        self._script: deque[str | Exception | None] = deque(script)
+        self.segments: list[bytes] = []
+        """Audio of each finished segment, in order."""
+        self._current = bytearray()
+        self.resets = 0
+
+    @property
+    def fed_bytes(self) -> int:
+        """Everything accepted so far, finished segments and the current one."""
+        return sum(map(len, self.segments)) + len(self._current)
+
+    @property
+    def current(self) -> bytes:
+        return bytes(self._current)
+
+    def accept(self, block: bytes) -> str | None:
+        self._current += block
+        return None
+
+    def flush(self) -> str | None:
+        self.segments.append(bytes(self._current))
+        self._current.clear()
+        step = self._script.popleft() if self._script else None
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    def reset(self) -> None:
+        self.resets += 1
+        self._current.clear()

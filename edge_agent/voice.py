@@ -1,0 +1,137 @@
+"""The voice path in one thread: microphone → voice-activity gate → recogniser → phrase spotter.
+
+The recogniser hears audio only inside a gate segment (pre-roll first), so a quiet home costs one
+RMS per block. Each transcript goes to the spotter with the injected clock's time; a detection goes
+to ``on_detection``. A failing recogniser or callback is logged and the loop carries on: the voice
+path must outlive a bad utterance.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from edge_agent.audio import AudioSource
+from edge_agent.recognizer import Recognizer
+from edge_agent.spotter import Detection, Kind, Spotter
+from edge_agent.vad import Audio, GateEvent, SegmentStart, VoiceActivityGate
+
+log = logging.getLogger("anbu.agent.voice")
+
+
+class VoicePipeline:
+    """Runs the voice path on its own thread between ``start()`` and ``stop()``.
+
+    >>> pipeline = VoicePipeline(mic, gate, vosk, spotter, on_detection=print)  # doctest: +SKIP
+    >>> pipeline.start(); ...; pipeline.stop()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        source: AudioSource,
+        gate: VoiceActivityGate,
+        recognizer: Recognizer,
+        spotter: Spotter,
+        on_detection: Callable[[Detection], None],
+        clock: Callable[[], float] = time.monotonic,
+        read_timeout_s: float = 0.2,
+    ) -> None:
+        self.source = source
+        self.gate = gate
+        self.recognizer = recognizer
+        self.spotter = spotter
+        self.on_detection = on_detection
+        self.clock = clock
+        self.read_timeout_s = read_timeout_s
+        self.utterances = 0
+        """Non-empty transcripts (including ``[unk]``: someone said something)."""
+        self.wake_word_count = 0
+        """Bare wake words heard (``Kind.WAKE`` detections)."""
+        self.interactions = 0
+        """Detections of any kind: SOS, cancel, wake word, check-in answer."""
+        self.errors = 0
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def speech_s(self) -> float:
+        """Seconds of audio the gate judged to be voice."""
+        return self.gate.speech_s
+
+    @property
+    def audio_overruns(self) -> int:
+        return self.source.overruns
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stopping.clear()
+        self.source.start()
+        self._thread = threading.Thread(target=self._run, name="anbu-voice", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop reading, then close an open segment (its transcript is still spotted)."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stopping.set()
+        thread.join(timeout_s)
+        self.source.stop()
+        for event in self.gate.close():
+            self._handle(event)
+
+    def process(self, block: bytes) -> None:
+        """One block through gate, recogniser and spotter (the thread calls this; so may tests)."""
+        for event in self.gate.process(block):
+            self._handle(event)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            block = self.source.read(self.read_timeout_s)
+            if block is not None:
+                self.process(block)
+
+    def _handle(self, event: GateEvent) -> None:
+        try:
+            if isinstance(event, SegmentStart):
+                self.recognizer.reset()
+                text = self.recognizer.accept(event.preroll) if event.preroll else None
+            elif isinstance(event, Audio):
+                text = self.recognizer.accept(event.block)
+            else:
+                text = self.recognizer.flush()
+        except Exception:
+            self.errors += 1
+            log.exception("recogniser failed; dropping this utterance")
+            self._safe_reset()
+            return
+        if text:
+            self._hear(text)
+
+    def _hear(self, transcript: str) -> None:
+        self.utterances += 1
+        detection = self.spotter.hear(transcript, self.clock())
+        if detection is None:
+            return
+        self.interactions += 1
+        if detection.kind is Kind.WAKE:
+            self.wake_word_count += 1
+        log.info("heard %s (%s)", detection.kind.value, detection.phrase)
+        try:
+            self.on_detection(detection)
+        except Exception:
+            self.errors += 1
+            log.exception("on_detection failed for %s", detection)
+
+    def _safe_reset(self) -> None:
+        try:
+            self.recognizer.reset()
+        except Exception:
+            log.exception("recogniser reset failed")
