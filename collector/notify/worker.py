@@ -72,7 +72,9 @@ class NotificationWorker:
 
     ``notifiers`` maps a channel name ("email", "sms") to its notifier; a notification on a
     channel with no notifier is marked failed with the reason, never dropped silently.
-    ``clock`` returns the aware UTC time used for every timestamp written.
+    ``clock`` returns the aware UTC time used for every timestamp written. ``threads`` is per
+    channel: up to that many e-mails and that many SMS are sent at once. ``lease_s`` must exceed
+    the longest a send can take (the notifiers' timeouts), or a slow send may be repeated.
 
     Example::
 
@@ -176,12 +178,12 @@ class NotificationWorker:
             # Cleared before polling, so a wake() that arrives during the poll is not lost.
             self._wake.clear()
             try:
-                self.poll_once()
+                self._poll_once()
             except Exception:
                 _LOG.exception("notification poll failed", extra={"event": "notify_poll_failed"})
             self._wake.wait(self.poll_interval_s)
 
-    def poll_once(self) -> int:
+    def _poll_once(self) -> int:
         """Settle unsendable rows and start sending what is due; how many sends were started."""
         now = self._clock()
         self._fail_unconfigured(now)
