@@ -292,3 +292,105 @@ def test_not_json_is_reported(database: Database, tmp_path: Path) -> None:
     path.write_text("id,name\n", encoding="utf-8")
     with pytest.raises(ValueError, match="not JSON"):
         load_households_json(database, path)
+
+
+# From the command line (``anbu collector init-db | seed | import-households``)
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from collector.cli import main
+
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_init_db_seed_and_import(
+    database: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ANBU_DATABASE_URL", database.url)
+    code, out, _ = run_cli(["init-db"], capsys)
+    assert code == 0
+    assert "households" in json.loads(out)["tables"]
+
+    code, out, _ = run_cli(["seed", "--district", "seodaemun", "--homes", "150"], capsys)
+    assert code == 0
+    assert json.loads(out) == {
+        "district": "seodaemun",
+        "caregivers": 2,
+        "households": 150,
+        "first": "h0001",
+        "last": "h0150",
+        "unassigned": 0,
+    }
+
+    code, out, _ = run_cli(["import-households", str(write(tmp_path, OFFICE))], capsys)
+    assert code == 0
+    assert json.loads(out)["households_created"] == 3
+    with database.session() as session:
+        assert session.scalar(select(func.count()).select_from(Household)) == 153
+
+
+def test_cli_reads_an_env_file_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from_file = tmp_path / "file.sqlite3"
+    env_file = tmp_path / "collector.env"
+    env_file.write_text(f"ANBU_DATABASE_URL=sqlite:///{from_file}\n", encoding="utf-8")
+    assert run_cli(["--env-file", str(env_file), "init-db"], capsys)[0] == 0
+    assert from_file.exists()
+
+    from_env = tmp_path / "sub" / "env.sqlite3"
+    monkeypatch.setenv("ANBU_DATABASE_URL", f"sqlite:///{from_env}")
+    assert run_cli(["init-db", "--env-file", str(env_file)], capsys)[0] == 0
+    assert from_env.exists()
+
+
+def test_cli_bad_settings_name_field_value_and_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ANBU_HTTP_PORT", "eighty")
+    code, _, err = run_cli(["init-db"], capsys)
+    assert code == 2
+    assert "http_port = 'eighty' (from environment variable ANBU_HTTP_PORT)" in err
+
+    monkeypatch.delenv("ANBU_HTTP_PORT")
+    env_file = tmp_path / "prod.env"
+    env_file.write_text("ANBU_ENVIRONMENT=production\nANBU_MQTT_PASSWORD=s3cret\n", "utf-8")
+    code, _, err = run_cli(
+        ["--env-file", str(env_file), "seed", "--district", "x", "--homes", "1"], capsys
+    )
+    assert code == 2
+    assert "api_token = 'changethis' (from default; set ANBU_API_TOKEN)" in err
+    assert "s3cret" not in err
+
+    env_file.write_text("ANBU_MQTT_URL=http://broker\nANBU_API_TOKEN=tok\n", "utf-8")
+    code, _, err = run_cli(["--env-file", str(env_file), "init-db"], capsys)
+    assert code == 2
+    assert f"mqtt_url = 'http://broker' (from {env_file} (ANBU_MQTT_URL))" in err
+
+    code, _, err = run_cli(["--env-file", str(tmp_path / "missing.env")], capsys)
+    assert code == 2
+    assert "no such file" in err
+
+
+def test_cli_seed_refuses_a_bad_district(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ANBU_DATABASE_URL", f"sqlite:///{tmp_path / 'a.sqlite3'}")
+    code, _, err = run_cli(["seed", "--district", "서대문구", "--homes", "1"], capsys)
+    assert code == 2
+    assert "district='서대문구'" in err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["seed", "--help"], ["init-db", "--help"]])
+def test_cli_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from collector.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 0
+    assert "usage: anbu collector" in capsys.readouterr().out
