@@ -132,7 +132,8 @@ class MotionDetector:
     """A PIR sensor (HC-SR501): counts motion *episodes* for the heartbeat.
 
     Wiring: sensor VCC to 5 V, GND to GND, OUT to BCM 4 (``gpio.pir_pin``); OUT is 3.3 V high while
-    it sees movement, so no pull-up is needed.
+    it sees movement. The internal pull-down (``pull_down=True``) keeps a loose wire reading "no
+    motion" rather than random activity that would hide a resident's inactivity.
 
     gpiozero's first sample only sets the initial state without firing ``when_motion``; if someone
     is already moving when the agent starts, that episode is counted here instead of lost.
@@ -149,6 +150,7 @@ class MotionDetector:
         on_motion: Callable[[], None] | None = None,
         on_no_motion: Callable[[], None] | None = None,
         settle_s: float = 1.0,
+        pull_down: bool = True,
         pin_factory: Any = None,
     ) -> None:
         self.on_motion = on_motion
@@ -157,7 +159,12 @@ class MotionDetector:
         """Times motion started since the agent started."""
         self._lock = threading.Lock()
         self._edge_seen = False
-        self._sensor = MotionSensor(pin, pull_up=False, pin_factory=pin_factory)
+        self._sensor = MotionSensor(
+            pin,
+            pull_up=False if pull_down else None,
+            active_state=None if pull_down else True,
+            pin_factory=pin_factory,
+        )
         self._sensor.when_motion = self._motion
         self._sensor.when_no_motion = self._no_motion
         self._count_initial_motion(settle_s)
