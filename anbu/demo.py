@@ -89,7 +89,7 @@ class Caregivers:
         if reply.status_code != 200:
             return
         data = reply.json()
-        items = data["items"] if isinstance(data, dict) else data
+        items = data["data"] if isinstance(data, dict) else data
         for d in items:
             plan = self.plan.setdefault(
                 d["id"], (now + self.rng.uniform(5, 40), now + self.rng.uniform(45, 90))
