@@ -1,13 +1,13 @@
 """Collector fixtures: a real database on both backends, and the HTTP app over it.
 
-``database`` is parametrised: every test that uses it runs once on SQLite (a temp file) and once on
-PostgreSQL (a fresh database on one throwaway server per test session). PostgreSQL tests are
-skipped, with the reason, where the server binaries are missing.
+``database`` is parametrised: every test that uses it runs once on SQLite (a new temp file) and
+once on PostgreSQL (one throwaway server and database per test session, emptied with
+``TRUNCATE ... RESTART IDENTITY`` before each test, which is ~7x faster than a new database).
+PostgreSQL tests are skipped, with the reason, where the server binaries are missing.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,14 +15,15 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from collector.main import create_app
 from collector.settings import CollectorSettings
 from collector.store.db import Database
+from collector.store.models import Base
 from tests.support.postgres import PostgresServer, PostgresUnavailable, start_postgres
 
 API_TOKEN = "test-api-token"
-_database_numbers = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +38,29 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_database(postgres_server: PostgresServer) -> Iterator[Database]:
+    """One database with the schema for the whole session; ``database`` empties it per test."""
+    db = Database(postgres_server.create_database("anbu_test"))
+    db.create_schema()
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+def _empty(db: Database) -> None:
+    """Every table emptied and every id sequence back at 1: as good as a fresh database."""
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    with db.engine.begin() as conn:
+        # A test that left a transaction open must not hang the next one.
+        conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """An empty Anbu schema on SQLite or PostgreSQL."""
+    """An empty Anbu schema on SQLite (a new file) or PostgreSQL (emptied before the test)."""
     if request.param == "sqlite":
         db = Database(f"sqlite:///{tmp_path / 'anbu.sqlite3'}")
         db.create_schema()
@@ -48,15 +69,10 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         finally:
             db.dispose()
         return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    name = f"anbu_test_{next(_database_numbers)}"
-    db = Database(server.create_database(name))
-    db.create_schema()
-    try:
-        yield db
-    finally:
-        db.dispose()
-        server.drop_database(name)
+    db = request.getfixturevalue("postgres_database")
+    db.create_schema()  # in case a test dropped tables
+    _empty(db)
+    yield db
 
 
 class FakeRuntime:
