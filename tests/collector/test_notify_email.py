@@ -152,7 +152,7 @@ def test_a_5xx_for_the_recipient_is_permanent(smtp_server: SmtpServer) -> None:
             email.send("gone@example.org", "s", "b", reference="r")
         assert caught.value.permanent
         assert "550" in caught.value.message
-        # The connection is still good for the next person.
+        # The next recipient is not affected.
         email.send("jiwon@example.org", "s", "b", reference="r2")
     assert smtp_server.wait_for(1)[0].rcpt_tos == ["jiwon@example.org"]
 
