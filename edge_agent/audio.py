@@ -214,6 +214,11 @@ class SoundDeviceSource:
     def overruns(self) -> int:
         return self.dropped_blocks + self.input_overflows
 
+    @property
+    def active(self) -> bool:
+        """True while PortAudio is delivering audio (False after a USB microphone is unplugged)."""
+        return self._stream is not None and bool(self._stream.active)
+
     def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
         if status.input_overflow:
             self.input_overflows += 1

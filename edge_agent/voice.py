@@ -24,6 +24,9 @@ log = logging.getLogger("anbu.agent.voice")
 class VoicePipeline:
     """Runs the voice path on its own thread between ``start()`` and ``stop()``.
 
+    ``on_detection`` is called on that thread (or, for an utterance cut off by ``stop()``, on the
+    caller's): keep it quick — hand the detection over, do not send or speak from it.
+
     >>> pipeline = VoicePipeline(mic, gate, vosk, spotter, on_detection=print)  # doctest: +SKIP
     >>> pipeline.start(); ...; pipeline.stop()  # doctest: +SKIP
     """
@@ -84,6 +87,9 @@ class VoicePipeline:
         self._stopping.set()
         thread.join(timeout_s)
         self.source.stop()
+        if thread.is_alive():  # stuck in the recogniser or a callback: do not race it
+            log.warning("voice thread did not stop within %.1f s", timeout_s)
+            return
         for event in self.gate.close():
             self._handle(event)
 

@@ -153,8 +153,9 @@ CAPTURE = textwrap.dedent(
     deadline = time.monotonic() + 10
     while len(got) < args["want_bytes"] and time.monotonic() < deadline:
         got += src.read(0.5) or b""
+    active = src.active
     src.stop()
-    print(json.dumps({"overruns": src.overruns}), file=sys.stderr)
+    print(json.dumps({"overruns": src.overruns, "active": active}), file=sys.stderr)
     sys.stdout.buffer.write(bytes(got))
     """
 )
@@ -185,7 +186,7 @@ def test_sounddevice_stream_delivers_a_known_file_intact(tmp_path: Path) -> None
     with mic:
         got, info = capture(mic, {"device": "testmic"}, want_bytes=len(sent) + 3200)
     assert got.startswith(sent)
-    assert info["overruns"] == 0
+    assert info["overruns"] == 0 and info["active"]
 
 
 @needs_alsa
