@@ -10,7 +10,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from collector.api import crud
 from collector.api.deps import utc_now
+from collector.domain.lifecycle import Acknowledge, InvalidTransition, Outcome, Resolve
 from collector.store.db import Database
 from collector.store.models import (
     Caregiver,
@@ -263,3 +265,31 @@ def test_every_outcome_is_accepted(client: TestClient, database: Database) -> No
     for outcome in outcomes:
         dispatch_id = add_dispatch(database)
         assert resolve(client, dispatch_id, outcome=outcome).json()["outcome"] == outcome
+
+
+def test_two_people_acknowledging_at_once_one_wins(database: Database) -> None:
+    dispatch_id = add_dispatch(database)
+    with database.session() as slow:
+        # Held, so the slow session keeps this stale copy (its identity map is weak).
+        stale = crud.get_dispatch(slow, dispatch_id)
+        assert stale.status is DispatchStatus.OPEN
+        with database.session() as fast:
+            crud.transition_dispatch(fast, dispatch_id, Acknowledge("김미영"), now=NOW)
+        with pytest.raises(InvalidTransition, match="already acknowledged by 김미영"):
+            crud.transition_dispatch(slow, dispatch_id, Acknowledge("박정호"), now=NOW)
+        assert stale.acknowledged_by == "김미영"
+
+
+def test_resolving_a_dispatch_someone_just_acknowledged_keeps_their_name(
+    database: Database,
+) -> None:
+    dispatch_id = add_dispatch(database)
+    with database.session() as slow:
+        stale = crud.get_dispatch(slow, dispatch_id)
+        assert stale.status is DispatchStatus.OPEN
+        with database.session() as fast:
+            crud.transition_dispatch(fast, dispatch_id, Acknowledge("김미영"), now=T0)
+        event = Resolve(Outcome.PHONED_OK, None, "박정호")
+        resolved = crud.transition_dispatch(slow, dispatch_id, event, now=NOW)
+        assert resolved is stale
+        assert (resolved.status, resolved.acknowledged_by) == (DispatchStatus.RESOLVED, "김미영")
