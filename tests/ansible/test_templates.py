@@ -1,0 +1,581 @@
+"""The provisioning templates, rendered with the example inventory and read by the real consumers.
+
+Each template in ``firmware_config/templates/`` is rendered with plain jinja2 (Ansible's
+``trim_blocks`` and its ``comment`` filter) using the variables the example inventory and the
+role's defaults give one host, in Ansible's precedence order. The result is then handed to what
+reads it in production: the agent's config loader, the collector's settings model, a real
+mosquitto (with real certificates and MQTT clients on both sides of the ACL), and
+``systemd-analyze verify``. Ansible itself (``--syntax-check``, ``ansible-lint``) runs when it is
+installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pytest
+
+from firmware_config.device import load_device_config
+from tests.support.certs import CertBundle, make_cert_bundle
+from tests.support.mosquitto import Broker
+from tests.support.mqtt_client import ConnectFailed, TestClient
+
+yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the Ansible inventory")
+
+REPO = Path(__file__).resolve().parents[2]
+ANSIBLE_DIR = REPO / "ansible"
+ROLES_DIR = ANSIBLE_DIR / "roles"
+INVENTORY_DIR = ANSIBLE_DIR / "inventories" / "example"
+TEMPLATES_DIR = REPO / "firmware_config" / "templates"
+ANSIBLE_MANAGED = "Ansible managed"
+MANAGED_HEADER = f"#\n# {ANSIBLE_MANAGED}\n#\n"
+NOT_AUTHORIZED = 0x87
+EDGE_HOSTS = ("pi-dongjak-0001", "pi-dongjak-0002")
+CLOUD_HOST = "cloud-1"
+
+
+# --- variables, the way Ansible would assemble them for one host --------------------------------
+
+
+def _yaml(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data or {}
+
+
+def _host_groups(host: str) -> tuple[list[tuple[int, str, dict[str, Any]]], dict[str, Any]]:
+    """Groups ``host`` belongs to as (depth, name, inventory-file vars), and its host vars."""
+    tree = _yaml(INVENTORY_DIR / "hosts.yml")
+    groups: dict[str, tuple[int, dict[str, Any]]] = {}
+    host_vars: dict[str, Any] = {}
+
+    def walk(name: str, node: Mapping[str, Any] | None, chain: list[tuple[int, str, dict]]) -> None:
+        node = node or {}
+        here = [*chain, (len(chain), name, dict(node.get("vars") or {}))]
+        hosts = node.get("hosts") or {}
+        if host in hosts:
+            host_vars.update(hosts[host] or {})
+            for depth, group, group_vars in here:
+                groups[group] = (depth, group_vars)
+        for child, child_node in (node.get("children") or {}).items():
+            walk(child, child_node, here)
+
+    for name, node in tree.items():
+        walk(name, node, [])
+    groups.setdefault("all", (0, {}))
+    ordered = sorted((depth, name, gvars) for name, (depth, gvars) in groups.items())
+    return ordered, host_vars
+
+
+def _group_vars_files(group: str) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    file = INVENTORY_DIR / "group_vars" / f"{group}.yml"
+    if file.is_file():
+        merged.update(_yaml(file))
+    directory = INVENTORY_DIR / "group_vars" / group
+    if directory.is_dir():
+        for part in sorted(directory.glob("*.yml")):
+            merged.update(_yaml(part))
+    return merged
+
+
+def _regex_replace(value: str, pattern: str, replacement: str = "") -> str:
+    return re.sub(pattern, replacement, value)
+
+
+def _environment(native: bool = False) -> jinja2.Environment:
+    env = jinja2.Environment(
+        trim_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701 - configuration files, not HTML
+    )
+    env.filters["basename"] = os.path.basename
+    env.filters["regex_replace"] = _regex_replace
+    env.filters["comment"] = lambda text: f"#\n# {text}\n#"
+    env.tests["match"] = lambda value, pattern: re.match(pattern, str(value)) is not None
+    env.tests["search"] = lambda value, pattern: re.search(pattern, str(value)) is not None
+    return env
+
+
+_SINGLE_EXPRESSION = re.compile(r"^\{\{(.*)\}\}$", re.DOTALL)
+
+
+def _render_value(env: jinja2.Environment, value: Any, context: Mapping[str, Any]) -> Any:
+    """Template one variable's value; a lone ``{{ expr }}`` keeps its type, as in Ansible."""
+    if isinstance(value, str) and "{{" in value:
+        whole = _SINGLE_EXPRESSION.match(value.strip())
+        if whole and "{{" not in whole.group(1):
+            return env.compile_expression(whole.group(1))(**context)
+        return env.from_string(value).render(**context)
+    if isinstance(value, list):
+        return [_render_value(env, item, context) for item in value]
+    if isinstance(value, dict):
+        return {k: _render_value(env, v, context) for k, v in value.items()}
+    return value
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value
+    if isinstance(value, list):
+        return any(_has_template(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_template(item) for item in value.values())
+    return False
+
+
+def host_vars(host: str, role: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every variable ``role`` sees on ``host``, templated to plain values.
+
+    Order (later wins), as Ansible applies it for the sources this inventory uses: role defaults,
+    inventory-file group vars, group_vars/ files (``all`` first, then by depth), inventory-file
+    host vars, role vars; then ``overrides`` (like ``-e``).
+    """
+    groups, inventory_host_vars = _host_groups(host)
+    merged: dict[str, Any] = {}
+    merged.update(_yaml(ROLES_DIR / role / "defaults" / "main.yml"))
+    for _depth, _name, group_vars in groups:
+        merged.update(group_vars)
+    for _depth, name, _group_vars in groups:
+        merged.update(_group_vars_files(name))
+    merged.update(inventory_host_vars)
+    merged.update(_yaml(ROLES_DIR / role / "vars" / "main.yml"))
+    merged.update(overrides or {})
+    merged.update(
+        inventory_hostname=host,
+        inventory_dir=str(INVENTORY_DIR),
+        playbook_dir=str(ANSIBLE_DIR),
+        role_path=str(ROLES_DIR / role),
+        ansible_managed=ANSIBLE_MANAGED,
+    )
+    env = _environment()
+    for _ in range(20):
+        pending = {k: v for k, v in merged.items() if _has_template(v)}
+        if not pending:
+            return merged
+        progressed = False
+        for key, value in pending.items():
+            try:
+                rendered = _render_value(env, value, merged)
+            except jinja2.UndefinedError:
+                continue  # depends on something not resolved yet
+            if rendered != value:
+                merged[key] = rendered
+                progressed = True
+        if not progressed:
+            break
+    unresolved = sorted(k for k, v in merged.items() if _has_template(v))
+    raise AssertionError(f"variables of {host}/{role} that never resolve: {unresolved}")
+
+
+def render(template: str, variables: Mapping[str, Any], dest: Path) -> str:
+    """Render ``firmware_config/templates/<template>`` to ``dest``; return the text."""
+    source = (TEMPLATES_DIR / template).read_text(encoding="utf-8")
+    text = _environment().from_string(source).render(**variables)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(text, encoding="utf-8")
+    return text
+
+
+# --- the roles' own consistency ------------------------------------------------------------------
+
+ROLES = ("edge_agent", "mosquitto", "collector")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_defaults_and_argument_specs_agree(role: str) -> None:
+    defaults = _yaml(ROLES_DIR / role / "defaults" / "main.yml")
+    options = _yaml(ROLES_DIR / role / "meta" / "argument_specs.yml")["argument_specs"]["main"][
+        "options"
+    ]
+    for name in [*defaults, *options]:
+        assert name.startswith(f"{role}_"), f"{name} is not prefixed with {role}_"
+    for name, spec in options.items():
+        assert spec.get("description"), f"{name} has no description"
+        if spec.get("required"):
+            assert name not in defaults, f"{name} is required but has a default"
+            assert "default" not in spec, f"{name} is required but the spec gives a default"
+        else:
+            assert name in defaults, f"{name} is optional but missing from defaults/main.yml"
+            assert spec.get("default") == defaults[name], f"{name}: spec and defaults differ"
+    assert set(defaults) <= set(options), f"undocumented: {set(defaults) - set(options)}"
+
+
+@pytest.mark.parametrize("template", sorted(p.name for p in TEMPLATES_DIR.glob("*.j2")))
+def test_every_template_is_rendered_by_a_role(template: str) -> None:
+    tasks = "".join(p.read_text(encoding="utf-8") for p in ROLES_DIR.glob("*/tasks/*.yml"))
+    assert f"_templates_dir }}}}/{template}" in tasks
+
+
+def test_roles_find_the_shared_templates() -> None:
+    for role in ROLES:
+        variables = host_vars(EDGE_HOSTS[0] if role == "edge_agent" else CLOUD_HOST, role)
+        assert Path(variables[f"__{role}_templates_dir"]).resolve() == TEMPLATES_DIR
+
+
+# --- the edge agent's configuration ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", EDGE_HOSTS)
+def test_agent_config_loads_as_a_device_config(host: str, tmp_path: Path) -> None:
+    variables = host_vars(host, "edge_agent")
+    text = render("agent.toml.j2", variables, tmp_path / "agent.toml")
+    assert text.startswith(MANAGED_HEADER)
+
+    config = load_device_config(tmp_path / "agent.toml", environ={})
+
+    assert config.district == "dongjak"
+    assert config.device_id == host
+    assert config.household_id == variables["edge_agent_household_id"]
+    assert config.language == variables["edge_agent_language"]
+    assert config.gpio.sos_button_pin == variables["edge_agent_gpio_sos_button_pin"]
+    assert config.broker.tls and config.broker.port == 8883
+    assert config.broker.cert_file == Path("/etc/anbu/tls/device.crt")
+    assert config.broker.username is None
+    assert config.outbox_path == Path("/var/lib/anbu/outbox.sqlite3")
+    model = Path(variables["edge_agent_models_dir"]) / Path(
+        variables["edge_agent_vosk_model_archive"]
+    ).name.removesuffix(".zip")
+    assert config.voice.model_path == model
+    assert config.voice.manifest == model / "anbu-manifest.json"
+
+
+def test_english_home_gets_the_english_model_and_its_own_pin() -> None:
+    variables = host_vars("pi-dongjak-0002", "edge_agent")
+    assert variables["edge_agent_language"] == "en"
+    assert variables["edge_agent_vosk_model_name"] == "vosk-model-small-en-us-0.15"
+    assert variables["edge_agent_gpio_sos_button_pin"] == 22
+
+
+def test_agent_config_with_password_broker_and_options(tmp_path: Path) -> None:
+    overrides = {
+        "edge_agent_broker_url": "mqtt://10.0.0.5:1883",
+        "edge_agent_broker_username": "lab-device",
+        "edge_agent_broker_password": 'pa"ss\\word',
+        "edge_agent_audio_enabled": False,
+        "edge_agent_audio_device": "USB PnP Sound Device",
+        "edge_agent_audio_capture_rate_hz": 48000,
+        "edge_agent_phrase_set": "/etc/anbu/phrases-ko.toml",
+        "edge_agent_heartbeat_interval_s": 15,
+    }
+    variables = host_vars(EDGE_HOSTS[0], "edge_agent", overrides)
+    render("agent.toml.j2", variables, tmp_path / "agent.toml")
+
+    config = load_device_config(tmp_path / "agent.toml", environ={})
+
+    assert not config.broker.tls
+    assert (config.broker.username, config.broker.password) == ("lab-device", 'pa"ss\\word')
+    assert config.broker.ca_file is None and config.broker.cert_file is None
+    assert config.audio.enabled is False
+    assert config.audio.device == "USB PnP Sound Device"
+    assert config.audio.capture_rate_hz == 48000
+    assert config.voice.phrase_set == Path("/etc/anbu/phrases-ko.toml")
+    assert config.heartbeat_interval_s == 15.0
+
+
+# --- the collector's settings ---------------------------------------------------------------
+
+
+def _systemd_environment_file(path: Path) -> dict[str, str]:
+    """Parse an EnvironmentFile of double-quoted values.
+
+    Inside double quotes systemd honours the same escapes as a POSIX shell (backslash before
+    backslash, double quote, dollar and backtick), so bash reads such a file the way systemd does.
+    """
+    out = subprocess.run(
+        ["bash", "-c", 'set -a; . "$1"; env -0', "bash", str(path)],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    pairs = (item.split("=", 1) for item in out.split("\0") if item.startswith("ANBU_"))
+    return dict(pairs)
+
+
+def test_collector_env_file_gives_valid_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings_module = pytest.importorskip("collector.settings")
+    tricky = 'p4ss"word $HOME `id` back\\slash #not-a-comment'
+    overrides = {
+        "collector_mqtt_password": tricky,
+        "collector_mqtt_url": "mqtts://broker.anbu.example.org:8883",
+        "collector_mqtt_ca_cert_src": "/somewhere/ca.crt",
+    }
+    variables = host_vars(CLOUD_HOST, "collector", overrides)
+    text = render("collector.env.j2", variables, tmp_path / "collector.env")
+    assert text.startswith(MANAGED_HEADER)
+
+    environment = _systemd_environment_file(tmp_path / "collector.env")
+    for name in [k for k in os.environ if k.startswith("ANBU_")]:
+        monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    settings = settings_module.CollectorSettings()
+
+    assert settings.environment == "production"
+    assert settings.mqtt_password == tricky
+    assert settings.mqtt_username == "anbu.collector"
+    assert settings.mqtt_tls and settings.mqtt_port == 8883
+    assert settings.mqtt_ca_file == Path("/etc/anbu-collector/mqtt-ca.crt")
+    assert settings.mqtt_client_id == f"anbu-collector-{CLOUD_HOST}"
+    assert settings.database_url == "sqlite:////var/lib/anbu-collector/anbu.sqlite3"
+    assert settings.public_url == "https://anbu.example.org"
+    assert settings.staff_name == "Dongjak-gu welfare office"
+
+
+def test_collector_and_broker_agree_on_the_collector_account() -> None:
+    collector = host_vars(CLOUD_HOST, "collector")
+    broker = host_vars(CLOUD_HOST, "mosquitto")
+    assert collector["collector_mqtt_username"] == broker["mosquitto_collector_username"]
+    assert collector["collector_mqtt_password"] == broker["mosquitto_collector_password"]
+    url = collector["collector_mqtt_url"]
+    assert url.endswith(f":{broker['mosquitto_password_listener_port']}")
+    # A device id can never be the collector's username (the ACL's patterns rely on it).
+    assert not re.match(r"^[a-z0-9][a-z0-9_-]{0,63}$", broker["mosquitto_collector_username"])
+
+
+# --- systemd units ---------------------------------------------------------------------------
+
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+
+
+def _fake_venv(tmp_path: Path) -> Path:
+    """A venv directory whose bin/anbu exists and is executable, as verify checks ExecStart."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    anbu = venv / "bin" / "anbu"
+    anbu.write_text("#!/bin/sh\nexit 0\n")
+    anbu.chmod(0o755)
+    return venv
+
+
+@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")
+@pytest.mark.parametrize(
+    ("template", "host", "role", "venv_var"),
+    [
+        ("anbu-agent.service.j2", EDGE_HOSTS[0], "edge_agent", "edge_agent_venv_dir"),
+        ("anbu-collector.service.j2", CLOUD_HOST, "collector", "collector_venv_dir"),
+    ],
+)
+def test_units_pass_systemd_analyze_verify(
+    template: str, host: str, role: str, venv_var: str, tmp_path: Path
+) -> None:
+    assert SYSTEMD_ANALYZE is not None
+    variables = host_vars(host, role, {venv_var: str(_fake_venv(tmp_path))})
+    unit = tmp_path / template.removesuffix(".j2")
+    text = render(template, variables, unit)
+    assert text.startswith(MANAGED_HEADER)
+    assert "Restart=always" in text
+    assert f"ExecStart={tmp_path}/venv/bin/anbu " in text
+
+    result = subprocess.run(
+        [SYSTEMD_ANALYZE, "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
+
+    # verify exits 0 even for unknown keys or bad values; they only show up on stderr.
+    assert result.stderr == ""
+    assert result.returncode == 0
+
+
+def test_agent_unit_runs_as_its_user_with_device_groups(tmp_path: Path) -> None:
+    text = render("anbu-agent.service.j2", host_vars(EDGE_HOSTS[0], "edge_agent"), tmp_path / "u")
+    assert "User=anbu\n" in text
+    assert "SupplementaryGroups=gpio audio\n" in text
+    assert "StateDirectory=anbu\n" in text
+    assert "ExecStart=/opt/anbu/venv/bin/anbu agent run --config /etc/anbu/agent.toml\n" in text
+    assert "NoNewPrivileges=yes\n" in text
+
+
+# --- mosquitto: configuration and ACL in a real broker ---------------------------------------
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd")
+needs_mosquitto = pytest.mark.skipif(
+    not (Path(MOSQUITTO).exists() and MOSQUITTO_PASSWD),
+    reason="mosquitto and mosquitto_passwd are not installed",
+)
+
+
+def _free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _start_rendered_broker(
+    tmp_path: Path, certs: CertBundle, extra: Mapping[str, Any] | None = None
+) -> tuple[Broker, dict[str, Any]]:
+    """Render conf, ACL and password file the way the role lays them out, and start mosquitto.
+
+    Only what a test run needs differs from production: free ports on 127.0.0.1, files under
+    ``tmp_path``, ``user root`` (so the broker can write its persistence there), no PID file and
+    a log file.
+    """
+    files = tmp_path / "etc"
+    files.mkdir(parents=True)
+    tls_port, password_port = _free_ports(2)
+    overrides = {
+        "mosquitto_files_dir": str(files),
+        "mosquitto_run_user": "root",
+        "mosquitto_pid_file": "",
+        "mosquitto_persistence_location": f"{tmp_path}/",
+        "mosquitto_log_dest": [f"file {tmp_path}/mosquitto.log"],
+        "mosquitto_tls_listener_port": tls_port,
+        "mosquitto_tls_listener_address": "127.0.0.1",
+        "mosquitto_password_listener_port": password_port,
+        "mosquitto_collector_password": "a-test-password-of-some-length",
+        **(extra or {}),
+    }
+    variables = host_vars(CLOUD_HOST, "mosquitto", overrides)
+    shutil.copy(certs.ca_file, variables["__mosquitto_ca_file"])
+    shutil.copy(certs.server_cert_file, variables["__mosquitto_server_cert_file"])
+    shutil.copy(certs.server_key_file, variables["__mosquitto_server_key_file"])
+    conf = render("mosquitto-anbu.conf.j2", variables, files / "mosquitto.conf")
+    acl = render("mosquitto-acl.j2", variables, Path(variables["__mosquitto_acl_file"]))
+    assert conf.startswith(MANAGED_HEADER) and acl.startswith(MANAGED_HEADER)
+    for line in (
+        "per_listener_settings false",
+        "require_certificate true",
+        "use_identity_as_username true",
+        "persistence true",
+        "max_queued_messages 100000",
+    ):
+        assert f"\n{line}\n" in conf
+    # The role writes "user:password" and lets mosquitto_passwd -U hash it in place.
+    password_file = Path(variables["__mosquitto_password_file"])
+    username = variables["mosquitto_collector_username"]
+    password = variables["mosquitto_collector_password"]
+    password_file.write_text(f"{username}:{password}\n")
+    assert MOSQUITTO_PASSWD is not None
+    subprocess.run([MOSQUITTO_PASSWD, "-U", str(password_file)], check=True, timeout=30)
+    assert password not in password_file.read_text()
+
+    broker = Broker(
+        workdir=tmp_path,
+        config_file=files / "mosquitto.conf",
+        log_file=tmp_path / "mosquitto.log",
+        port=password_port,
+        tls_port=tls_port,
+        users={username: password},
+        certs=certs,
+    )
+    broker.start()  # waits until both listeners accept connections
+    return broker, variables
+
+
+@pytest.mark.slow
+@needs_mosquitto
+def test_mosquitto_runs_the_rendered_config_and_acl(tmp_path: Path) -> None:
+    own, other = EDGE_HOSTS
+    certs = make_cert_bundle(tmp_path / "pki", [own, other])
+    broker, variables = _start_rendered_broker(tmp_path / "broker", certs)
+    collector_user = variables["mosquitto_collector_username"]
+    own_base = f"anbu/v1/dongjak/hh-0001/{own}"
+    other_base = f"anbu/v1/dongjak/hh-0002/{other}"
+    try:
+        with (
+            TestClient(broker, collector_user) as collector,
+            TestClient(broker, cert=certs.client(own)) as device,
+        ):
+            collector.subscribe("$share/anbu-collectors/anbu/v1/+/+/+/heartbeat")
+            device.subscribe(f"{own_base}/cmd/+")
+            device.subscribe(f"{other_base}/cmd/+")  # granted, but must deliver nothing
+
+            # A device writes below its own id (its identity is the certificate's CN) ...
+            assert device.publish(f"{own_base}/heartbeat", b"{}") == 0
+            assert collector.next_message(timeout_s=5).topic == f"{own_base}/heartbeat"
+            # ... and nowhere else: not another device's topics, not an unknown device's.
+            assert device.publish(f"{other_base}/heartbeat", b"{}") == NOT_AUTHORIZED
+            assert device.publish("anbu/v1/dongjak/hh-0001/x/heartbeat", b"{}") == NOT_AUTHORIZED
+
+            # The collector sends commands and nothing else.
+            assert collector.publish(f"{own_base}/cmd/sos_ack", b"{}") == 0
+            assert device.next_message(timeout_s=5).topic == f"{own_base}/cmd/sos_ack"
+            assert collector.publish(f"{other_base}/cmd/sos_ack", b"{}") == 0
+            assert collector.publish(f"{own_base}/heartbeat", b"{}") == NOT_AUTHORIZED
+            assert device.messages_within(0.3) == []
+
+        # Without a client certificate the device listener refuses the connection.
+        with pytest.raises(ConnectFailed):
+            TestClient(broker, tls=True).connect(timeout_s=3)
+        # A wrong password on the collector's listener is refused.
+        with pytest.raises(ConnectFailed):
+            TestClient(broker, collector_user, password="wrong-password").connect(timeout_s=3)
+    finally:
+        broker.stop()
+
+
+@pytest.mark.slow
+@needs_mosquitto
+def test_mosquitto_password_listener_over_tls(tmp_path: Path) -> None:
+    certs = make_cert_bundle(tmp_path / "pki")
+    broker, variables = _start_rendered_broker(
+        tmp_path / "broker", certs, {"mosquitto_password_listener_tls": True}
+    )
+    try:
+        # The collector side of this broker speaks TLS without a client certificate.
+        collector_side = dataclasses.replace(broker, tls_port=broker.port, _process=None)
+        user = variables["mosquitto_collector_username"]
+        with TestClient(collector_side, user, tls=True) as collector:
+            assert collector.subscribe("anbu/v1/#") < 0x80
+    finally:
+        broker.stop()
+
+
+# --- Ansible itself ----------------------------------------------------------------------------
+
+ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook")
+ANSIBLE_LINT = shutil.which("ansible-lint")
+
+
+def _ansible_env() -> dict[str, str]:
+    """The caller's environment, minus any ANSIBLE_CONFIG: ansible/ansible.cfg applies."""
+    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
+    env.update(ANSIBLE_NOCOLOR="1", NO_COLOR="1")
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(ANSIBLE_PLAYBOOK is None, reason="ansible is not installed")
+def test_site_playbook_syntax() -> None:
+    assert ANSIBLE_PLAYBOOK is not None
+    result = subprocess.run(
+        [ANSIBLE_PLAYBOOK, "--syntax-check", "-i", "inventories/example/hosts.yml", "site.yml"],
+        cwd=ANSIBLE_DIR,
+        env=_ansible_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(ANSIBLE_LINT is None, reason="ansible-lint is not installed")
+def test_ansible_lint_production_profile() -> None:
+    assert ANSIBLE_LINT is not None
+    result = subprocess.run(
+        [ANSIBLE_LINT, "--offline", "--profile", "production"],
+        cwd=ANSIBLE_DIR,
+        env=_ansible_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
