@@ -125,15 +125,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     import httpx
     import uvicorn
-    from collector.main import create_app
-    from collector.store.seed import seed_district
     from sqlalchemy import func, select
 
     from anbu.broker import BrokerUnavailable, DemoBroker, find_mosquitto
     from anbu.sinks import DemoMailbox, DemoSmsGateway
+    from collector.main import create_app
     from collector.runtime import Collector
     from collector.settings import CollectorSettings
     from collector.store.models import Dispatch, EventRecord, HeartbeatRecord, Notification
+    from collector.store.seed import seed_district
     from edge_agent.agent import Agent
     from edge_agent.announce import LogAnnouncer
     from edge_agent.runtime import build_agent

@@ -1,9 +1,10 @@
 """SOS latency: button press → e-mail accepted by the SMTP server, over N SOS (default 100).
 
-Real parts throughout: a private Mosquitto (passwords + ACL), an ``anbu collector serve`` process
-on SQLite, an ``anbu agent run`` process whose SOS button is gpiozero's Button on a mock pin (pressed
-through the agent's test control socket), an aiosmtpd SMTP server and an HTTP SMS gateway in this
-process. Each SOS opens a new dispatch (the previous one is resolved through the API first).
+Real parts throughout: a private Mosquitto (passwords + ACL), an ``anbu collector serve``
+process on SQLite, an ``anbu agent run`` process whose SOS button is gpiozero's Button on a mock
+pin (pressed through the agent's test control socket), an aiosmtpd SMTP server and an HTTP SMS
+gateway in this process. Each SOS opens a new dispatch (the previous one is resolved through the
+API first).
 
 The press time is taken just before the pin is driven; the acceptance time is when the SMTP server
 accepted the DATA. Both are CLOCK_MONOTONIC readings on the same machine.
@@ -29,9 +30,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector.store.db import Database  # noqa: E402
-from tests.collector.helpers import register_homes  # noqa: E402
-from tests.e2e.processes import (  # noqa: E402
+from collector.store.db import Database
+from tests.collector.helpers import register_homes
+from tests.e2e.processes import (
     agent_config,
     collector_env,
     drive,
@@ -40,9 +41,9 @@ from tests.e2e.processes import (  # noqa: E402
     start_collector,
     wait_until,
 )
-from tests.support.mosquitto import COLLECTOR_USER, anbu_acl, anbu_users, start_broker  # noqa: E402
-from tests.support.sms_gateway import SmsGateway  # noqa: E402
-from tests.support.smtp import SmtpServer  # noqa: E402
+from tests.support.mosquitto import COLLECTOR_USER, anbu_acl, anbu_users, start_broker
+from tests.support.sms_gateway import SmsGateway
+from tests.support.smtp import SmtpServer
 
 BUTTON = 17
 

@@ -62,9 +62,10 @@ class Collector:
                 dashboard_url=settings.public_url,
             ),
         )
+        self.notifiers = notifiers_from_settings(settings) if notifiers is None else notifiers
         self.notifier = NotificationWorker(
             self.db,
-            notifiers_from_settings(settings) if notifiers is None else notifiers,
+            self.notifiers,
             max_attempts=settings.notify_max_attempts,
             clock=clock,
         )
@@ -89,6 +90,10 @@ class Collector:
         self.ingest.stop()
         self.scheduler.stop()
         self.notifier.stop()
+        for notifier in self.notifiers.values():
+            close = getattr(notifier, "close", None)
+            if callable(close):
+                close()
         self.db.dispose()
         log.info("collector stopped")
 

@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -420,11 +420,24 @@ class Service:
                     now=now,
                     policy=self.escalation_policy,
                 )
-                if step is None:
-                    dispatch.next_escalation_at = None
+                # Conditional on what was read: an acknowledgement that lands meanwhile wins.
+                claim = (
+                    update(Dispatch)
+                    .where(
+                        Dispatch.id == dispatch.id,
+                        Dispatch.status == DispatchStatus.OPEN,
+                        Dispatch.escalation_level == dispatch.escalation_level,
+                    )
+                    .values(
+                        escalation_level=dispatch.escalation_level
+                        if step is None
+                        else step.new_level,
+                        next_escalation_at=None if step is None else step.next_due_at,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                if session.execute(claim).rowcount != 1 or step is None:  # type: ignore[attr-defined]
                     continue
-                dispatch.escalation_level = step.new_level
-                dispatch.next_escalation_at = step.next_due_at
                 queued += _add_notifications(session, dispatch.id, step.messages, now)
                 log.warning("escalated", extra={"dispatch": dispatch.id, "level": step.new_level})
         return queued

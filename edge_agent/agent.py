@@ -118,7 +118,9 @@ class Agent:
                 phrase=phrase,
                 language="ko" if self.phrases.language == "ko" else "en",
             )
-            item_id = self.outbox.put(self.address.topic(Channel.SOS), event.to_payload())
+            item_id = self.outbox.put_held(
+                event.message_id, self.address.topic(Channel.SOS), event.to_payload()
+            )
             self._sos_item = (event.message_id, item_id)
             if source == "button":
                 self._button_presses += 1
@@ -144,7 +146,9 @@ class Agent:
                 source="voice" if source == "voice" else "button",
                 phrase=phrase,
             )
-            self.outbox.put(self.address.topic(Channel.SOS_CANCEL), cancel.to_payload())
+            self.outbox.put_held(
+                f"cancel:{sos_id}", self.address.topic(Channel.SOS_CANCEL), cancel.to_payload()
+            )
         log.warning("sos cancelled by resident", extra={"sos_id": sos_id, "source": source})
         self._show(Feedback.CANCELLED)
         self._say("sos_cancelled")
@@ -180,6 +184,7 @@ class Agent:
     def on_command(self, command: CommandMessage) -> None:
         """The collector answered: an SOS or a cancel is stored on its side."""
         if isinstance(command, SosAck):
+            self.outbox.release(command.sos_id)
             if self.tracker.confirmed(command.sos_id):
                 self._show(Feedback.CONFIRMED)
                 self._say("sos_confirmed")
@@ -187,6 +192,7 @@ class Agent:
                 "sos confirmed", extra={"sos_id": command.sos_id, "dispatch": command.dispatch_id}
             )
         elif isinstance(command, CancelAck):
+            self.outbox.release(f"cancel:{command.sos_id}")
             log.info("cancel confirmed", extra={"sos_id": command.sos_id})
 
     # -- periodic work ---------------------------------------------------------------------
@@ -232,6 +238,15 @@ class Agent:
         if changed:
             self._show(Feedback.SENT)
 
+    def resend_unconfirmed(self) -> None:
+        """Send again every SOS or cancel the collector has not confirmed (same message id)."""
+        if self.outbox.resend_held():
+            log.warning(
+                "re-sending unconfirmed SOS/cancel", extra={"held": len(self.outbox.held())}
+            )
+            if self.link is not None:
+                self.link.wake()
+
     def _loop(self, period_s: float, work: Callable[[], None], name: str) -> None:
         while not self._stop.wait(period_s):
             try:
@@ -240,6 +255,7 @@ class Agent:
                 log.exception("periodic work failed", extra={"job": name})
 
     def start(self) -> None:
+        self.resend_unconfirmed()  # held from before a restart: the collector may never have had it
         if self.link is not None:
             self.link.start()
         if self.voice is not None:
@@ -247,6 +263,7 @@ class Agent:
         for period, work, name in (
             (self.config.heartbeat_interval_s, self.send_heartbeat, "heartbeat"),
             (0.1, self.check_delivery, "delivery"),
+            (self.config.sos_resend_s, self.resend_unconfirmed, "resend"),
         ):
             t = threading.Thread(
                 target=self._loop, args=(period, work, name), name=name, daemon=True

@@ -11,6 +11,11 @@ Rules:
 * Heartbeats are ``droppable``: when more than ``max_droppable`` of them wait, the oldest are
   deleted and counted, so the next heartbeat can report ``coalesced``. SOS and cancels are never
   dropped.
+* A broker's PUBACK is not the end for an SOS: a broker can acknowledge a message that no
+  collector is subscribed to receive (after a restart, before the collector is back). So SOS and
+  cancel messages are also *held* (:meth:`Outbox.put_held`) until the collector acknowledges them
+  (:meth:`Outbox.release`); the agent re-sends what is still held (same message id: the collector
+  de-duplicates).
 * :meth:`Outbox.next_seq` hands out the device's message sequence numbers, strictly increasing
   across restarts.
 
@@ -46,6 +51,12 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO counters (name, value) VALUES ('seq', 0), ('dropped', 0);
+CREATE TABLE IF NOT EXISTS held (
+    key TEXT PRIMARY KEY,   -- what the collector's acknowledgement names (an SOS id)
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
 """
 
 
@@ -102,6 +113,46 @@ class Outbox:
                         "UPDATE counters SET value = value + ? WHERE name = 'dropped'", (excess,)
                     )
             return item_id
+
+    def put_held(self, key: str, topic: str, payload: bytes) -> int:
+        """Put a message and hold a copy until :meth:`release` ``(key)``, in one transaction."""
+        with self._lock, self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO outbox (topic, payload, droppable, created_at) VALUES (?, ?, 0, ?)",
+                (topic, payload, time.time()),
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO held (key, topic, payload, created_at) VALUES (?, ?, ?, ?)",
+                (key, topic, payload, time.time()),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def release(self, key: str) -> bool:
+        """The collector acknowledged ``key``: stop holding it. False if it was not held."""
+        with self._lock:
+            cursor = self._db.execute("DELETE FROM held WHERE key = ?", (key,))
+            return cursor.rowcount > 0
+
+    def held(self) -> list[tuple[str, str, bytes]]:
+        """``(key, topic, payload)`` of every message still awaiting the collector, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, topic, payload FROM held ORDER BY created_at, key"
+            ).fetchall()
+        return [(r[0], r[1], bytes(r[2])) for r in rows]
+
+    def resend_held(self) -> int:
+        """Queue again every held message that is not already waiting; returns how many."""
+        with self._lock, self._transaction():
+            rows = self._db.execute(
+                "SELECT topic, payload FROM held h WHERE NOT EXISTS "
+                "(SELECT 1 FROM outbox o WHERE o.payload = h.payload) ORDER BY created_at, key"
+            ).fetchall()
+            self._db.executemany(
+                "INSERT INTO outbox (topic, payload, droppable, created_at) VALUES (?, ?, 0, ?)",
+                [(topic, payload, time.time()) for topic, payload in rows],
+            )
+            return len(rows)
 
     def pending(self, limit: int = 100, *, after_id: int = 0) -> list[OutboxItem]:
         """Up to ``limit`` waiting items with an id above ``after_id``, oldest first."""

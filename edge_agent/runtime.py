@@ -67,8 +67,9 @@ def attach_gpio(agent: Agent, config: DeviceConfig) -> None:
             on_sos=lambda: _ignore(agent.raise_sos("button")),
             on_cancel=lambda: _ignore(agent.request_cancel("button")),
             # a voice SOS can be withdrawn with a long press too
-            sos_pending=lambda: agent.tracker.feedback
-            in (Feedback.SENDING, Feedback.SENT, Feedback.CONFIRMED),
+            sos_pending=lambda: (
+                agent.tracker.feedback in (Feedback.SENDING, Feedback.SENT, Feedback.CONFIRMED)
+            ),
             cancel_window_s=config.cancel_window_s,
         )
     )

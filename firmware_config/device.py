@@ -146,6 +146,9 @@ class DeviceConfig(BaseModel):
     language: Literal["ko", "en"] = "ko"
     heartbeat_interval_s: float = Field(default=60.0, ge=1, le=3600)
     cancel_window_s: float = Field(default=30.0, ge=0, le=600)
+    sos_resend_s: float = Field(
+        default=15.0, ge=0.5, le=600, description="re-send an SOS the collector has not confirmed"
+    )
     outbox_path: Path = Path("/var/lib/anbu/outbox.sqlite3")
     broker: BrokerConfig
     gpio: GpioConfig = GpioConfig()

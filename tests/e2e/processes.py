@@ -111,6 +111,7 @@ household_id = "{household}"
 device_id = "{device}"
 heartbeat_interval_s = {heartbeat_s}
 cancel_window_s = 30
+sos_resend_s = 1
 outbox_path = "{path.parent / (device + "-outbox.sqlite3")}"
 [broker]
 url = "{broker.url}"

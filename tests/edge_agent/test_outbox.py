@@ -159,3 +159,27 @@ def test_put_that_returned_survives_kill_9(tmp_path: Path) -> None:
 def test_max_droppable_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_droppable"):
         Outbox(tmp_path / "x.sqlite3", max_droppable=0)
+
+
+def test_held_messages_wait_for_the_collector_not_the_broker(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "held.sqlite3")
+    item = box.put_held("a" * 32, "t/sos", b"sos-1")
+    assert box.resend_held() == 0  # still waiting in the outbox: nothing to add
+    box.ack(item)  # the broker has it ...
+    assert box.depth() == 0 and box.held() == [("a" * 32, "t/sos", b"sos-1")]
+    assert box.resend_held() == 1  # ... but no collector confirmed it: send it again
+    assert [i.payload for i in box.pending()] == [b"sos-1"]
+    assert box.release("a" * 32) and not box.release("a" * 32)
+    box.ack(box.pending()[0].id)
+    assert box.resend_held() == 0 and box.held() == []
+    box.close()
+
+
+def test_held_messages_survive_a_restart(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "held.sqlite3")
+    box.ack(box.put_held("k", "t/sos", b"x"))
+    box.close()
+    again = Outbox(tmp_path / "held.sqlite3")
+    assert again.held() == [("k", "t/sos", b"x")]
+    assert again.resend_held() == 1
+    again.close()
