@@ -386,6 +386,15 @@ def test_units_pass_systemd_analyze_verify(
     assert result.returncode == 0
 
 
+def test_collector_unit_prepares_the_database_and_serves(tmp_path: Path) -> None:
+    text = render("anbu-collector.service.j2", host_vars(CLOUD_HOST, "collector"), tmp_path / "u")
+    venv = "/opt/anbu-collector/venv"
+    assert f"ExecStartPre={venv}/bin/anbu collector init-db\n" in text
+    assert f"ExecStart={venv}/bin/anbu collector serve\n" in text
+    assert "DynamicUser=yes\n" in text
+    assert "EnvironmentFile=/etc/anbu-collector/collector.env\n" in text
+
+
 def test_agent_unit_runs_as_its_user_with_device_groups(tmp_path: Path) -> None:
     text = render("anbu-agent.service.j2", host_vars(EDGE_HOSTS[0], "edge_agent"), tmp_path / "u")
     assert "User=anbu\n" in text
