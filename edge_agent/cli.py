@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-gpio", action="store_true", help="no button, PIR or LED")
     run.add_argument("--log-level", default="INFO")
     run.add_argument("--gpio-control", type=Path, help=argparse.SUPPRESS)  # tests only: mock pins
+    # benchmarks/tests only, where no Vosk model exists: edge_agent.fakes.FakeRecognizer
+    run.add_argument("--recognizer-stand-in", action="store_true", help=argparse.SUPPRESS)
 
     check = sub.add_parser("check-config", help="validate a device config and print it")
     check.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
@@ -104,7 +106,12 @@ def _run(config: DeviceConfig, args: argparse.Namespace) -> int:
 
     logs.setup(args.log_level.upper())
     try:
-        agent = build_agent(config, gpio=not args.no_gpio, voice=not args.no_audio)
+        agent = build_agent(
+            config,
+            gpio=not args.no_gpio,
+            voice=not args.no_audio,
+            recognizer_stand_in=args.recognizer_stand_in,
+        )
     except (ContractError, RuntimeError, OSError) as exc:
         log.error("agent cannot start", extra={"error": str(exc)})
         print(f"anbu agent: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ def build_agent(
     voice: bool = True,
     announcer: Announcer | None = None,
     outbox_max_droppable: int = 100,
+    recognizer_stand_in: bool = False,
 ) -> Agent:
     """An agent with its link, and (when asked) its GPIO parts and voice pipeline."""
     phrases = load_phrase_set(config.language, config.voice.phrase_set)
@@ -44,7 +45,7 @@ def build_agent(
     if gpio:
         attach_gpio(agent, config)
     if voice and config.audio.enabled:
-        attach_voice(agent, config)
+        attach_voice(agent, config, stand_in=recognizer_stand_in)
     return agent
 
 
@@ -76,20 +77,31 @@ def attach_gpio(agent: Agent, config: DeviceConfig) -> None:
     agent.parts.append(MotionDetector.from_config(gpio, on_motion=agent.on_motion))
 
 
-def attach_voice(agent: Agent, config: DeviceConfig) -> None:
-    """Microphone → voice-activity gate → Vosk (grammar) → spotter, on its own thread."""
+def attach_voice(agent: Agent, config: DeviceConfig, *, stand_in: bool = False) -> None:
+    """Microphone → voice-activity gate → Vosk (grammar) → spotter, on its own thread.
+
+    ``stand_in`` puts :class:`edge_agent.fakes.FakeRecognizer` in Vosk's place (benchmarks and
+    tests on machines without a model); it never recognises anything.
+    """
     from edge_agent.audio import SoundDeviceSource
-    from edge_agent.recognizer import ModelError, VoskRecognizer
+    from edge_agent.recognizer import ModelError, Recognizer, VoskRecognizer
     from edge_agent.spotter import Spotter
     from edge_agent.vad import VoiceActivityGate
     from edge_agent.voice import VoicePipeline
 
-    if config.voice.model_path is None:
+    recognizer: Recognizer
+    if stand_in:
+        from edge_agent.fakes import FakeRecognizer
+
+        log.warning("recognizer stand-in: nothing will be recognised")
+        recognizer = FakeRecognizer()
+    elif config.voice.model_path is None:
         raise ModelError(
             "voice.model_path is not set: give the unpacked Vosk model directory in the config "
             "(see README, 'Speech model'), or run with --no-audio"
         )
-    recognizer = VoskRecognizer(config.voice.model_path, agent.phrases, config.voice.manifest)
+    else:
+        recognizer = VoskRecognizer(config.voice.model_path, agent.phrases, config.voice.manifest)
     audio = config.audio
     agent.voice = VoicePipeline(
         SoundDeviceSource(audio),
