@@ -60,7 +60,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="mean seconds between SOS events in the whole district (default 20)",
     )
     p.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
-    p.add_argument("--log-level", default="WARNING", help="structured log level (default WARNING)")
+    p.add_argument("--log-level", default="ERROR", help="structured log level (default ERROR)")
     args = p.parse_args(argv)
     if args.homes < 1 or args.caregivers < 1:
         p.error("--homes and --caregivers must be at least 1")
@@ -258,9 +258,12 @@ def run(args: argparse.Namespace) -> int:
                 source = rng.choice(["button", "voice"])
                 agent.raise_sos(source, "살려줘" if source == "voice" else None)
                 sos_sent += 1
+                home = agent.address.household
+                say(f"[{now - started:5.0f} s] SOS ({source}) from household {home}")
                 if rng.random() < 0.1:
                     agent.request_cancel("voice", "괜찮아")
                     cancels += 1
+                    say(f"[{now - started:5.0f} s]   ...cancelled by the resident")
             caregivers.tick(http, now)
             if now >= next_report:
                 next_report = now + 10
