@@ -84,7 +84,10 @@ def _recipients(household: HouseholdView, policy: DispatchPolicy) -> list[Contac
     return people
 
 
-def _messages(people: list[Contact], purpose: str, subject: str, body: str) -> tuple[Message, ...]:
+def messages_for(
+    people: list[Contact], purpose: str, subject: str, body: str
+) -> tuple[Message, ...]:
+    """An SMS to everyone with a phone and an e-mail to everyone with an address."""
     out: list[Message] = []
     for person in people:
         if person.phone:
@@ -122,7 +125,7 @@ def decide_sos(
         return SosDecision(
             open_new=False,
             existing_dispatch_id=open_sos.id,
-            messages=_messages(people, f"sos-repeat-{message_id[:12]}", subject, body),
+            messages=messages_for(people, f"sos-repeat-{message_id[:12]}", subject, body),
             escalate_at=None,
         )
     subject = f"[안부] 긴급 SOS: {household.resident_name}"
@@ -134,7 +137,7 @@ def decide_sos(
     return SosDecision(
         open_new=True,
         existing_dispatch_id=None,
-        messages=_messages(people, "sos", subject, body),
+        messages=messages_for(people, "sos", subject, body),
         escalate_at=now + dt.timedelta(seconds=policy.ack_timeout_s),
     )
 
@@ -165,4 +168,4 @@ def decide_cancel(
         f"{policy.dashboard_url}/dispatches/{dispatch_for_sos.id}"
     )
     people = _recipients(household, policy)
-    return CancelDecision(dispatch_for_sos.id, _messages(people, "cancel", subject, body))
+    return CancelDecision(dispatch_for_sos.id, messages_for(people, "cancel", subject, body))

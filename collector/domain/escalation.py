@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from collector.domain.dispatch import Contact, HouseholdView, Message
+from collector.domain.dispatch import Contact, HouseholdView, Message, messages_for
 
 MAX_LEVEL = 2
 
@@ -67,12 +67,6 @@ def decide_escalation(
         f"출동 #{dispatch.id}({household.resident_name}님, {household.address})이 "
         f"{waited}초 동안 확인되지 않았습니다. {policy.dashboard_url}/dispatches/{dispatch.id}"
     )
-    messages: list[Message] = []
-    for person in people:
-        purpose = f"escalation-{level}"
-        if person.phone:
-            messages.append(Message("sms", person.role, person.phone, purpose, subject, body))
-        if person.email:
-            messages.append(Message("email", person.role, person.email, purpose, subject, body))
+    messages = messages_for(people, f"escalation-{level}", subject, body)
     next_due = now + dt.timedelta(seconds=policy.repeat_after_s) if level < MAX_LEVEL else None
-    return Escalation(dispatch.id, level, tuple(messages), next_due)
+    return Escalation(dispatch.id, level, messages, next_due)
