@@ -11,12 +11,14 @@ installed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -588,3 +590,226 @@ def test_ansible_lint_production_profile() -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- the edge_agent role applied to a Debian chroot (opt-in: minutes, network) -----------------
+
+CHROOT_OPT_IN = os.environ.get("ANBU_ANSIBLE_CHROOT") == "1"
+ROOTFS_CACHE = Path(os.environ.get("ANBU_TEST_ROOTFS_CACHE", "/var/cache/anbu-test-rootfs"))
+CHROOT_DEVICE = "pi-dongjak-0001"
+# Environment variables through which the controller may name a CA bundle of its own (a
+# TLS-inspecting proxy, for instance). The chroot inherits the controller's environment, so each
+# is pointed at a copy of that bundle inside the rootfs.
+_CA_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+_CA_IN_ROOTFS = "/usr/local/share/anbu-test/controller-ca.crt"
+
+
+def _pristine_rootfs() -> Path:
+    """A Debian bookworm minbase with python3 and systemd, made once and cached outside the repo."""
+    rootfs = ROOTFS_CACHE / "bookworm"
+    if (rootfs / "usr" / "bin" / "systemctl").exists():
+        return rootfs
+    debootstrap = shutil.which("debootstrap")
+    if debootstrap is None:
+        pytest.skip("debootstrap is not installed (apt-get install debootstrap)")
+    partial = ROOTFS_CACHE / "bookworm.tmp"
+    shutil.rmtree(partial, ignore_errors=True)
+    ROOTFS_CACHE.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [debootstrap, "--variant=minbase", "--include=python3,systemd", "bookworm", str(partial)],
+        check=True,
+        capture_output=True,
+        timeout=1800,
+    )
+    # apt must not try to start services in the chroot.
+    policy = partial / "usr" / "sbin" / "policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    partial.rename(rootfs)
+    return rootfs
+
+
+def _mount(*args: str) -> None:
+    subprocess.run(["mount", *args], check=True, capture_output=True, timeout=60)
+
+
+@contextlib.contextmanager
+def _throwaway_rootfs(tmp_path: Path) -> Iterator[Path]:
+    """An overlay over the cached rootfs (reset in milliseconds), with /proc, /dev and caches."""
+    lower = _pristine_rootfs()
+    upper, work, merged = tmp_path / "upper", tmp_path / "work", tmp_path / "rootfs"
+    for d in (upper, work, merged):
+        d.mkdir()
+    pip_cache = ROOTFS_CACHE / "pip-cache"
+    apt_cache = ROOTFS_CACHE / "apt-archives"
+    (apt_cache / "partial").mkdir(parents=True, exist_ok=True)
+    pip_cache.mkdir(parents=True, exist_ok=True)
+    mounted: list[Path] = []
+    try:
+        _mount(
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            f"lowerdir={lower},upperdir={upper},workdir={work}",
+            str(merged),
+        )
+        mounted.append(merged)
+        _mount("-t", "proc", "proc", str(merged / "proc"))
+        mounted.append(merged / "proc")
+        _mount("--bind", "/dev", str(merged / "dev"))
+        mounted.append(merged / "dev")
+        (merged / "root" / ".cache" / "pip").mkdir(parents=True, exist_ok=True)
+        caches = ((pip_cache, "root/.cache/pip"), (apt_cache, "var/cache/apt/archives"))
+        for source, target in caches:
+            _mount("--bind", str(source), str(merged / target))
+            mounted.append(merged / target)
+        shutil.copy("/etc/resolv.conf", merged / "etc" / "resolv.conf")
+        yield merged
+    finally:
+        for point in reversed(mounted):
+            result = subprocess.run(["umount", str(point)], capture_output=True, timeout=60)
+            if result.returncode != 0:
+                subprocess.run(["umount", "-l", str(point)], capture_output=True, timeout=60)
+
+
+def _fake_vosk_model(directory: Path, name: str, language: str) -> Path:
+    """A zip laid out like Vosk's small models, with every phrase word in its vocabulary.
+
+    ``check-model`` reads the manifest, the graph files and ``graph/words.txt``; it never loads the
+    model into Vosk unless espeak-ng can make test speech, which the chroot lacks.
+    """
+    from firmware_config.phrases import load_phrase_set
+
+    words = sorted(load_phrase_set(language).words())
+    archive = directory / f"{name}.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(f"{name}/am/final.mdl", b"acoustic model placeholder")
+        z.writestr(f"{name}/conf/model.conf", "--sample-frequency=16000\n")
+        z.writestr(f"{name}/graph/HCLr.fst", b"placeholder")
+        z.writestr(f"{name}/graph/Gr.fst", b"placeholder")
+        z.writestr(
+            f"{name}/graph/words.txt",
+            "<eps> 0\n" + "".join(f"{w} {i}\n" for i, w in enumerate(words, 1)),
+        )
+    return archive
+
+
+def _play(inventory: Path, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    assert ANSIBLE_PLAYBOOK is not None
+    return subprocess.run(
+        [ANSIBLE_PLAYBOOK, "-i", str(inventory), "site.yml"],
+        cwd=ANSIBLE_DIR,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+
+
+def _recap(output: str) -> dict[str, int]:
+    match = re.search(r"^anbu-test-pi\s*:\s*(.*)$", output, re.MULTILINE)
+    assert match, output[-3000:]
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROOT_OPT_IN, reason="minutes and network: set ANBU_ANSIBLE_CHROOT=1")
+@pytest.mark.skipif(ANSIBLE_PLAYBOOK is None, reason="ansible is not installed")
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting an overlay and chroot need root")
+def test_edge_agent_role_applies_to_a_chroot_and_is_idempotent(tmp_path: Path) -> None:
+    import hashlib
+
+    pip = shutil.which("pip") or shutil.which("pip3")
+    assert pip is not None
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [pip, "wheel", "--no-deps", "-q", "-w", str(dist), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (wheel,) = dist.glob("anbu-*.whl")
+    certs = make_cert_bundle(tmp_path / "pki", [CHROOT_DEVICE])
+    device_cert = certs.client(CHROOT_DEVICE)
+    model = _fake_vosk_model(tmp_path, "vosk-model-small-ko-0.22", "ko")
+    model_sha256 = hashlib.sha256(model.read_bytes()).hexdigest()
+
+    with _throwaway_rootfs(tmp_path) as rootfs:
+        env = _ansible_env()
+        env.pop("SSL_CERT_DIR", None)
+        for name in _CA_VARIABLES:
+            if os.environ.get(name) and Path(os.environ[name]).is_file():
+                copy = rootfs / _CA_IN_ROOTFS.lstrip("/")
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(os.environ[name], copy)
+                env[name] = _CA_IN_ROOTFS
+        host = {
+            "ansible_connection": "community.general.chroot",
+            "ansible_host": str(rootfs),
+            "ansible_python_interpreter": "/usr/bin/python3",
+            "ansible_become": False,
+            "edge_agent_district": "dongjak",
+            "edge_agent_household_id": "hh-0001",
+            "edge_agent_device_id": CHROOT_DEVICE,
+            "edge_agent_package_src": str(wheel),
+            "edge_agent_broker_url": "mqtts://broker.anbu.example.org:8883",
+            "edge_agent_tls_ca_cert_src": str(certs.ca_file),
+            "edge_agent_tls_cert_src": str(device_cert.cert_file),
+            "edge_agent_tls_key_src": str(device_cert.key_file),
+            "edge_agent_vosk_model_archive": str(model),
+            "edge_agent_vosk_model_sha256": model_sha256,
+            "edge_agent_gpio_packages": [],  # python3-lgpio is in Raspberry Pi OS only
+        }
+        inventory = tmp_path / "inventory.yml"
+
+        def write_inventory(**changes: Any) -> None:
+            hosts = {"anbu-test-pi": {**host, **changes}}
+            inventory.write_text(yaml.safe_dump({"edge_agents": {"hosts": hosts}}))
+
+        # A wrong checksum stops the play in preflight, before anything is installed.
+        write_inventory(edge_agent_vosk_model_sha256="0" * 64)
+        refused = _play(inventory, env)
+        assert refused.returncode != 0
+        assert "is refused" in refused.stdout, refused.stdout[-3000:]
+        assert not (rootfs / "opt" / "anbu").exists()
+
+        write_inventory()
+        first = _play(inventory, env)
+        assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
+        assert _recap(first.stdout)["changed"] > 0
+
+        second = _play(inventory, env)
+        assert second.returncode == 0, second.stdout[-6000:] + second.stderr[-3000:]
+        assert _recap(second.stdout)["changed"] == 0, second.stdout[-6000:]
+
+        config = load_device_config(rootfs / "etc" / "anbu" / "agent.toml", environ={})
+        assert config.device_id == CHROOT_DEVICE
+        model_dir = rootfs / "opt" / "anbu" / "models" / "vosk-model-small-ko-0.22"
+        assert config.voice.model_path == Path("/opt/anbu/models/vosk-model-small-ko-0.22")
+        assert (model_dir / "anbu-manifest.json").is_file()
+        wants = rootfs / "etc" / "systemd" / "system" / "multi-user.target.wants"
+        assert (wants / "anbu-agent.service").is_symlink()
+        key = rootfs / "etc" / "anbu" / "tls" / "device.key"
+        assert key.stat().st_mode & 0o777 == 0o640
+        passwd = (rootfs / "etc" / "passwd").read_text()
+        assert re.search(r"^anbu:x:\d+:\d+::/var/lib/anbu:/usr/sbin/nologin$", passwd, re.M)
+        group = (rootfs / "etc" / "group").read_text()
+        assert re.search(r"^gpio:x:\d+:anbu$", group, re.M)
+        assert re.search(r"^audio:x:\d+:anbu$", group, re.M)
+        # The installed agent accepts its configuration (as the unit will run it).
+        checked = subprocess.run(
+            [
+                "chroot",
+                str(rootfs),
+                "/opt/anbu/venv/bin/anbu",
+                "agent",
+                "check-config",
+                "--config",
+                "/etc/anbu/agent.toml",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert checked.returncode == 0, checked.stderr
