@@ -430,7 +430,10 @@ def _free_ports(count: int) -> list[int]:
 
 
 def _start_rendered_broker(
-    tmp_path: Path, certs: CertBundle, extra: Mapping[str, Any] | None = None
+    tmp_path: Path,
+    certs: CertBundle,
+    extra: Mapping[str, Any] | None = None,
+    crl: Path | None = None,
 ) -> tuple[Broker, dict[str, Any]]:
     """Render conf, ACL and password file the way the role lays them out, and start mosquitto.
 
@@ -457,6 +460,8 @@ def _start_rendered_broker(
     shutil.copy(certs.ca_file, variables["__mosquitto_ca_file"])
     shutil.copy(certs.server_cert_file, variables["__mosquitto_server_cert_file"])
     shutil.copy(certs.server_key_file, variables["__mosquitto_server_key_file"])
+    if crl is not None:
+        shutil.copy(crl, variables["__mosquitto_crl_file"])
     conf = render("mosquitto-anbu.conf.j2", variables, files / "mosquitto.conf")
     acl = render("mosquitto-acl.j2", variables, Path(variables["__mosquitto_acl_file"]))
     assert conf.startswith(MANAGED_HEADER) and acl.startswith(MANAGED_HEADER)
@@ -545,6 +550,52 @@ def test_mosquitto_password_listener_over_tls(tmp_path: Path) -> None:
         user = variables["mosquitto_collector_username"]
         with TestClient(collector_side, user, tls=True) as collector:
             assert collector.subscribe("anbu/v1/#") < 0x80
+    finally:
+        broker.stop()
+
+
+def _revoke(certs: CertBundle, revoked: Path, dest: Path) -> Path:
+    """A CRL signed by the bundle's CA that lists the certificate in ``revoked``."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ca = x509.load_pem_x509_certificate(certs.ca_file.read_bytes())
+    ca_key = serialization.load_pem_private_key(certs.ca_key_file.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    serial = x509.load_pem_x509_certificate(revoked.read_bytes()).serial_number
+    now = datetime.datetime.now(datetime.UTC)
+    entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.subject)
+        .last_update(now - datetime.timedelta(minutes=1))
+        .next_update(now + datetime.timedelta(days=1))
+        .add_revoked_certificate(entry)
+        .sign(ca_key, hashes.SHA256())
+    )
+    dest.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    return dest
+
+
+@pytest.mark.slow
+@needs_mosquitto
+def test_mosquitto_refuses_a_revoked_device(tmp_path: Path) -> None:
+    kept, lost = EDGE_HOSTS
+    certs = make_cert_bundle(tmp_path / "pki", [kept, lost])
+    crl = _revoke(certs, certs.client(lost).cert_file, tmp_path / "crl.pem")
+    broker, variables = _start_rendered_broker(
+        tmp_path / "broker", certs, {"mosquitto_tls_crl_src": str(crl)}, crl=crl
+    )
+    try:
+        assert f"\ncrlfile {variables['__mosquitto_crl_file']}\n" in broker.config_file.read_text()
+        with TestClient(broker, cert=certs.client(kept)) as device:
+            # 0x10: accepted, no subscriber yet
+            assert device.publish(f"anbu/v1/dongjak/hh-0001/{kept}/heartbeat", b"{}") == 0x10
+        with pytest.raises(ConnectFailed):
+            TestClient(broker, cert=certs.client(lost)).connect(timeout_s=3)
     finally:
         broker.stop()
 
