@@ -758,19 +758,13 @@ def _play(inventory: Path, env: Mapping[str, str]) -> subprocess.CompletedProces
     )
 
 
-def _recap(output: str) -> dict[str, int]:
-    match = re.search(r"^anbu-test-pi\s*:\s*(.*)$", output, re.MULTILINE)
+def _recap(output: str, host: str = "anbu-test-pi") -> dict[str, int]:
+    match = re.search(rf"^{host}\s*:\s*(.*)$", output, re.MULTILINE)
     assert match, output[-3000:]
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not CHROOT_OPT_IN, reason="minutes and network: set ANBU_ANSIBLE_CHROOT=1")
-@pytest.mark.skipif(ANSIBLE_PLAYBOOK is None, reason="ansible is not installed")
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting an overlay and chroot need root")
-def test_edge_agent_role_applies_to_a_chroot_and_is_idempotent(tmp_path: Path) -> None:
-    import hashlib
-
+def _build_wheel(tmp_path: Path) -> Path:
     pip = shutil.which("pip") or shutil.which("pip3")
     assert pip is not None
     dist = tmp_path / "dist"
@@ -781,25 +775,68 @@ def test_edge_agent_role_applies_to_a_chroot_and_is_idempotent(tmp_path: Path) -
         timeout=600,
     )
     (wheel,) = dist.glob("anbu-*.whl")
+    return wheel
+
+
+def _chroot_play_env(rootfs: Path) -> dict[str, str]:
+    """The playbook's environment; a controller CA bundle named in it is copied into the rootfs."""
+    env = _ansible_env()
+    env.pop("SSL_CERT_DIR", None)
+    for name in _CA_VARIABLES:
+        if os.environ.get(name) and Path(os.environ[name]).is_file():
+            copy = rootfs / _CA_IN_ROOTFS.lstrip("/")
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(os.environ[name], copy)
+            env[name] = _CA_IN_ROOTFS
+    return env
+
+
+def _chroot_host(rootfs: Path) -> dict[str, Any]:
+    return {
+        "ansible_connection": "community.general.chroot",
+        "ansible_host": str(rootfs),
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "ansible_become": False,
+    }
+
+
+def _apply_twice(inventory: Path, env: Mapping[str, str], host: str) -> None:
+    """Apply site.yml; it must change things the first time and nothing the second."""
+    first = _play(inventory, env)
+    assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
+    assert _recap(first.stdout, host)["changed"] > 0
+    second = _play(inventory, env)
+    assert second.returncode == 0, second.stdout[-6000:] + second.stderr[-3000:]
+    assert _recap(second.stdout, host)["changed"] == 0, second.stdout[-6000:]
+
+
+def needs_chroot(test: Any) -> Any:
+    """The marks of a chroot test: slow, opt-in, and needing Ansible and root."""
+    marks = (
+        pytest.mark.slow,
+        pytest.mark.skipif(not CHROOT_OPT_IN, reason="minutes and network: ANBU_ANSIBLE_CHROOT=1"),
+        pytest.mark.skipif(ANSIBLE_PLAYBOOK is None, reason="ansible is not installed"),
+        pytest.mark.skipif(os.geteuid() != 0, reason="mounting an overlay and chroot need root"),
+    )
+    for mark in marks:
+        test = mark(test)
+    return test
+
+
+@needs_chroot
+def test_edge_agent_role_applies_to_a_chroot_and_is_idempotent(tmp_path: Path) -> None:
+    import hashlib
+
+    wheel = _build_wheel(tmp_path)
     certs = make_cert_bundle(tmp_path / "pki", [CHROOT_DEVICE])
     device_cert = certs.client(CHROOT_DEVICE)
     model = _fake_vosk_model(tmp_path, "vosk-model-small-ko-0.22", "ko")
     model_sha256 = hashlib.sha256(model.read_bytes()).hexdigest()
 
     with _throwaway_rootfs(tmp_path) as rootfs:
-        env = _ansible_env()
-        env.pop("SSL_CERT_DIR", None)
-        for name in _CA_VARIABLES:
-            if os.environ.get(name) and Path(os.environ[name]).is_file():
-                copy = rootfs / _CA_IN_ROOTFS.lstrip("/")
-                copy.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(os.environ[name], copy)
-                env[name] = _CA_IN_ROOTFS
+        env = _chroot_play_env(rootfs)
         host = {
-            "ansible_connection": "community.general.chroot",
-            "ansible_host": str(rootfs),
-            "ansible_python_interpreter": "/usr/bin/python3",
-            "ansible_become": False,
+            **_chroot_host(rootfs),
             "edge_agent_district": "dongjak",
             "edge_agent_household_id": "hh-0001",
             "edge_agent_device_id": CHROOT_DEVICE,
@@ -826,13 +863,7 @@ def test_edge_agent_role_applies_to_a_chroot_and_is_idempotent(tmp_path: Path) -
         assert not (rootfs / "opt" / "anbu").exists()
 
         write_inventory()
-        first = _play(inventory, env)
-        assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
-        assert _recap(first.stdout)["changed"] > 0
-
-        second = _play(inventory, env)
-        assert second.returncode == 0, second.stdout[-6000:] + second.stderr[-3000:]
-        assert _recap(second.stdout)["changed"] == 0, second.stdout[-6000:]
+        _apply_twice(inventory, env, "anbu-test-pi")
 
         config = load_device_config(rootfs / "etc" / "anbu" / "agent.toml", environ={})
         assert config.device_id == CHROOT_DEVICE
@@ -864,3 +895,155 @@ def test_edge_agent_role_applies_to_a_chroot_and_is_idempotent(tmp_path: Path) -
             timeout=120,
         )
         assert checked.returncode == 0, checked.stderr
+
+
+def _wait_for_health(url: str, timeout_s: float) -> dict[str, Any]:
+    """Poll the collector's /health until it says ok; return the last report."""
+    import json
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    report: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - local http
+                report = json.loads(response.read())
+        except urllib.error.HTTPError as exc:  # 503 while degraded still carries the report
+            report = json.loads(exc.read() or b"{}")
+        except OSError:
+            pass
+        if report.get("status") == "ok":
+            return report
+        time.sleep(0.2)
+    return report
+
+
+@needs_chroot
+def test_broker_and_collector_roles_apply_to_a_chroot_and_work(tmp_path: Path) -> None:
+    """mosquitto + collector on one chroot; then the installed broker and collector really run."""
+    import secrets
+    import time
+
+    wheel = _build_wheel(tmp_path)
+    device = CHROOT_DEVICE
+    certs = make_cert_bundle(tmp_path / "pki", [device])
+    tls_port, password_port, http_port = _free_ports(3)
+    password = secrets.token_urlsafe(24)
+    host_name = "anbu-test-cloud"
+
+    with _throwaway_rootfs(tmp_path) as rootfs:
+        env = _chroot_play_env(rootfs)
+        host = {
+            **_chroot_host(rootfs),
+            "mosquitto_tls_ca_cert_src": str(certs.ca_file),
+            "mosquitto_tls_server_cert_src": str(certs.server_cert_file),
+            "mosquitto_tls_server_key_src": str(certs.server_key_file),
+            "mosquitto_tls_listener_port": tls_port,
+            "mosquitto_tls_listener_address": "127.0.0.1",
+            "mosquitto_password_listener_port": password_port,
+            "mosquitto_collector_password": password,
+            "collector_package_src": str(wheel),
+            "collector_public_url": "https://anbu.example.org",
+            "collector_api_token": secrets.token_urlsafe(32),
+            "collector_mqtt_url": f"mqtt://127.0.0.1:{password_port}",
+            "collector_mqtt_password": password,
+            "collector_http_port": http_port,
+        }
+        inventory = tmp_path / "inventory.yml"
+        hosts = {"hosts": {host_name: host}}
+        inventory.write_text(yaml.safe_dump({"brokers": hosts, "collectors": hosts}))
+
+        _apply_twice(inventory, env, host_name)
+
+        conf = (rootfs / "etc" / "mosquitto" / "mosquitto.conf").read_text()
+        assert conf.startswith(MANAGED_HEADER)
+        password_file = (rootfs / "etc" / "mosquitto" / "anbu" / "passwords").read_text()
+        assert password_file.startswith("anbu.collector:$7$") and password not in password_file
+        assert (rootfs / "etc" / "anbu-collector" / "collector.env").stat().st_mode & 0o777 == 0o600
+        wants = rootfs / "etc" / "systemd" / "system" / "multi-user.target.wants"
+        assert (wants / "anbu-collector.service").is_symlink()
+
+        # Start what systemd would start, inside the chroot: the broker as Debian's unit does
+        # (it drops to the mosquitto user), then the collector with the unit's environment file.
+        clean_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+        # Debian's mosquitto.service does this in ExecStartPre: the PID file is written after
+        # the broker dropped to the mosquitto user.
+        subprocess.run(
+            [
+                "chroot",
+                str(rootfs),
+                "/bin/sh",
+                "-c",
+                "mkdir -p /run/mosquitto && chown mosquitto /run/mosquitto",
+            ],
+            env=clean_env,
+            check=True,
+            timeout=30,
+        )
+        broker_log = (tmp_path / "broker.log").open("wb")
+        collector_log = (tmp_path / "collector.log").open("wb")
+        processes: list[subprocess.Popen[bytes]] = []
+        try:
+            processes.append(
+                subprocess.Popen(
+                    [
+                        "chroot",
+                        str(rootfs),
+                        "/usr/sbin/mosquitto",
+                        "-c",
+                        "/etc/mosquitto/mosquitto.conf",
+                    ],
+                    env=clean_env,
+                    stdout=broker_log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            broker = Broker(
+                workdir=tmp_path,
+                config_file=rootfs / "etc" / "mosquitto" / "mosquitto.conf",
+                log_file=tmp_path / "broker.log",
+                port=password_port,
+                tls_port=tls_port,
+                users={"anbu.collector": password},
+                certs=certs,
+            )
+            run_collector = (
+                "set -a; . /etc/anbu-collector/collector.env; set +a; "
+                "/opt/anbu-collector/venv/bin/anbu collector init-db && "
+                "exec /opt/anbu-collector/venv/bin/anbu collector serve"
+            )
+            processes.append(
+                subprocess.Popen(
+                    ["chroot", str(rootfs), "/bin/bash", "-c", run_collector],
+                    env=clean_env,
+                    stdout=collector_log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            health_url = f"http://127.0.0.1:{http_port}/health"
+            report = _wait_for_health(health_url, timeout_s=60)
+            logs = (tmp_path / "broker.log").read_text() + (tmp_path / "collector.log").read_text()
+            assert report.get("status") == "ok", (report, logs[-4000:])
+            assert report["mqtt_connected"] is True
+
+            # A device with its certificate reaches the collector through the ACL.
+            with TestClient(broker, cert=certs.client(device)) as pi:
+                topic = f"anbu/v1/dongjak/hh-0001/{device}/heartbeat"
+                assert pi.publish(topic, b"{}") < 0x80
+            deadline = time.monotonic() + 10
+            while _wait_for_health(health_url, 5)["ingest"]["received"] < 1:
+                assert time.monotonic() < deadline, "the collector never received the heartbeat"
+                time.sleep(0.2)
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            broker_log.close()
+            collector_log.close()
