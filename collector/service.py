@@ -106,6 +106,12 @@ def household_view(household: Household) -> HouseholdView:
     )
 
 
+def _open_view(dispatch: Dispatch | None) -> OpenDispatchView | None:
+    if dispatch is None:
+        return None
+    return OpenDispatchView(dispatch.id, dispatch.reason, dispatch.created_at)
+
+
 def _add_notifications(
     session: Session, dispatch_id: int, messages: tuple[Message, ...], now: dt.datetime
 ) -> int:
@@ -308,9 +314,7 @@ class Service:
         existing = self._open_sos(session, household.id)
         decision = decide_sos(
             household_view(household),
-            None
-            if existing is None
-            else OpenDispatchView(existing.id, existing.reason, existing.created_at),
+            _open_view(existing),
             source=sos.source,
             phrase=sos.phrase,
             message_id=sos.message_id,
@@ -371,9 +375,7 @@ class Service:
             dispatch = self._open_sos(session, household.id)
         decision = decide_cancel(
             household_view(household),
-            None
-            if dispatch is None
-            else OpenDispatchView(dispatch.id, dispatch.reason, dispatch.created_at),
+            _open_view(dispatch),
             source=cancel.source,
             now=now,
             policy=self.dispatch_policy,
