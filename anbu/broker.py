@@ -9,14 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-ACL = """# Anbu ACL: the collector reads all and writes commands; each device only its own subtree.
-user {collector}
-topic read anbu/v1/#
-topic write anbu/v1/+/+/+/cmd/#
-
-pattern write anbu/v1/+/+/%u/#
-pattern read anbu/v1/+/+/%u/cmd/#
-"""
+from firmware_config.acl import broker_acl
 
 
 class BrokerUnavailable(RuntimeError):
@@ -75,8 +68,7 @@ class DemoBroker:
         passwd.chmod(0o600)
         tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
         subprocess.run([tool, "-U", str(passwd)], check=True)  # noqa: S603 - hash in place
-        acl = ACL.format(collector=self.collector_user)
-        (self.workdir / "acl").write_text(acl, encoding="utf-8")
+        (self.workdir / "acl").write_text(broker_acl(self.collector_user), encoding="utf-8")
         config = self.workdir / "mosquitto.conf"
         lines = [
             "per_listener_settings false",

@@ -25,6 +25,7 @@ from typing import Any
 import jinja2
 import pytest
 
+from firmware_config.acl import broker_acl
 from firmware_config.device import load_device_config
 from tests.support.certs import CertBundle, make_cert_bundle
 from tests.support.mosquitto import Broker
@@ -334,6 +335,11 @@ def test_collector_env_file_gives_valid_settings(
     assert settings.staff_name == "Dongjak-gu welfare office"
 
 
+def rules(acl: str) -> set[str]:
+    """The access lines of an ACL file, without comments and blank lines."""
+    return {line.strip() for line in acl.splitlines() if line.strip() and not line.startswith("#")}
+
+
 def test_collector_and_broker_agree_on_the_collector_account() -> None:
     collector = host_vars(CLOUD_HOST, "collector")
     broker = host_vars(CLOUD_HOST, "mosquitto")
@@ -465,6 +471,8 @@ def _start_rendered_broker(
     conf = render("mosquitto-anbu.conf.j2", variables, files / "mosquitto.conf")
     acl = render("mosquitto-acl.j2", variables, Path(variables["__mosquitto_acl_file"]))
     assert conf.startswith(MANAGED_HEADER) and acl.startswith(MANAGED_HEADER)
+    # The provisioned ACL grants exactly what the contract's ACL (used by demo and tests) grants.
+    assert rules(acl) == rules(broker_acl(variables["mosquitto_collector_username"]))
     for line in (
         "per_listener_settings false",
         "require_certificate true",
