@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from collector.api.models import CaregiverCreate, DeviceCreate, HouseholdCreate
 from collector.domain import lifecycle
-from collector.domain.assignment import CAPACITY, CaregiverLoad, choose_caregiver
+from collector.domain.assignment import CAPACITY, choose_caregiver
 from collector.store.models import (
     Caregiver,
     DeadLetter,
@@ -26,6 +26,7 @@ from collector.store.models import (
     DispatchStatus,
     Household,
 )
+from collector.store.queries import caregiver_loads
 
 RECENT_DISPATCHES = 20
 _ROW = TypeVar("_ROW")
@@ -78,21 +79,6 @@ def create_caregiver(session: Session, data: CaregiverCreate) -> Caregiver:
     session.add(caregiver)
     session.commit()
     return caregiver
-
-
-def caregiver_loads(session: Session, district: str) -> list[CaregiverLoad]:
-    """The active caregivers of ``district`` with their household counts, for assignment."""
-    counts = (
-        select(Household.caregiver_id.label("caregiver_id"), func.count().label("n"))
-        .group_by(Household.caregiver_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(Caregiver.id, Caregiver.district, func.coalesce(counts.c.n, 0))
-        .outerjoin(counts, counts.c.caregiver_id == Caregiver.id)
-        .where(Caregiver.district == district, Caregiver.active.is_(True))
-    ).all()
-    return [CaregiverLoad(id=cid, district=d, households=n) for cid, d, n in rows]
 
 
 # Households

@@ -27,10 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from collector.api.crud import caregiver_loads
 from collector.domain.assignment import CAPACITY, CaregiverLoad, choose_caregiver
 from collector.store.db import Database
 from collector.store.models import Caregiver, Device, Household, RiskLevel
+from collector.store.queries import caregiver_loads
 from firmware_config.topics import ID_PATTERN
 
 # slug: (구 name, latitude, longitude) — near each district office, good enough for a map.
