@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     from collector.main import create_app
     from collector.runtime import Collector
     from collector.settings import CollectorSettings
-    from collector.store.models import Dispatch, EventRecord, HeartbeatRecord, Notification
+    from collector.store.models import Device, Dispatch, EventRecord, HeartbeatRecord, Notification
     from collector.store.seed import seed_district
     from edge_agent.agent import Agent
     from edge_agent.announce import LogAnnouncer
@@ -204,8 +204,6 @@ def run(args: argparse.Namespace) -> int:
 
     agents: list[Agent] = []
     with collector.db.session() as s:
-        from collector.store.models import Device
-
         homes = {d.id: d.household_id for d in s.scalars(select(Device))}
     for device_id in device_ids:
         config = DeviceConfig.model_validate(

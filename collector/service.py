@@ -209,7 +209,7 @@ class Service:
                         )
                     )
             except IntegrityError:
-                return self._duplicate(session, message, address)
+                return self._duplicate(session, message, address, now)
             device.last_seen_at = now
             device.last_seq = max(device.last_seq, message.seq)
             if isinstance(message, Heartbeat):
@@ -223,7 +223,9 @@ class Service:
             device.last_life_sign_at = now
             return Outcome("motion")
 
-    def _duplicate(self, session: Session, message: object, address: DeviceAddress) -> Outcome:
+    def _duplicate(
+        self, session: Session, message: object, address: DeviceAddress, now: dt.datetime
+    ) -> Outcome:
         # The device may not have heard our acknowledgement: say it again (idempotent on its side).
         outcome = Outcome("duplicate")
         if isinstance(message, SosEvent):
@@ -235,7 +237,10 @@ class Service:
                     (
                         address,
                         SosAck(
-                            device_ts=0, seq=0, sos_id=message.message_id, dispatch_id=dispatch.id
+                            device_ts=now.timestamp(),
+                            seq=0,
+                            sos_id=message.message_id,
+                            dispatch_id=dispatch.id,
                         ),
                     )
                 )
