@@ -7,24 +7,53 @@ is at-least-once, handlers make the effect exactly-once), the device's timestamp
 Payloads are compact JSON. Unknown fields are refused (``extra="forbid"``): the privacy promise
 that no audio or free transcript leaves a home is enforced by the schema itself, because there is
 no field that could carry one.
+
+Every field is bounded to what both databases store (PostgreSQL ``integer`` and ``timestamptz``,
+SQLite ``INTEGER``): integers fit in 32 bits, floats are finite, timestamps fall before 2100, text
+has no control characters. The decoder refuses pathological JSON (too large, too deeply nested)
+before parsing it, and a message received from the wire must carry its own ``message_id``: an id
+made up at decoding would differ at every redelivery and defeat de-duplication.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from firmware_config.errors import ContractError
 from firmware_config.topics import Channel, Command
 
 SCHEMA_VERSION = 1
 MAX_PAYLOAD_BYTES = 4096
+MAX_NESTING = 4
+"""Device messages are flat objects; anything nested deeper is refused before it is parsed."""
 
+INT32_MAX = 2**31 - 1
+"""Largest integer both databases store in an ``integer`` column."""
+MAX_DEVICE_TS = 4_102_444_800.0
+"""2100-01-01T00:00:00Z: a device clock beyond this is not a clock."""
+MAX_DURATION_S = 10 * 365 * 24 * 3600.0
+"""Ten years: the longest uptime or interval a message may claim."""
+
+_NO_CONTROL = r"^[^\u0000-\u001f\u007f]*$"
 MessageId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="uuid4 hex")]
-Phrase = Annotated[str, Field(min_length=1, max_length=64)]
+Phrase = Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_CONTROL)]
+Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
+Seconds = Annotated[float, Field(ge=0, le=MAX_DURATION_S)]
+AgentVersion = Annotated[str, Field(max_length=32, pattern=_NO_CONTROL)]
+
+_WIRE = {"wire": True}
+"""Validation context of a payload decoded from the wire (see ``_Message._wire_needs_id``)."""
 
 
 def new_message_id() -> str:
@@ -33,12 +62,25 @@ def new_message_id() -> str:
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     schema_version: Literal[1] = 1
     message_id: MessageId = Field(default_factory=new_message_id)
-    device_ts: float = Field(ge=0, description="device clock, seconds since the epoch (UTC)")
-    seq: int = Field(ge=0, description="per-device sequence number, increasing")
+    device_ts: float = Field(
+        ge=0, lt=MAX_DEVICE_TS, description="device clock, seconds since the epoch (UTC)"
+    )
+    seq: Count = Field(description="per-device sequence number, increasing")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _wire_needs_id(
+        cls, data: object, handler: ModelWrapValidatorHandler[Self], info: ValidationInfo
+    ) -> Self:
+        # Made in code, a message gets a fresh id; received, it must bring the one it was sent with.
+        message = handler(data)
+        if info.context is _WIRE and isinstance(data, dict) and "message_id" not in data:
+            raise ValueError("message_id: Field required")
+        return message
 
     def to_payload(self) -> bytes:
         """Compact JSON bytes for the wire."""
@@ -50,24 +92,24 @@ class State(_Message):
 
     kind: Literal["state"] = "state"
     state: Literal["online", "offline"]
-    agent_version: str = Field(default="", max_length=32)
+    agent_version: AgentVersion = ""
 
 
 class Heartbeat(_Message):
     """Life signs counted since the previous heartbeat."""
 
     kind: Literal["heartbeat"] = "heartbeat"
-    interval_s: float = Field(ge=0, description="seconds this heartbeat covers")
-    motion_count: int = Field(ge=0, description="PIR motion episodes in the interval")
-    speech_s: float = Field(ge=0, description="seconds of voice activity in the interval")
-    wake_word_count: int = Field(ge=0)
-    interactions: int = Field(ge=0, description="recognised phrases of any kind")
-    button_presses: int = Field(default=0, ge=0)
-    uptime_s: float = Field(ge=0)
-    audio_overruns: int = Field(ge=0, description="audio blocks dropped since start")
-    outbox_depth: int = Field(ge=0, description="events waiting on disk for the broker")
-    agent_version: str = Field(max_length=32)
-    coalesced: int = Field(default=0, ge=0, description="older heartbeats merged into this one")
+    interval_s: Seconds = Field(description="seconds this heartbeat covers")
+    motion_count: Count = Field(description="PIR motion episodes in the interval")
+    speech_s: Seconds = Field(description="seconds of voice activity in the interval")
+    wake_word_count: Count
+    interactions: Count = Field(description="recognised phrases of any kind")
+    button_presses: Count = 0
+    uptime_s: Seconds
+    audio_overruns: Count = Field(description="audio blocks dropped since start")
+    outbox_depth: Count = Field(description="events waiting on disk for the broker")
+    agent_version: AgentVersion
+    coalesced: Count = Field(default=0, description="older heartbeats merged into this one")
 
 
 class SosEvent(_Message):
@@ -110,7 +152,7 @@ class SosAck(_Message):
 
     kind: Literal["sos_ack"] = "sos_ack"
     sos_id: MessageId
-    dispatch_id: int = Field(ge=1)
+    dispatch_id: int = Field(ge=1, le=INT32_MAX)
 
 
 class CancelAck(_Message):
@@ -118,7 +160,7 @@ class CancelAck(_Message):
 
     kind: Literal["cancel_ack"] = "cancel_ack"
     sos_id: MessageId
-    dispatch_id: int | None = None
+    dispatch_id: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
 
 CommandMessage = SosAck | CancelAck
@@ -129,23 +171,52 @@ _BY_COMMAND: dict[Command, type[_Message]] = {
 }
 
 
+def nesting_depth(payload: bytes) -> int:
+    """How deeply ``[``/``{`` nest in a JSON text, ignoring brackets inside strings.
+
+    Cheap for ordinary payloads: a text with few brackets cannot nest deeper than their count.
+    """
+    opened = payload.count(b"[") + payload.count(b"{")
+    if opened <= MAX_NESTING:
+        return opened
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in payload:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
 def _decode(model: type[_Message], payload: bytes, where: str) -> _Message:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ContractError(f"{where}: payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    if nesting_depth(payload) > MAX_NESTING:
+        raise ContractError(f"{where}: payload nests deeper than {MAX_NESTING} levels")
     try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError(f"{where}: payload is not JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ContractError(f"{where}: payload must be a JSON object")
-    try:
-        return model.model_validate(data)
+        return model.model_validate_json(payload, context=_WIRE)
     except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if errors and errors[0]["type"] == "json_invalid":
+            raise ContractError(f"{where}: payload is not JSON ({errors[0]['msg']})") from exc
+        if errors and errors[0]["type"] == "model_type":
+            raise ContractError(f"{where}: payload must be a JSON object") from exc
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
-            for err in exc.errors()
+            for err in errors[:5]
         )
-        raise ContractError(f"{where}: {problems}") from exc
+        raise ContractError(f"{where}: {problems}"[:500]) from exc
 
 
 def decode_device_message(channel: Channel, payload: bytes) -> DeviceMessage:

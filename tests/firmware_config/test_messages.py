@@ -98,3 +98,54 @@ def test_commands_round_trip() -> None:
     assert command_of(cancel) is Command.CANCEL_ACK
     with pytest.raises(ContractError):
         decode_command(Command.SOS_ACK, cancel.to_payload())
+
+
+def _hb(**changes: object) -> bytes:
+    return json.dumps({**HB, "message_id": "c" * 32, **changes}).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        # values the schema once accepted but neither database can store
+        (_hb(device_ts=1e12), "device_ts"),
+        (b'{"device_ts": Infinity}', "device_ts|not JSON"),
+        (_hb(device_ts=float("nan")).replace(b"NaN", b"NaN"), "device_ts|not JSON"),
+        (_hb(seq=2**31), "seq"),
+        (_hb(motion_count=2**63), "motion_count"),
+        (_hb(speech_s=1e300), "speech_s"),
+        (_hb(agent_version="0.1\x00"), "agent_version"),
+        (_hb(agent_version="0.1\n"), "agent_version"),
+        # pathological JSON is refused before it is parsed
+        (b"[" * 2048, "nests deeper"),
+        (b'{"a":' * 600 + b"1" + b"}" * 600, "nests deeper"),
+        # an id made up at decoding would defeat de-duplication
+        (json.dumps(HB).encode(), "message_id: Field required"),
+    ],
+)
+def test_values_outside_what_the_store_holds_are_refused(payload: bytes, reason: str) -> None:
+    with pytest.raises(ContractError, match=reason):
+        decode_device_message(Channel.HEARTBEAT, payload)
+
+
+def test_sos_phrase_with_a_control_character_is_refused() -> None:
+    payload = (
+        SosEvent(device_ts=1, seq=1, source="voice", phrase="살려줘")
+        .to_payload()
+        .replace("살려줘".encode(), b"\\u0000")
+    )
+    with pytest.raises(ContractError, match="phrase"):
+        decode_device_message(Channel.SOS, payload)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    from firmware_config.messages import nesting_depth
+
+    assert nesting_depth(b'{"a": "[[[[[[[[[[[[[[[[[[[[[\\"]]]]"}') == 1
+    assert nesting_depth(b"[[[]]]") == 3
+    assert nesting_depth(b"[" * 2048) == 2048
+
+
+def test_the_largest_stored_values_are_accepted() -> None:
+    decoded = decode_device_message(Channel.HEARTBEAT, _hb(seq=2**31 - 1, device_ts=4.1e9))
+    assert decoded.seq == 2**31 - 1
