@@ -1,12 +1,18 @@
-"""MQTT ingest: a paho subscriber that hands every message to :class:`collector.service.Service`.
+"""MQTT ingest: paho connections that hand every message to a lane (``collector/pipeline.py``).
 
-The collector joins a shared subscription (``$share/<group>/...``), so several collectors split the
-devices' traffic; each also subscribes plainly to ``state`` because retained states are not
-delivered to shared subscriptions.
+The collector joins shared subscriptions (``$share/<group>/...``), so several collectors split the
+devices' traffic, over separate connections per lane:
 
-Delivery: messages are acknowledged to the broker (PUBACK) only after they are stored. A database
-failure is retried briefly; if it persists the message is left unacknowledged and the connection
-is dropped, so the broker redelivers it from the persistent session on reconnect.
+* ``…-events``: ``event/sos`` and ``event/sos_cancel`` only, so an SOS never queues behind a flood
+  of heartbeats at the broker either;
+* ``…-bulk-N``: heartbeats and motion (shared) and ``state`` (plain, because retained states are
+  not delivered to shared subscriptions).
+
+Each connection announces an MQTT v5 *receive maximum*: the broker never has more unacknowledged
+messages out to it than that, which bounds the lane's queue; under overload the broker holds (and,
+past its own queue limit, drops) heartbeats, while events travel on their own connection.
+Acknowledgements (PUBACK) are sent by the lanes after the commit. The connections reconnect by
+themselves, forever, with back-off; nothing here ever disconnects on bad input.
 """
 
 from __future__ import annotations
@@ -25,65 +31,70 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from collector.service import Outcome, Service
+from collector.pipeline import BulkLane, EventLane, Inbound, Lane
+from collector.service import BulkResult, Outcome, Service
 from collector.settings import CollectorSettings
 from firmware_config.messages import command_of
-from firmware_config.topics import collector_subscriptions
+from firmware_config.topics import collector_bulk_subscriptions, collector_event_subscriptions
 
 log = logging.getLogger("anbu.collector.ingest")
 
 SESSION_EXPIRY_S = 24 * 3600
+_LOG_EVERY_S = 30.0
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class Ingest:
-    """Subscribes, validates through the service, acknowledges SOS back to devices."""
+class MqttIntake:
+    """One paho connection feeding one lane; ``publish()`` sends commands back to devices."""
 
     def __init__(
         self,
         settings: CollectorSettings,
-        service: Service,
         *,
-        on_notify: Callable[[], None] = lambda: None,
-        clock: Callable[[], dt.datetime] = utcnow,
-        store_retries: int = 5,
+        client_id: str,
+        subscriptions: list[str],
+        lane: Lane,
+        receive_maximum: int,
+        clock: Callable[[], dt.datetime],
     ) -> None:
         self.settings = settings
-        self.service = service
-        self.on_notify = on_notify
+        self.client_id = client_id
+        self.subscriptions = subscriptions
+        self.lane = lane
+        self.receive_maximum = receive_maximum
         self.clock = clock
-        self.store_retries = store_retries
         self.connected = threading.Event()
-        self.received = 0
-        self.store_failures = 0
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=settings.mqtt_client_id,
-            protocol=mqtt.MQTTv5,
-        )
-        self.client.manual_ack_set(True)
-        self.client.max_inflight_messages_set(100)
-        self.client.max_queued_messages_set(0)
+        self.connects = 0
+        self.last_problem: str | None = None
+        self._generation = 0
+        self._last_logged = 0.0
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        client.manual_ack_set(True)
+        client.max_inflight_messages_set(100)
+        client.max_queued_messages_set(0)
         if settings.mqtt_username:
-            self.client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+            client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
         if settings.mqtt_tls:
-            self.client.tls_set(
+            client.tls_set(
                 ca_certs=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
                 certfile=str(settings.mqtt_cert_file) if settings.mqtt_cert_file else None,
                 keyfile=str(settings.mqtt_key_file) if settings.mqtt_key_file else None,
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
 
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = self.receive_maximum
         self.client.connect_async(
             self.settings.mqtt_host,
             self.settings.mqtt_port,
@@ -97,48 +108,152 @@ class Ingest:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def wait_connected(self, timeout_s: float) -> bool:
-        return self.connected.wait(timeout_s)
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1)
+
+    def _problem(self, message: str, **extra: object) -> None:
+        # The broker being away is logged at once, then every 30 s while it lasts.
+        self.last_problem = message
+        now = time.monotonic()
+        if now - self._last_logged >= _LOG_EVERY_S:
+            self._last_logged = now
+            log.error(
+                message,
+                extra={
+                    "client_id": self.client_id,
+                    "host": self.settings.mqtt_host,
+                    "port": self.settings.mqtt_port,
+                    **extra,
+                },
+            )
 
     def _on_connect(
         self, client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any
     ) -> None:
         if reason.is_failure:
-            log.error("mqtt connect refused", extra={"reason": str(reason)})
+            self._problem("mqtt connect refused", reason=str(reason))
             return
-        client.subscribe([(f, 1) for f in collector_subscriptions(self.settings.mqtt_share_group)])
+        self._generation += 1
+        self.connects += 1
+        self.last_problem = None
+        self._last_logged = 0.0
+        client.subscribe([(f, 1) for f in self.subscriptions])
         self.connected.set()
         log.info(
             "mqtt connected",
-            extra={"host": self.settings.mqtt_host, "port": self.settings.mqtt_port},
+            extra={
+                "client_id": self.client_id,
+                "host": self.settings.mqtt_host,
+                "port": self.settings.mqtt_port,
+            },
         )
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        self._problem("mqtt broker unreachable")
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any
     ) -> None:
         self.connected.clear()
-        log.warning("mqtt disconnected", extra={"reason": str(reason)})
+        self._problem("mqtt disconnected", reason=str(reason))
 
     def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self.received += 1
-        outcome: Outcome | None = None
-        for attempt in range(self.store_retries):
-            try:
-                outcome = self.service.handle(msg.topic, bytes(msg.payload), self.clock())
-                break
-            except Exception:
-                self.store_failures += 1
-                log.exception(
-                    "storing a message failed", extra={"topic": msg.topic, "attempt": attempt}
-                )
-                time.sleep(min(2.0, 0.1 * 2**attempt))
-        if outcome is None:
-            # Leave it unacknowledged; reconnecting makes the broker send it again.
-            client.disconnect()
-            return
-        if msg.qos > 0:
-            client.ack(msg.mid, msg.qos)
+        mid, qos, generation = msg.mid, msg.qos, self._generation
+
+        def ack() -> None:
+            # A packet id belongs to one connection: after a reconnect the broker sends the
+            # message again, and that copy is acknowledged instead.
+            if qos > 0 and generation == self._generation:
+                client.ack(mid, qos)
+
+        self.lane.offer(Inbound(msg.topic, bytes(msg.payload), self.clock(), ack))
+
+
+class Ingest:
+    """The collector's MQTT side: an event lane, a bulk lane and their connections."""
+
+    def __init__(
+        self,
+        settings: CollectorSettings,
+        service: Service,
+        *,
+        on_notify: Callable[[], None] = lambda: None,
+        after_bulk: Callable[[BulkResult], None] = lambda result: None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self.on_notify = on_notify
+        self.events = EventLane(service, clock=clock, on_outcome=self._after_event)
+        self.bulk = BulkLane(
+            service,
+            clock=clock,
+            batch_max=settings.ingest_batch_max,
+            batch_wait_s=settings.ingest_batch_wait_ms / 1000,
+            after_commit=after_bulk,
+        )
+        base = settings.mqtt_client_id
+        group = settings.mqtt_share_group
+        self.event_intake = MqttIntake(
+            settings,
+            client_id=f"{base}-events",
+            subscriptions=collector_event_subscriptions(group),
+            lane=self.events,
+            receive_maximum=settings.ingest_receive_maximum,
+            clock=clock,
+        )
+        self.bulk_intakes = [
+            MqttIntake(
+                settings,
+                client_id=f"{base}-bulk-{n}",
+                subscriptions=collector_bulk_subscriptions(group, with_state=n == 1),
+                lane=self.bulk,
+                receive_maximum=settings.ingest_receive_maximum,
+                clock=clock,
+            )
+            for n in range(1, settings.ingest_bulk_clients + 1)
+        ]
+        self.intakes = [self.event_intake, *self.bulk_intakes]
+
+    def _after_event(self, outcome: Outcome) -> None:
         for address, command in outcome.commands:
-            client.publish(address.command_topic(command_of(command)), command.to_payload(), qos=1)
+            self.event_intake.publish(
+                address.command_topic(command_of(command)), command.to_payload()
+            )
         if outcome.notify:
             self.on_notify()
+
+    @property
+    def connected(self) -> bool:
+        return all(i.connected.is_set() for i in self.intakes)
+
+    @property
+    def received(self) -> int:
+        return self.events.received + self.bulk.received
+
+    def start(self) -> None:
+        self.events.start()
+        self.bulk.start()
+        for intake in self.intakes:
+            intake.start()
+
+    def stop(self) -> None:
+        for intake in self.intakes:
+            intake.stop()
+        self.events.stop()
+        self.bulk.stop()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        for intake in self.intakes:
+            if not intake.connected.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "mqtt_connected": self.connected,
+            "mqtt_problems": {i.client_id: i.last_problem for i in self.intakes if i.last_problem},
+            "events": self.events.health(),
+            "bulk": self.bulk.health(),
+        }

@@ -14,6 +14,7 @@ from collector.notify.base import Notifier
 from collector.notify.email import SmtpNotifier
 from collector.notify.sms import HttpSmsNotifier
 from collector.notify.worker import NotificationWorker
+from collector.registry import DeviceRegistry, load_all, store_lookup
 from collector.scheduler import Scheduler
 from collector.service import Service
 from collector.settings import CollectorSettings
@@ -44,6 +45,7 @@ class Collector:
     ) -> None:
         self.settings = settings
         self.db = Database(settings.database_url)
+        self.registry = DeviceRegistry(store_lookup(self.db.sessions))
         staff = None
         if settings.staff_email or settings.staff_phone:
             staff = Contact(
@@ -61,6 +63,7 @@ class Collector:
                 staff=staff,
                 dashboard_url=settings.public_url,
             ),
+            registry=self.registry,
         )
         self.notifiers = notifiers_from_settings(settings) if notifiers is None else notifiers
         self.notifier = NotificationWorker(
@@ -80,6 +83,8 @@ class Collector:
 
     def start(self) -> None:
         self.db.create_schema()
+        with self.db.sessions() as session:
+            self.registry.replace_all(load_all(session))
         self.notifier.start()
         self.scheduler.start()
         self.ingest.start()
@@ -103,7 +108,8 @@ class Collector:
         except Exception as exc:
             log.warning("database ping failed", extra={"error": str(exc)})
             database_ok = False
-        mqtt_ok = self.ingest.connected.is_set()
+        ingest = self.ingest.health()
+        mqtt_ok = bool(ingest["mqtt_connected"])
         return {
             "status": "ok" if database_ok and mqtt_ok else "degraded",
             "database": database_ok,
@@ -111,8 +117,11 @@ class Collector:
             "mqtt_connected": mqtt_ok,
             "ingest": {
                 "received": self.ingest.received,
-                "store_failures": self.ingest.store_failures,
+                "store_failures": self.ingest.events.store_failures
+                + self.ingest.bulk.store_failures,
+                "registered_devices": len(self.registry),
                 **self.service.counts,
+                **ingest,
             },
             "notifications": self.notifier.counts(),
             "scheduler_runs": self.scheduler.runs,

@@ -1,27 +1,29 @@
 """Applies what arrives from devices to the store, using the pure decisions in ``domain/``.
 
-``Service.handle(topic, payload, received_at)`` is the whole ingest path after the broker:
+The ingest path after the broker has two lanes (see ``collector/pipeline.py``):
 
-1. parse the topic and validate the payload against the contract;
-2. check the device is registered to the household and district the topic names (a device
-   cannot speak for another home even if the broker's ACL were wrong);
-3. de-duplicate by message id, in the same transaction as the effect, so a redelivered message
-   changes nothing (at-least-once delivery, exactly-once effect);
-4. apply: heartbeat, state, SOS (dispatch + notifications), cancel, motion.
+* **bulk** — heartbeats, states and motion, many at once: :meth:`Service.decode` validates each
+  message against the contract and the device registry, then :meth:`Service.apply_bulk` applies
+  a whole batch in one transaction with set-based statements (each device's latest state, the
+  daily rollups, motion events, dead letters). Heartbeats need no de-duplication row: the highest
+  ``seq`` wins, and a rollup row counts a redelivered batch once.
+* **events** — SOS and cancels, one at a time and ahead of any heartbeat:
+  :meth:`Service.apply_event` de-duplicates by message id in the same transaction as the effect
+  (dispatch, notifications), so a redelivered event changes nothing and is acknowledged again.
 
-Anything that fails a check is kept in ``dead_letters`` with the reason; it never stops ingestion.
-The return value says what the caller (ingest) must do next: acknowledge an SOS to the device,
-wake the notification worker.
+Anything that fails the contract or the registry is kept in ``dead_letters`` with the reason.
+Errors from the database propagate: the pipeline decides whether the database is away (keep the
+messages, retry) or one message is poison (find it, dead-letter it, go on).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, case, select, update
 from sqlalchemy.orm import Session
 
 from collector.domain.dispatch import (
@@ -34,25 +36,36 @@ from collector.domain.dispatch import (
     decide_sos,
 )
 from collector.domain.escalation import DispatchState, EscalationPolicy, decide_escalation
+from collector.domain.intake import (
+    ClockPolicy,
+    HeartbeatFacts,
+    daily_rollups,
+    device_time,
+    latest_per_device,
+)
+from collector.registry import DeviceHome, DeviceRegistry, store_lookup
 from collector.store.db import Database
 from collector.store.models import (
     DeadLetter,
     Device,
+    DeviceDay,
     Dispatch,
     DispatchReason,
     DispatchStatus,
     EventRecord,
-    HeartbeatRecord,
     Household,
     Notification,
     NotificationStatus,
     Priority,
     SeenMessage,
+    UtcDateTime,
 )
+from collector.store.sql import insert_for, table_of
 from firmware_config import ContractError
 from firmware_config.messages import (
     CancelAck,
     CommandMessage,
+    DeviceMessage,
     Heartbeat,
     MotionEvent,
     SosAck,
@@ -61,9 +74,12 @@ from firmware_config.messages import (
     State,
     decode_device_message,
 )
-from firmware_config.topics import DeviceAddress, parse
+from firmware_config.topics import Channel, DeviceAddress, parse
 
 log = logging.getLogger("anbu.collector.service")
+
+EVENT_CHANNELS = frozenset({Channel.SOS, Channel.SOS_CANCEL})
+"""Channels handled one at a time in the event lane, ahead of heartbeats."""
 
 
 @dataclass
@@ -78,8 +94,40 @@ class Outcome:
     reason: str | None = None
 
 
-def _utc(ts: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ts, dt.UTC)
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A message that passed the contract and the registry."""
+
+    topic: str
+    payload: bytes
+    received_at: dt.datetime
+    address: DeviceAddress
+    message: DeviceMessage
+
+    @property
+    def kind(self) -> str:
+        return self.message.kind
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message that is dead-lettered, with the reason."""
+
+    topic: str
+    payload: bytes
+    received_at: dt.datetime
+    reason: str
+    kind: str = "dead_letter"
+
+
+@dataclass
+class BulkResult:
+    """What one bulk batch changed, for counters, life signs and the time-series sink."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    heartbeats: list[tuple[DeviceAddress, HeartbeatFacts]] = field(default_factory=list)
+    life_signs: list[tuple[str, str, dt.datetime]] = field(default_factory=list)
+    """(household, kind, at) for every life sign in the batch."""
 
 
 def household_view(household: Household) -> HouseholdView:
@@ -115,23 +163,76 @@ def _open_view(dispatch: Dispatch | None) -> OpenDispatchView | None:
 def _add_notifications(
     session: Session, dispatch_id: int, messages: tuple[Message, ...], now: dt.datetime
 ) -> int:
-    for m in messages:
-        session.add(
-            Notification(
-                dispatch_id=dispatch_id,
-                channel=m.channel,
-                purpose=m.purpose,
-                recipient_role=m.recipient_role,
-                recipient=m.recipient,
-                subject=m.subject,
-                body=m.body.replace("{dispatch_id}", str(dispatch_id)),
-                status=NotificationStatus.PENDING,
-                attempts=0,
-                created_at=now,
-                next_attempt_at=now,
-            )
-        )
-    return len(messages)
+    """Queue ``messages``; one already queued for the same purpose and person is kept as it is."""
+    if not messages:
+        return 0
+    rows = [
+        {
+            "dispatch_id": dispatch_id,
+            "channel": m.channel,
+            "purpose": m.purpose,
+            "recipient_role": m.recipient_role,
+            "recipient": m.recipient,
+            "subject": m.subject,
+            "body": m.body.replace("{dispatch_id}", str(dispatch_id)),
+            "status": NotificationStatus.PENDING,
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now,
+        }
+        for m in messages
+    ]
+    stmt = insert_for(session, table_of(Notification)).on_conflict_do_nothing()
+    session.execute(stmt, rows)
+    return len(rows)
+
+
+_devices = table_of(Device)
+_newer = _devices.c.last_seq < bindparam("b_seq")
+_LATEST = (
+    update(_devices)
+    .where(_devices.c.id == bindparam("b_id"))
+    .values(
+        last_seen_at=bindparam("b_heard", type_=UtcDateTime()),
+        last_heartbeat_at=bindparam("b_heard", type_=UtcDateTime()),
+        last_seq=case((_newer, bindparam("b_seq")), else_=_devices.c.last_seq),
+        agent_version=case((_newer, bindparam("b_version")), else_=_devices.c.agent_version),
+        last_outbox_depth=case((_newer, bindparam("b_depth")), else_=_devices.c.last_outbox_depth),
+        last_audio_overruns=case(
+            (_newer, bindparam("b_overruns")), else_=_devices.c.last_audio_overruns
+        ),
+        clock_offset_s=bindparam("b_offset"),
+    )
+)
+_LIFE_SIGN = (
+    update(_devices)
+    .where(
+        _devices.c.id == bindparam("b_id"),
+        (_devices.c.last_life_sign_at.is_(None))
+        | (_devices.c.last_life_sign_at < bindparam("b_alive", type_=UtcDateTime())),
+    )
+    .values(last_life_sign_at=bindparam("b_alive", type_=UtcDateTime()))
+)
+_SEEN = (
+    update(_devices)
+    .where(_devices.c.id == bindparam("b_id"))
+    .values(
+        last_seen_at=bindparam("b_heard", type_=UtcDateTime()),
+        last_seq=case((_newer, bindparam("b_seq")), else_=_devices.c.last_seq),
+    )
+)
+_STATE = (
+    update(_devices)
+    .where(_devices.c.id == bindparam("b_id"))
+    .values(
+        online=bindparam("b_online"),
+        state_changed_at=bindparam("b_at", type_=UtcDateTime()),
+        agent_version=case(
+            (bindparam("b_version") != "", bindparam("b_version")),
+            else_=_devices.c.agent_version,
+        ),
+    )
+)
 
 
 class Service:
@@ -142,86 +243,303 @@ class Service:
         db: Database,
         dispatch_policy: DispatchPolicy | None = None,
         escalation_policy: EscalationPolicy | None = None,
+        *,
+        registry: DeviceRegistry | None = None,
+        clock_policy: ClockPolicy | None = None,
     ) -> None:
         self.db = db
         self.dispatch_policy = dispatch_policy or DispatchPolicy()
         self.escalation_policy = escalation_policy or EscalationPolicy()
+        self.clock_policy = clock_policy or ClockPolicy()
+        self.registry = registry or DeviceRegistry(store_lookup(db.sessions))
         self.counts: dict[str, int] = {}
 
-    def _count(self, kind: str) -> None:
-        self.counts[kind] = self.counts.get(kind, 0) + 1
+    def count(self, kind: str, n: int = 1) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + n
 
-    # -- ingest -------------------------------------------------------------------------
+    # -- validation -----------------------------------------------------------------------
 
-    def handle(self, topic: str, payload: bytes, received_at: dt.datetime) -> Outcome:
-        """Handle one MQTT message; never raises for bad input (it is dead-lettered)."""
-        try:
-            outcome = self._handle(topic, payload, received_at)
-        except ContractError as exc:
-            outcome = self.dead_letter(topic, payload, str(exc), received_at)
-        self._count(outcome.kind)
-        return outcome
+    def decode(self, items: Sequence[tuple[str, bytes, dt.datetime]]) -> list[Decoded | Rejected]:
+        """Contract and registry checks for ``(topic, payload, received_at)`` items, in order."""
+        checked: list[tuple[str, bytes, dt.datetime, DeviceAddress, DeviceMessage] | Rejected] = []
+        for topic, payload, received_at in items:
+            try:
+                parsed = parse(topic)
+                if parsed.channel is None:
+                    raise ContractError(
+                        f"topic {topic!r} is a command topic; devices do not send those"
+                    )
+                message = decode_device_message(parsed.channel, payload)
+            except ContractError as exc:
+                checked.append(Rejected(topic, payload, received_at, str(exc)))
+                continue
+            checked.append((topic, payload, received_at, parsed.address, message))
+        wanted = [
+            (c[3].device, c[3].household, c[3].district)
+            for c in checked
+            if not isinstance(c, Rejected)
+        ]
+        homes: dict[str, DeviceHome | None] = {}
+        if wanted:
+            now_s = max(c[2] for c in checked if not isinstance(c, Rejected)).timestamp()
+            homes = self.registry.resolve(wanted, now_s)
+        out: list[Decoded | Rejected] = []
+        for c in checked:
+            if isinstance(c, Rejected):
+                out.append(c)
+                continue
+            topic, payload, received_at, address, message = c
+            home = homes.get(address.device)
+            if home is None:
+                out.append(
+                    Rejected(
+                        topic,
+                        payload,
+                        received_at,
+                        f"device {address.device!r} is not registered",
+                    )
+                )
+            elif home.household_id != address.household or home.district != address.district:
+                out.append(
+                    Rejected(
+                        topic,
+                        payload,
+                        received_at,
+                        f"device {address.device!r} belongs to {home.district}/"
+                        f"{home.household_id}, not {address.district}/{address.household} "
+                        "(spoofed topic?)",
+                    )
+                )
+            else:
+                out.append(Decoded(topic, payload, received_at, address, message))
+        return out
+
+    # -- the bulk lane --------------------------------------------------------------------
+
+    def apply_bulk(self, items: Sequence[Decoded | Rejected]) -> BulkResult:
+        """Apply heartbeats, states, motion and dead letters in one transaction."""
+        result = BulkResult()
+        with self.db.session() as session:
+            self._apply_bulk(session, items, result)
+        for kind, n in result.counts.items():
+            self.count(kind, n)
+        return result
+
+    def _apply_bulk(
+        self, session: Session, items: Sequence[Decoded | Rejected], result: BulkResult
+    ) -> None:
+        heartbeats: list[HeartbeatFacts] = []
+        offsets: dict[str, float] = {}
+        states: dict[str, dict[str, object]] = {}
+        motions: list[dict[str, object]] = []
+        alive: dict[str, dt.datetime] = {}
+        seen: dict[str, tuple[int, dt.datetime]] = {}
+        dead: list[dict[str, object]] = []
+        counts = result.counts
+        for item in items:
+            counts[item.kind] = counts.get(item.kind, 0) + 1
+            if isinstance(item, Rejected):
+                dead.append(_dead_letter_row(item))
+                continue
+            message, address = item.message, item.address
+            if isinstance(message, State):
+                # Applied in arrival order: the last will carries the timestamp of the
+                # connection it was registered with, so device timestamps would mislead here.
+                states[address.device] = {
+                    "b_id": address.device,
+                    "b_online": message.state == "online",
+                    "b_at": item.received_at,
+                    "b_version": message.agent_version,
+                }
+                continue
+            when = device_time(message.device_ts, item.received_at, self.clock_policy)
+            if when.correction is not None:
+                log.warning(
+                    "device clock overruled",
+                    extra={"device": address.device, "reason": when.correction},
+                )
+            if isinstance(message, Heartbeat):
+                facts = HeartbeatFacts(
+                    address.device,
+                    message.seq,
+                    when.at,
+                    message.motion_count,
+                    message.speech_s,
+                    message.wake_word_count,
+                    message.interactions,
+                    message.button_presses,
+                    message.audio_overruns,
+                    message.outbox_depth,
+                    message.uptime_s,
+                    message.agent_version,
+                )
+                heartbeats.append(facts)
+                offsets[address.device] = when.offset_s
+                result.heartbeats.append((address, facts))
+                if facts.is_life_sign:
+                    result.life_signs.append((address.household, "heartbeat", when.at))
+            elif isinstance(message, MotionEvent):
+                motions.append(
+                    {
+                        "message_id": message.message_id,
+                        "device_id": address.device,
+                        "household_id": address.household,
+                        "kind": "motion",
+                        "device_ts": when.at,
+                        "received_at": item.received_at,
+                    }
+                )
+                if address.device not in alive or when.at > alive[address.device]:
+                    alive[address.device] = when.at
+                seen_seq = max(seen.get(address.device, (0, when.at))[0], message.seq)
+                seen[address.device] = (seen_seq, item.received_at)
+                result.life_signs.append((address.household, "motion", when.at))
+            else:  # pragma: no cover - the event lane takes SOS and cancels
+                raise ContractError(f"{message.kind} does not belong in the bulk lane")
+        latest = latest_per_device(heartbeats)
+        if latest:
+            session.execute(
+                _LATEST,
+                [
+                    {
+                        "b_id": d.device_id,
+                        "b_heard": d.heard_at,
+                        "b_seq": d.seq,
+                        "b_version": d.agent_version,
+                        "b_depth": d.outbox_depth,
+                        "b_overruns": d.audio_overruns,
+                        "b_offset": offsets[d.device_id],
+                    }
+                    for d in latest
+                ],
+            )
+            for d in latest:
+                if d.life_sign_at is not None and (
+                    d.device_id not in alive or d.life_sign_at > alive[d.device_id]
+                ):
+                    alive[d.device_id] = d.life_sign_at
+            self._upsert_rollups(session, heartbeats)
+        if seen:
+            session.execute(
+                _SEEN, [{"b_id": k, "b_seq": q, "b_heard": at} for k, (q, at) in seen.items()]
+            )
+        if alive:
+            session.execute(_LIFE_SIGN, [{"b_id": k, "b_alive": v} for k, v in alive.items()])
+        if states:
+            session.execute(_STATE, list(states.values()))
+        if motions:
+            stmt = insert_for(session, table_of(EventRecord)).on_conflict_do_nothing(
+                index_elements=["message_id"]
+            )
+            session.execute(stmt, motions)
+        if dead:
+            session.execute(table_of(DeadLetter).insert(), dead)
+
+    @staticmethod
+    def _upsert_rollups(session: Session, heartbeats: list[HeartbeatFacts]) -> None:
+        table = table_of(DeviceDay)
+        stmt = insert_for(session, table)
+        summed = (
+            "heartbeats",
+            "motion_count",
+            "speech_s",
+            "wake_word_count",
+            "interactions",
+            "button_presses",
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["device_id", "day"],
+            set_={
+                **{name: table.c[name] + stmt.excluded[name] for name in summed},
+                "max_outbox_depth": case(
+                    (
+                        stmt.excluded.max_outbox_depth > table.c.max_outbox_depth,
+                        stmt.excluded.max_outbox_depth,
+                    ),
+                    else_=table.c.max_outbox_depth,
+                ),
+                "last_seq": stmt.excluded.last_seq,
+            },
+            # a batch delivered again (same highest seq) must not count twice
+            where=table.c.last_seq < stmt.excluded.last_seq,
+        )
+        session.execute(
+            stmt,
+            [
+                {
+                    "device_id": r.device_id,
+                    "day": r.day,
+                    "heartbeats": r.heartbeats,
+                    "motion_count": r.motion_count,
+                    "speech_s": r.speech_s,
+                    "wake_word_count": r.wake_word_count,
+                    "interactions": r.interactions,
+                    "button_presses": r.button_presses,
+                    "max_outbox_depth": r.max_outbox_depth,
+                    "last_seq": r.last_seq,
+                }
+                for r in daily_rollups(heartbeats)
+            ],
+        )
 
     def dead_letter(
         self, topic: str, payload: bytes, reason: str, received_at: dt.datetime
     ) -> Outcome:
-        log.warning("dead letter", extra={"topic": topic[:200], "reason": reason})
+        """Keep one message that cannot be applied, with the reason, in its own transaction."""
+        log.warning("dead letter", extra={"topic": topic[:200], "reason": reason[:300]})
         with self.db.session() as session:
-            session.add(
-                DeadLetter(
-                    topic=topic[:512],
-                    payload=payload[:8192],
-                    reason=reason,
-                    received_at=received_at,
-                )
+            session.execute(
+                table_of(DeadLetter).insert(),
+                [_dead_letter_row(Rejected(topic, payload, received_at, reason))],
             )
+        self.count("dead_letter")
         return Outcome("dead_letter", reason=reason)
 
-    def _handle(self, topic: str, payload: bytes, now: dt.datetime) -> Outcome:
-        parsed = parse(topic)
-        if parsed.channel is None:
-            raise ContractError(f"topic {topic!r} is a command topic; devices do not send those")
-        message = decode_device_message(parsed.channel, payload)
-        address = parsed.address
+    # -- the event lane -------------------------------------------------------------------
+
+    def apply_event(self, item: Decoded | Rejected) -> Outcome:
+        """Apply one SOS or cancel (or dead-letter a rejected message) in one transaction."""
+        if isinstance(item, Rejected):
+            return self.dead_letter(item.topic, item.payload, item.reason, item.received_at)
         with self.db.session() as session:
-            device = session.get(Device, address.device)
-            if device is None:
-                raise ContractError(f"device {address.device!r} is not registered")
-            household = device.household
-            if household.id != address.household or household.district != address.district:
-                raise ContractError(
-                    f"device {device.id!r} belongs to {household.district}/{household.id}, "
-                    f"not {address.district}/{address.household} (spoofed topic?)"
-                )
-            if isinstance(message, State):
-                # Applied in arrival order: the last will carries the timestamp of the
-                # connection it was registered with, so device timestamps would mislead here.
-                device.online = message.state == "online"
-                device.state_changed_at = now
-                if message.agent_version:
-                    device.agent_version = message.agent_version
-                return Outcome("state")
-            try:
-                with session.begin_nested():
-                    session.add(
-                        SeenMessage(
-                            message_id=message.message_id, device_id=device.id, received_at=now
-                        )
-                    )
-            except IntegrityError:
-                return self._duplicate(session, message, address, now)
-            device.last_seen_at = now
-            device.last_seq = max(device.last_seq, message.seq)
-            if isinstance(message, Heartbeat):
-                return self._heartbeat(session, device, message, now)
-            if isinstance(message, SosEvent):
-                return self._sos(session, device, household, message, address, now)
-            if isinstance(message, SosCancel):
-                return self._cancel(session, device, household, message, address, now)
-            assert isinstance(message, MotionEvent)  # noqa: S101 - exhaustive over the contract
-            session.add(self._event(device, household, "motion", message, now))
-            device.last_life_sign_at = now
-            return Outcome("motion")
+            outcome = self._apply_event(session, item)
+        self.count(outcome.kind)
+        return outcome
+
+    def handle(self, topic: str, payload: bytes, received_at: dt.datetime) -> Outcome:
+        """Handle one message end to end (either lane); for tools and tests.
+
+        The pipeline batches instead; this is the same code applied to a batch of one.
+        """
+        [item] = self.decode([(topic, payload, received_at)])
+        if isinstance(item, Rejected) or item.message.kind in ("sos", "sos_cancel"):
+            return self.apply_event(item)
+        result = self.apply_bulk([item])
+        return Outcome(next(iter(result.counts)))
+
+    def _apply_event(self, session: Session, item: Decoded) -> Outcome:
+        message, address, now = item.message, item.address, item.received_at
+        first_time = session.execute(
+            insert_for(session, table_of(SeenMessage))
+            .on_conflict_do_nothing()
+            .returning(table_of(SeenMessage).c.message_id),
+            {"message_id": message.message_id, "device_id": address.device, "received_at": now},
+        ).first()
+        if first_time is None:
+            return self._duplicate(session, message, address, now)
+        device = session.get(Device, address.device)
+        if device is None:  # removed since the registry looked
+            raise ContractError(f"device {address.device!r} is not registered")
+        household = device.household
+        device.last_seen_at = now
+        device.last_seq = max(device.last_seq, message.seq)
+        when = device_time(message.device_ts, now, self.clock_policy)
+        device.clock_offset_s = when.offset_s
+        if isinstance(message, SosEvent):
+            return self._sos(session, device, household, message, address, when.at, now)
+        if isinstance(message, SosCancel):
+            return self._cancel(session, device, household, message, address, when.at, now)
+        raise ContractError(f"{message.kind} does not belong in the event lane")
 
     def _duplicate(
         self, session: Session, message: object, address: DeviceAddress, now: dt.datetime
@@ -232,7 +550,10 @@ class Service:
             dispatch = session.scalar(
                 select(Dispatch).where(Dispatch.sos_message_id == message.message_id)
             )
+            if dispatch is None:  # joined an open dispatch: find it through the stored event
+                dispatch = self._dispatch_of_event(session, message.message_id)
             if dispatch is not None:
+                outcome.dispatch_id = dispatch.id
                 outcome.commands.append(
                     (
                         address,
@@ -244,14 +565,37 @@ class Service:
                         ),
                     )
                 )
+        elif isinstance(message, SosCancel):
+            dispatch = session.scalar(
+                select(Dispatch).where(Dispatch.sos_message_id == message.sos_id)
+            )
+            outcome.commands.append(
+                (
+                    address,
+                    CancelAck(
+                        device_ts=now.timestamp(),
+                        seq=0,
+                        sos_id=message.sos_id,
+                        dispatch_id=None if dispatch is None else dispatch.id,
+                    ),
+                )
+            )
         return outcome
+
+    @staticmethod
+    def _dispatch_of_event(session: Session, message_id: str) -> Dispatch | None:
+        event = session.scalar(select(EventRecord).where(EventRecord.message_id == message_id))
+        if event is None or event.dispatch_id is None:
+            return None
+        return session.get(Dispatch, event.dispatch_id)
 
     @staticmethod
     def _event(
         device: Device,
         household: Household,
         kind: str,
-        message: SosEvent | SosCancel | MotionEvent,
+        message: SosEvent | SosCancel,
+        at: dt.datetime,
         now: dt.datetime,
     ) -> EventRecord:
         return EventRecord(
@@ -262,36 +606,9 @@ class Service:
             source=getattr(message, "source", None),
             phrase=getattr(message, "phrase", None),
             sos_id=getattr(message, "sos_id", None),
-            device_ts=_utc(message.device_ts),
+            device_ts=at,
             received_at=now,
         )
-
-    def _heartbeat(
-        self, session: Session, device: Device, hb: Heartbeat, now: dt.datetime
-    ) -> Outcome:
-        session.add(
-            HeartbeatRecord(
-                message_id=hb.message_id,
-                device_id=device.id,
-                device_ts=_utc(hb.device_ts),
-                received_at=now,
-                seq=hb.seq,
-                motion_count=hb.motion_count,
-                speech_s=hb.speech_s,
-                wake_word_count=hb.wake_word_count,
-                interactions=hb.interactions,
-                button_presses=hb.button_presses,
-                uptime_s=hb.uptime_s,
-                audio_overruns=hb.audio_overruns,
-                outbox_depth=hb.outbox_depth,
-            )
-        )
-        device.last_heartbeat_at = now
-        device.agent_version = hb.agent_version
-        device.last_outbox_depth = hb.outbox_depth
-        if hb.motion_count or hb.speech_s > 0 or hb.interactions or hb.button_presses:
-            device.last_life_sign_at = now
-        return Outcome("heartbeat")
 
     def _open_sos(self, session: Session, household_id: str) -> Dispatch | None:
         return session.scalar(
@@ -312,10 +629,13 @@ class Service:
         household: Household,
         sos: SosEvent,
         address: DeviceAddress,
+        at: dt.datetime,
         now: dt.datetime,
     ) -> Outcome:
-        session.add(self._event(device, household, "sos", sos, now))
-        device.last_life_sign_at = now
+        event = self._event(device, household, "sos", sos, at, now)
+        session.add(event)
+        if device.last_life_sign_at is None or device.last_life_sign_at < at:
+            device.last_life_sign_at = at
         existing = self._open_sos(session, household.id)
         decision = decide_sos(
             household_view(household),
@@ -344,7 +664,9 @@ class Service:
         else:
             assert decision.existing_dispatch_id is not None  # noqa: S101
             dispatch_id = decision.existing_dispatch_id
-        _add_notifications(session, dispatch_id, decision.messages, now)
+        event.dispatch_id = dispatch_id
+        queued = _add_notifications(session, dispatch_id, decision.messages, now)
+        queued += self._cancel_that_overtook(session, household, sos, dispatch_id, now)
         log.info(
             "sos",
             extra={
@@ -358,9 +680,37 @@ class Service:
         ack = SosAck(
             device_ts=now.timestamp(), seq=0, sos_id=sos.message_id, dispatch_id=dispatch_id
         )
-        return Outcome(
-            "sos", [(address, ack)], notify=bool(decision.messages), dispatch_id=dispatch_id
+        return Outcome("sos", [(address, ack)], notify=bool(queued), dispatch_id=dispatch_id)
+
+    def _cancel_that_overtook(
+        self,
+        session: Session,
+        household: Household,
+        sos: SosEvent,
+        dispatch_id: int,
+        now: dt.datetime,
+    ) -> int:
+        """A cancel for this SOS that arrived first (through another collector) still counts."""
+        cancel = session.scalar(
+            select(EventRecord).where(
+                EventRecord.kind == "sos_cancel", EventRecord.sos_id == sos.message_id
+            )
         )
+        if cancel is None:
+            return 0
+        dispatch = session.get(Dispatch, dispatch_id)
+        assert dispatch is not None  # noqa: S101 - flushed above
+        dispatch.cancelled_by_resident_at = dispatch.cancelled_by_resident_at or cancel.device_ts
+        cancel.dispatch_id = dispatch_id
+        decision = decide_cancel(
+            household_view(household),
+            _open_view(dispatch),
+            source=cancel.source or "button",
+            now=now,
+            policy=self.dispatch_policy,
+            message_id=cancel.message_id,
+        )
+        return _add_notifications(session, dispatch_id, decision.messages, now)
 
     def _cancel(
         self,
@@ -369,25 +719,37 @@ class Service:
         household: Household,
         cancel: SosCancel,
         address: DeviceAddress,
+        at: dt.datetime,
         now: dt.datetime,
     ) -> Outcome:
-        session.add(self._event(device, household, "sos_cancel", cancel, now))
-        device.last_life_sign_at = now
+        event = self._event(device, household, "sos_cancel", cancel, at, now)
+        session.add(event)
+        if device.last_life_sign_at is None or device.last_life_sign_at < at:
+            device.last_life_sign_at = at
         dispatch = session.scalar(select(Dispatch).where(Dispatch.sos_message_id == cancel.sos_id))
         if dispatch is None:
+            dispatch = self._dispatch_of_event(session, cancel.sos_id)
+        if dispatch is None:
             # The SOS itself may still be on its way (it is older, but a cancel can overtake it
-            # on another collector); the repeated-SOS rule still catches an open dispatch.
-            dispatch = self._open_sos(session, household.id)
+            # on another collector): the SOS finds this cancel when it lands. The repeated-SOS
+            # rule still catches an open dispatch of this household.
+            sos_known = session.scalar(
+                select(EventRecord.id).where(EventRecord.message_id == cancel.sos_id)
+            )
+            dispatch = self._open_sos(session, household.id) if sos_known else None
         decision = decide_cancel(
             household_view(household),
             _open_view(dispatch),
             source=cancel.source,
             now=now,
             policy=self.dispatch_policy,
+            message_id=cancel.message_id,
         )
+        queued = 0
         if dispatch is not None and decision.dispatch_id is not None:
             dispatch.cancelled_by_resident_at = dispatch.cancelled_by_resident_at or now
-            _add_notifications(session, dispatch.id, decision.messages, now)
+            event.dispatch_id = dispatch.id
+            queued = _add_notifications(session, dispatch.id, decision.messages, now)
         ack = CancelAck(
             device_ts=now.timestamp(),
             seq=0,
@@ -397,14 +759,18 @@ class Service:
         return Outcome(
             "sos_cancel",
             [(address, ack)],
-            notify=bool(decision.messages),
+            notify=bool(queued),
             dispatch_id=None if dispatch is None else dispatch.id,
         )
 
     # -- escalation ---------------------------------------------------------------------
 
     def escalate_due(self, now: dt.datetime) -> int:
-        """Apply every escalation due at ``now``; returns how many notifications were queued."""
+        """Apply every escalation due at ``now``; returns how many notifications were queued.
+
+        Several collectors may run this at once: on PostgreSQL each claims its rows with
+        ``FOR UPDATE SKIP LOCKED``; everywhere the update is conditional on what was read.
+        """
         queued = 0
         with self.db.session() as session:
             due = session.scalars(
@@ -412,6 +778,7 @@ class Service:
                 .where(Dispatch.status == DispatchStatus.OPEN, Dispatch.next_escalation_at <= now)
                 .order_by(Dispatch.next_escalation_at)
                 .limit(100)
+                .with_for_update(skip_locked=True)
             ).all()
             for dispatch in due:
                 state = DispatchState(
@@ -448,3 +815,20 @@ class Service:
                 queued += _add_notifications(session, dispatch.id, step.messages, now)
                 log.warning("escalated", extra={"dispatch": dispatch.id, "level": step.new_level})
         return queued
+
+
+def lane_of_topic(topic: str) -> str:
+    """``event`` for SOS and cancels, ``bulk`` for everything else (bad topics included)."""
+    for channel in EVENT_CHANNELS:
+        if topic.endswith("/" + channel.value):
+            return "event"
+    return "bulk"
+
+
+def _dead_letter_row(item: Rejected) -> dict[str, object]:
+    return {
+        "topic": item.topic[:512],
+        "payload": item.payload[:8192],
+        "reason": item.reason[:2000],
+        "received_at": item.received_at,
+    }

@@ -46,6 +46,20 @@ class CollectorSettings(BaseSettings):
     mqtt_client_id: str = "anbu-collector-1"
     mqtt_share_group: str = "anbu-collectors"
 
+    # Ingest pipeline (see collector/pipeline.py)
+    ingest_batch_max: int = Field(
+        default=2000, ge=1, le=20_000, description="most messages in one bulk transaction"
+    )
+    ingest_batch_wait_ms: float = Field(
+        default=50.0, ge=0, le=5000, description="how long a bulk batch may wait to fill"
+    )
+    ingest_receive_maximum: int = Field(
+        default=5000, ge=1, le=65535, description="unacknowledged messages per MQTT connection"
+    )
+    ingest_bulk_clients: int = Field(
+        default=1, ge=1, le=16, description="MQTT connections feeding the bulk lane"
+    )
+
     # E-mail (SMTP)
     smtp_host: str | None = Field(default=None, description="unset: no e-mail is sent")
     smtp_port: int = Field(default=25, ge=1, le=65535)

@@ -136,3 +136,23 @@ def collector_subscriptions(share_group: str = COLLECTOR_SHARE_GROUP) -> list[st
         f"$share/{share_group}/{PREFIX}/+/+/+/{c.value}" for c in Channel if c != Channel.STATE
     ]
     return [*shared, f"{PREFIX}/+/+/+/{Channel.STATE.value}"]
+
+
+_EVENT_CHANNELS = (Channel.SOS, Channel.SOS_CANCEL)
+
+
+def collector_event_subscriptions(share_group: str = COLLECTOR_SHARE_GROUP) -> list[str]:
+    """The event lane's filters: SOS and cancels only, on a connection of their own."""
+    return [f"$share/{share_group}/{PREFIX}/+/+/+/{c.value}" for c in _EVENT_CHANNELS]
+
+
+def collector_bulk_subscriptions(
+    share_group: str = COLLECTOR_SHARE_GROUP, *, with_state: bool = True
+) -> list[str]:
+    """The bulk lane's filters: every other device channel (``state`` plainly, see above)."""
+    shared = [
+        f"$share/{share_group}/{PREFIX}/+/+/+/{c.value}"
+        for c in Channel
+        if c != Channel.STATE and c not in _EVENT_CHANNELS
+    ]
+    return [*shared, f"{PREFIX}/+/+/+/{Channel.STATE.value}"] if with_state else shared

@@ -156,8 +156,13 @@ def decide_cancel(
     source: str,
     now: dt.datetime,
     policy: DispatchPolicy,
+    message_id: str = "",
 ) -> CancelDecision:
-    """Decide what a resident's cancel changes: mark the dispatch and tell the same people."""
+    """Decide what a resident's cancel changes: mark the dispatch and tell the same people.
+
+    Each cancel message is told once (``purpose`` carries its id), so SOS, cancel, SOS, cancel
+    from one home tells the caregiver of both cancels.
+    """
     if dispatch_for_sos is None:
         return CancelDecision(None)
     how = "버튼 길게 누름" if source == "button" else "음성"
@@ -168,4 +173,5 @@ def decide_cancel(
         f"{policy.dashboard_url}/dispatches/{dispatch_for_sos.id}"
     )
     people = _recipients(household, policy)
-    return CancelDecision(dispatch_for_sos.id, messages_for(people, "cancel", subject, body))
+    purpose = f"cancel-{message_id[:12]}" if message_id else "cancel"
+    return CancelDecision(dispatch_for_sos.id, messages_for(people, purpose, subject, body))

@@ -12,6 +12,7 @@ import enum
 
 from sqlalchemy import (
     JSON,
+    Date,
     DateTime,
     Enum,
     Float,
@@ -142,8 +143,32 @@ class Device(Base):
     agent_version: Mapped[str] = mapped_column(String(32), default="")
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     last_outbox_depth: Mapped[int] = mapped_column(Integer, default=0)
+    last_audio_overruns: Mapped[int] = mapped_column(Integer, default=0)
+    clock_offset_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Device clock minus receive time in its latest message; large values were overruled."""
 
     household: Mapped[Household] = relationship(back_populates="devices")
+
+
+class DeviceDay(Base):
+    """A device's heartbeat counters summed per Korean calendar day: what staff reports read.
+
+    Each heartbeat's own counters go to the time-series database; the SQL store keeps this
+    rollup and each device's latest state. ``last_seq`` makes a redelivered batch count once.
+    """
+
+    __tablename__ = "device_days"
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    heartbeats: Mapped[int] = mapped_column(Integer, default=0)
+    motion_count: Mapped[int] = mapped_column(Integer, default=0)
+    speech_s: Mapped[float] = mapped_column(Float, default=0.0)
+    wake_word_count: Mapped[int] = mapped_column(Integer, default=0)
+    interactions: Mapped[int] = mapped_column(Integer, default=0)
+    button_presses: Mapped[int] = mapped_column(Integer, default=0)
+    max_outbox_depth: Mapped[int] = mapped_column(Integer, default=0)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class SeenMessage(Base):
@@ -189,7 +214,9 @@ class EventRecord(Base):
     kind: Mapped[str] = mapped_column(String(16))
     source: Mapped[str | None] = mapped_column(String(16), nullable=True)
     phrase: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    sos_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    sos_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    dispatch_id: Mapped[int | None] = mapped_column(ForeignKey("dispatches.id"), nullable=True)
+    """The dispatch an SOS opened or joined, or a cancel marked."""
     device_ts: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 

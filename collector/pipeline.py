@@ -1,0 +1,310 @@
+"""The two lanes between the broker and the store, and what they do when things go wrong.
+
+paho's network thread only appends each message to a lane's queue (``Lane.offer``); a worker
+thread per lane takes them from there, so keepalives keep flowing whatever the database does.
+
+* The **event lane** (SOS, cancels) applies one message per transaction, as soon as it arrives,
+  and never waits behind a heartbeat: it has its own MQTT connection, queue and thread.
+* The **bulk lane** (heartbeats, states, motion) takes up to ``batch_max`` messages or whatever
+  arrived within ``batch_wait_s`` and applies them in one transaction.
+
+A message is acknowledged to the broker (PUBACK) only after its effect, or its dead letter, is
+committed. When a transaction fails:
+
+* if the database is unreachable or locked, nothing is acknowledged; the lane waits (backing off
+  to ``max_backoff_s``) and tries the same messages again, so the broker keeps the rest; health
+  says since when and why; ingestion resumes by itself when the database answers;
+* otherwise one of the messages is poison: the batch is split in halves until the message that
+  fails is found; it is dead-lettered with the reason and acknowledged, and the others are
+  applied. No input can stop ingestion.
+
+The number of messages in a lane's queue is bounded by the MQTT receive maximum the lane's
+connections announce: the broker never sends more unacknowledged messages than that.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from collector.service import BulkResult, Decoded, Outcome, Rejected, Service
+
+log = logging.getLogger("anbu.collector.pipeline")
+
+
+@dataclass(slots=True)
+class Inbound:
+    """One message as the broker delivered it; ``ack()`` sends its PUBACK."""
+
+    topic: str
+    payload: bytes
+    received_at: dt.datetime
+    ack: Callable[[], None]
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot take writes now; the messages are kept and tried again."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is away (rather than that a message is bad)."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout | ConnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+class Lane:
+    """A queue and the worker thread that drains it; see the module docstring."""
+
+    def __init__(
+        self,
+        name: str,
+        service: Service,
+        *,
+        clock: Callable[[], dt.datetime],
+        batch_max: int = 1,
+        batch_wait_s: float = 0.0,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self.name = name
+        self.service = service
+        self.clock = clock
+        self.batch_max = batch_max
+        self.batch_wait_s = batch_wait_s
+        self.max_backoff_s = max_backoff_s
+        self.queue: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+        self.received = 0
+        self.applied = 0
+        self.dead_lettered = 0
+        self.batches = 0
+        self.store_failures = 0
+        self.outage_since: dt.datetime | None = None
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"anbu-{name}", daemon=True)
+
+    # -- called from paho's thread: nothing but an append ----------------------------------
+
+    def offer(self, item: Inbound) -> None:
+        self.received += 1
+        self.queue.put(item)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout_s)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "queued": self.queue.qsize(),
+            "received": self.received,
+            "applied": self.applied,
+            "dead_lettered": self.dead_lettered,
+            "batches": self.batches,
+            "store_failures": self.store_failures,
+            "database_outage_since": None
+            if self.outage_since is None
+            else self.outage_since.isoformat(),
+            "last_error": self.last_error,
+        }
+
+    # -- the worker --------------------------------------------------------------------
+
+    def _take(self) -> list[Inbound]:
+        try:
+            first = self.queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.batch_wait_s
+        while len(batch) < self.batch_max:
+            try:
+                batch.append(self.queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                batch.append(self.queue.get(timeout=left))
+            except queue.Empty:
+                break
+        return batch
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = self._take()
+            if batch:
+                self.settle(batch)
+
+    def settle(self, batch: Sequence[Inbound]) -> None:
+        """Apply ``batch`` (retrying through outages), then acknowledge every message in it."""
+        backoff = 0.25
+        while True:
+            try:
+                self._apply(batch)
+                break
+            except DatabaseUnavailable as exc:
+                self.store_failures += 1
+                cause = exc.__cause__ or exc
+                self.last_error = f"{type(cause).__name__}: {cause}"[:300]
+                if self.outage_since is None:
+                    self.outage_since = self.clock()
+                    log.error(
+                        "database unavailable: holding messages unacknowledged",
+                        extra={"lane": self.name, "error": self.last_error},
+                    )
+                if self._stop.wait(backoff):
+                    return  # stopping: unacknowledged, so the broker sends them again
+                backoff = min(self.max_backoff_s, backoff * 2)
+        if self.outage_since is not None:
+            log.warning(
+                "database available again",
+                extra={"lane": self.name, "since": self.outage_since.isoformat()},
+            )
+            self.outage_since = None
+        self.batches += 1
+        for item in batch:
+            item.ack()
+
+    def _apply(self, batch: Sequence[Inbound]) -> None:
+        raise NotImplementedError
+
+    def _unavailable_or_none(self, exc: BaseException) -> DatabaseUnavailable | None:
+        """``DatabaseUnavailable`` if the database is away, None if the input is to blame."""
+        if is_outage(exc):
+            return DatabaseUnavailable(str(exc))
+        try:
+            self.service.db.ping()
+        except Exception as ping_error:  # the database went away during the batch
+            return DatabaseUnavailable(str(ping_error))
+        return None
+
+    def _decode(self, batch: Sequence[Inbound]) -> list[Decoded | Rejected]:
+        try:
+            return self.service.decode([(i.topic, i.payload, i.received_at) for i in batch])
+        except Exception as exc:  # the registry asks the store about unknown devices
+            unavailable = self._unavailable_or_none(exc)
+            if unavailable is not None:
+                raise unavailable from exc
+            log.exception("decoding failed", extra={"lane": self.name})
+            return [
+                Rejected(i.topic, i.payload, i.received_at, f"internal error: {exc!r}"[:300])
+                for i in batch
+            ]
+
+    def _dead_letter(self, item: Decoded | Rejected, reason: str) -> None:
+        try:
+            self.service.dead_letter(item.topic, item.payload, reason, item.received_at)
+            self.dead_lettered += 1
+        except Exception as exc:
+            unavailable = self._unavailable_or_none(exc)
+            if unavailable is not None:
+                raise unavailable from exc
+            # Not even its dead letter can be stored: log it whole rather than loop forever.
+            log.error(
+                "message dropped: neither it nor its dead letter could be stored",
+                extra={
+                    "topic": item.topic[:200],
+                    "payload": item.payload[:512].hex(),
+                    "reason": reason[:300],
+                    "error": repr(exc)[:300],
+                },
+            )
+
+
+class BulkLane(Lane):
+    """Heartbeats, states and motion: a batch per transaction, poison found by halving."""
+
+    def __init__(
+        self,
+        service: Service,
+        *,
+        clock: Callable[[], dt.datetime],
+        batch_max: int,
+        batch_wait_s: float,
+        after_commit: Callable[[BulkResult], None] = lambda result: None,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        super().__init__(
+            "bulk",
+            service,
+            clock=clock,
+            batch_max=batch_max,
+            batch_wait_s=batch_wait_s,
+            max_backoff_s=max_backoff_s,
+        )
+        self.after_commit = after_commit
+
+    def _apply(self, batch: Sequence[Inbound]) -> None:
+        self._apply_isolating(self._decode(batch))
+
+    def _apply_isolating(self, items: Sequence[Decoded | Rejected]) -> None:
+        try:
+            result = self.service.apply_bulk(items)
+        except Exception as exc:
+            unavailable = self._unavailable_or_none(exc)
+            if unavailable is not None:
+                raise unavailable from exc
+            if len(items) == 1:
+                self._dead_letter(items[0], f"store refused: {type(exc).__name__}: {exc}"[:2000])
+                return
+            half = len(items) // 2
+            self._apply_isolating(items[:half])
+            self._apply_isolating(items[half:])
+            return
+        self.applied += len(items)
+        self.dead_lettered += result.counts.get("dead_letter", 0)
+        try:
+            self.after_commit(result)
+        except Exception:  # a sink's trouble must never hold back acknowledgements
+            log.exception("after-commit hook failed", extra={"lane": self.name})
+
+
+class EventLane(Lane):
+    """SOS and cancels: one per transaction; commands back to the device after the commit."""
+
+    def __init__(
+        self,
+        service: Service,
+        *,
+        clock: Callable[[], dt.datetime],
+        on_outcome: Callable[[Outcome], None],
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        super().__init__("events", service, clock=clock, max_backoff_s=max_backoff_s)
+        self.on_outcome = on_outcome
+
+    def _apply(self, batch: Sequence[Inbound]) -> None:
+        for item in self._decode(batch):
+            try:
+                outcome = self.service.apply_event(item)
+            except Exception as exc:
+                unavailable = self._unavailable_or_none(exc)
+                if unavailable is not None:
+                    raise unavailable from exc
+                log.exception("event refused by the store", extra={"topic": item.topic[:200]})
+                self._dead_letter(item, f"store refused: {type(exc).__name__}: {exc}"[:2000])
+                continue
+            self.applied += 1
+            if outcome.kind == "dead_letter":
+                self.dead_lettered += 1
+            try:
+                self.on_outcome(outcome)
+            except Exception:
+                log.exception("publishing an event's outcome failed", extra={"lane": self.name})
