@@ -213,19 +213,9 @@ class Lane:
             self.service.dead_letter(item.topic, item.payload, reason, item.received_at)
             self.dead_lettered += 1
         except Exception as exc:
-            unavailable = self._unavailable_or_none(exc)
-            if unavailable is not None:
-                raise unavailable from exc
-            # Not even its dead letter can be stored: log it whole rather than loop forever.
-            log.error(
-                "message dropped: neither it nor its dead letter could be stored",
-                extra={
-                    "topic": item.topic[:200],
-                    "payload": item.payload[:512].hex(),
-                    "reason": reason[:300],
-                    "error": repr(exc)[:300],
-                },
-            )
+            # A database that answers but cannot store even a dead letter (a missing table, a
+            # full disk) is as good as away: hold the message rather than drop it.
+            raise DatabaseUnavailable(f"cannot store a dead letter: {exc}") from exc
 
 
 class BulkLane(Lane):

@@ -568,7 +568,8 @@ class Service:
         elif isinstance(message, SosCancel):
             dispatch = session.scalar(
                 select(Dispatch).where(Dispatch.sos_message_id == message.sos_id)
-            )
+            ) or self._dispatch_of_event(session, message.message_id)
+            outcome.dispatch_id = None if dispatch is None else dispatch.id
             outcome.commands.append(
                 (
                     address,

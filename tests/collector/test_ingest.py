@@ -98,3 +98,81 @@ def test_retained_state_and_last_will_drive_online(
     wait_until(lambda: online() is True)
     device.client.socket().close()  # an abrupt loss of the connection: the broker sends the will
     wait_until(lambda: online() is False, timeout_s=10)
+
+
+POISON = [
+    b"[" * 2048,
+    b'{"device_ts": Infinity, "seq": 1}',
+    b'{"schema_version":1,"device_ts":1e12,"seq":1,"source":"button"}',
+    b'{"schema_version":1,"device_ts":1,"seq":9223372036854775808,"source":"button"}',
+    b'{"schema_version":1,"device_ts":1,"seq":1,"source":"voice","phrase":"\\u0000"}',
+    b'{"schema_version":1,"device_ts":1,"seq":1,"source":"button"}',  # no message_id
+]
+
+
+def _start_ingest(broker: Broker, database: Database) -> Ingest:
+    settings = CollectorSettings(
+        mqtt_url=broker.url,
+        mqtt_username=COLLECTOR_USER,
+        mqtt_password=broker.password(COLLECTOR_USER),
+        database_url=database.url,
+    )
+    ing = Ingest(settings, Service(database))
+    ing.start()
+    assert ing.wait_connected(5)
+    time.sleep(0.1)
+    return ing
+
+
+def _sos_is_acked(device: TestClient, seq: int) -> bool:
+    sos = SosEvent(device_ts=time.time(), seq=seq, source="button")
+    device.publish(ADDR.topic(Channel.SOS), sos.to_payload())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        reply = device.next_message(timeout_s=10)
+        if reply.topic.endswith("/cmd/sos_ack"):
+            ack = decode_command(Command.SOS_ACK, reply.payload)
+            if isinstance(ack, SosAck) and ack.sos_id == sos.message_id:
+                return True
+    return False
+
+
+def test_poison_through_the_broker_never_stops_ingestion_even_retained_or_after_restart(
+    ingest: Ingest, broker: Broker, database: Database
+) -> None:
+    with TestClient(broker, "dev-1").connect() as device:
+        device.subscribe(ADDR.command_filter)
+        for payload in POISON:
+            for channel in (Channel.SOS, Channel.HEARTBEAT, Channel.SOS_CANCEL):
+                device.publish(ADDR.topic(channel), payload)
+        device.publish(ADDR.topic(Channel.STATE), POISON[0], retain=True)
+        assert _sos_is_acked(device, 100)
+        wait_until(lambda: _dead_letters(database) == 3 * len(POISON) + 1)
+        # A new collector gets the retained poison again, and still works.
+        ingest.stop()
+        again = _start_ingest(broker, database)
+        try:
+            assert _sos_is_acked(device, 101)
+            wait_until(lambda: _dead_letters(database) == 3 * len(POISON) + 2)
+        finally:
+            again.stop()
+    assert dispatches(database) == 1  # the second SOS joined the open dispatch
+
+
+def _dead_letters(db: Database) -> int:
+    with db.session() as s:
+        return int(s.scalar(select(func.count()).select_from(DeadLetter)) or 0)
+
+
+def test_the_ingest_reconnects_by_itself_after_the_broker_is_killed(
+    ingest: Ingest, broker: Broker, database: Database
+) -> None:
+    broker.kill()
+    wait_until(lambda: not ingest.connected)
+    assert ingest.health()["mqtt_connected"] is False
+    broker.restart()
+    assert ingest.wait_connected(40)
+    time.sleep(0.2)
+    with TestClient(broker, "dev-1").connect() as device:
+        device.subscribe(ADDR.command_filter)
+        assert _sos_is_acked(device, 1)

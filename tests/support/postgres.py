@@ -146,6 +146,14 @@ class PostgresServer:
             log = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
             raise RuntimeError(f"pg_ctl start failed on port {self.port}:\n{result.stderr}\n{log}")
 
+    def pause(self) -> None:
+        """Stop the server (clients lose their connections) but keep its data to start again.
+
+        ``fast``, not ``immediate``: this server runs with ``fsync=off``, so an immediate stop
+        would lose committed work, which a real server would not.
+        """
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+
     def stop(self) -> None:
         """Stop the server at once and remove its directory."""
         try:
