@@ -71,6 +71,7 @@ class MqttIntake:
         self.last_problem: str | None = None
         self._generation = 0
         self._last_logged = 0.0
+        self._stopping = False
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         client.manual_ack_set(True)
         client.max_inflight_messages_set(100)
@@ -105,6 +106,7 @@ class MqttIntake:
         self.client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -155,7 +157,8 @@ class MqttIntake:
         self, _c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any
     ) -> None:
         self.connected.clear()
-        self._problem("mqtt disconnected", reason=str(reason))
+        if not self._stopping:
+            self._problem("mqtt disconnected", reason=str(reason))
 
     def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         mid, qos, generation = msg.mid, msg.qos, self._generation

@@ -44,11 +44,11 @@ from collector.domain.intake import (
     latest_per_device,
 )
 from collector.registry import DeviceHome, DeviceRegistry, store_lookup
+from collector.store import bulk
 from collector.store.db import Database
 from collector.store.models import (
     DeadLetter,
     Device,
-    DeviceDay,
     Dispatch,
     DispatchReason,
     DispatchStatus,
@@ -189,30 +189,6 @@ def _add_notifications(
 
 _devices = table_of(Device)
 _newer = _devices.c.last_seq < bindparam("b_seq")
-_LATEST = (
-    update(_devices)
-    .where(_devices.c.id == bindparam("b_id"))
-    .values(
-        last_seen_at=bindparam("b_heard", type_=UtcDateTime()),
-        last_heartbeat_at=bindparam("b_heard", type_=UtcDateTime()),
-        last_seq=case((_newer, bindparam("b_seq")), else_=_devices.c.last_seq),
-        agent_version=case((_newer, bindparam("b_version")), else_=_devices.c.agent_version),
-        last_outbox_depth=case((_newer, bindparam("b_depth")), else_=_devices.c.last_outbox_depth),
-        last_audio_overruns=case(
-            (_newer, bindparam("b_overruns")), else_=_devices.c.last_audio_overruns
-        ),
-        clock_offset_s=bindparam("b_offset"),
-    )
-)
-_LIFE_SIGN = (
-    update(_devices)
-    .where(
-        _devices.c.id == bindparam("b_id"),
-        (_devices.c.last_life_sign_at.is_(None))
-        | (_devices.c.last_life_sign_at < bindparam("b_alive", type_=UtcDateTime())),
-    )
-    .values(last_life_sign_at=bindparam("b_alive", type_=UtcDateTime()))
-)
 _SEEN = (
     update(_devices)
     .where(_devices.c.id == bindparam("b_id"))
@@ -398,33 +374,58 @@ class Service:
                 raise ContractError(f"{message.kind} does not belong in the bulk lane")
         latest = latest_per_device(heartbeats)
         if latest:
-            session.execute(
-                _LATEST,
+            bulk.executemany(
+                session,
+                bulk.LATEST,
                 [
                     {
-                        "b_id": d.device_id,
-                        "b_heard": d.heard_at,
-                        "b_seq": d.seq,
-                        "b_version": d.agent_version,
-                        "b_depth": d.outbox_depth,
-                        "b_overruns": d.audio_overruns,
-                        "b_offset": offsets[d.device_id],
+                        "id": d.device_id,
+                        "heard": d.heard_at,
+                        "seq": d.seq,
+                        "version": d.agent_version,
+                        "depth": d.outbox_depth,
+                        "overruns": d.audio_overruns,
+                        "offset": offsets[d.device_id],
                     }
                     for d in latest
                 ],
+                times=("heard",),
             )
             for d in latest:
                 if d.life_sign_at is not None and (
                     d.device_id not in alive or d.life_sign_at > alive[d.device_id]
                 ):
                     alive[d.device_id] = d.life_sign_at
-            self._upsert_rollups(session, heartbeats)
+            bulk.executemany(
+                session,
+                bulk.ROLLUP,
+                [
+                    {
+                        "device_id": r.device_id,
+                        "day": r.day.isoformat(),
+                        "heartbeats": r.heartbeats,
+                        "motion_count": r.motion_count,
+                        "speech_s": r.speech_s,
+                        "wake_word_count": r.wake_word_count,
+                        "interactions": r.interactions,
+                        "button_presses": r.button_presses,
+                        "max_outbox_depth": r.max_outbox_depth,
+                        "last_seq": r.last_seq,
+                    }
+                    for r in daily_rollups(heartbeats)
+                ],
+            )
         if seen:
             session.execute(
                 _SEEN, [{"b_id": k, "b_seq": q, "b_heard": at} for k, (q, at) in seen.items()]
             )
         if alive:
-            session.execute(_LIFE_SIGN, [{"b_id": k, "b_alive": v} for k, v in alive.items()])
+            bulk.executemany(
+                session,
+                bulk.LIFE_SIGN,
+                [{"id": k, "alive": v} for k, v in alive.items()],
+                times=("alive",),
+            )
         if states:
             session.execute(_STATE, list(states.values()))
         if motions:
@@ -434,53 +435,6 @@ class Service:
             session.execute(stmt, motions)
         if dead:
             session.execute(table_of(DeadLetter).insert(), dead)
-
-    @staticmethod
-    def _upsert_rollups(session: Session, heartbeats: list[HeartbeatFacts]) -> None:
-        table = table_of(DeviceDay)
-        stmt = insert_for(session, table)
-        summed = (
-            "heartbeats",
-            "motion_count",
-            "speech_s",
-            "wake_word_count",
-            "interactions",
-            "button_presses",
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["device_id", "day"],
-            set_={
-                **{name: table.c[name] + stmt.excluded[name] for name in summed},
-                "max_outbox_depth": case(
-                    (
-                        stmt.excluded.max_outbox_depth > table.c.max_outbox_depth,
-                        stmt.excluded.max_outbox_depth,
-                    ),
-                    else_=table.c.max_outbox_depth,
-                ),
-                "last_seq": stmt.excluded.last_seq,
-            },
-            # a batch delivered again (same highest seq) must not count twice
-            where=table.c.last_seq < stmt.excluded.last_seq,
-        )
-        session.execute(
-            stmt,
-            [
-                {
-                    "device_id": r.device_id,
-                    "day": r.day,
-                    "heartbeats": r.heartbeats,
-                    "motion_count": r.motion_count,
-                    "speech_s": r.speech_s,
-                    "wake_word_count": r.wake_word_count,
-                    "interactions": r.interactions,
-                    "button_presses": r.button_presses,
-                    "max_outbox_depth": r.max_outbox_depth,
-                    "last_seq": r.last_seq,
-                }
-                for r in daily_rollups(heartbeats)
-            ],
-        )
 
     def dead_letter(
         self, topic: str, payload: bytes, reason: str, received_at: dt.datetime

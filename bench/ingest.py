@@ -1,0 +1,233 @@
+"""Heartbeats durably ingested per second by one collector process, beside a bare subscriber.
+
+Real parts: a private Mosquitto (the field ACL, plus a load user), publisher processes sending
+contract-valid QoS 1 heartbeats for ``--homes`` seeded homes at full speed, and either
+
+* the **reference**: a bare paho subscriber (MQTT v5, manual acks) that parses each message as
+  JSON and acknowledges it, nothing else; or
+* the **collector**: the real ingest (``collector.ingest.Ingest`` over ``collector.service``) on
+  SQLite or PostgreSQL, counting heartbeats whose transaction committed.
+
+Both run in their own process under the same load, one after the other, ``--reps`` times; the
+figure is measured over the window after a one-second warm-up. CPU is each process's own CPU time
+in the window divided by the messages it handled.
+
+    python bench/ingest.py --homes 10000 --seconds 10 --database sqlite|postgresql [--reps 3]
+
+Prints progress, then one JSON line: heartbeats_per_s, bare_subscriber_per_s, ratio, cpu_ratio
+(min/median/max over the repetitions) and the conditions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench._load import machine, run_publishers, seed, start_bench_broker
+from collector.store.db import Database
+from tests.support.mosquitto import COLLECTOR_USER, anbu_users
+
+
+def _window(start_at: float, seconds: float) -> tuple[float, float]:
+    return start_at + 1.0, start_at + seconds
+
+
+def bare_subscriber(port: int, start_at: float, seconds: float, out: Any) -> None:
+    received = 0
+    lock = threading.Lock()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bare", protocol=mqtt.MQTTv5)
+    client.username_pw_set("bare", "bare-secret")
+    client.manual_ack_set(True)
+
+    def on_message(c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        nonlocal received
+        json.loads(msg.payload)
+        c.ack(msg.mid, msg.qos)
+        with lock:
+            received += 1
+
+    client.on_message = on_message
+    client.on_connect = lambda c, *_a: c.subscribe("$share/bare/anbu/v1/+/+/+/heartbeat", 1)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    w0, w1 = _window(start_at, seconds)
+    time.sleep(max(0.0, w0 - time.time()))
+    n0, c0 = received, time.process_time()
+    time.sleep(max(0.0, w1 - time.time()))
+    n1, c1 = received, time.process_time()
+    client.disconnect()
+    client.loop_stop()
+    out.put({"handled": n1 - n0, "cpu_s": c1 - c0, "window_s": w1 - w0})
+
+
+def collector_process(
+    port: int, database_url: str, start_at: float, seconds: float, out: Any
+) -> None:
+    from collector.ingest import Ingest
+    from collector.registry import DeviceRegistry, load_all, store_lookup
+    from collector.service import Service
+    from collector.settings import CollectorSettings
+
+    settings = CollectorSettings(
+        mqtt_url=f"mqtt://127.0.0.1:{port}",
+        mqtt_username=COLLECTOR_USER,
+        mqtt_password=anbu_users()[COLLECTOR_USER],
+        database_url=database_url,
+        mqtt_client_id=f"bench-{time.time_ns()}",
+    )
+    db = Database(database_url)
+    registry = DeviceRegistry(store_lookup(db.sessions))
+    with db.sessions() as session:
+        registry.replace_all(load_all(session))
+    ingest = Ingest(settings, Service(db, registry=registry))
+    ingest.start()
+    ingest.wait_connected(10)
+    w0, w1 = _window(start_at, seconds)
+    time.sleep(max(0.0, w0 - time.time()))
+    n0, c0 = ingest.bulk.applied, time.process_time()
+    time.sleep(max(0.0, w1 - time.time()))
+    n1, c1 = ingest.bulk.applied, time.process_time()
+    ingest.stop()
+    db.dispose()
+    out.put(
+        {
+            "handled": n1 - n0,
+            "cpu_s": c1 - c0,
+            "window_s": w1 - w0,
+            "dead_lettered": ingest.bulk.dead_lettered,
+            "batches": ingest.bulk.batches,
+        }
+    )
+
+
+def measure(
+    target: Any, args: tuple[Any, ...], broker: Any, opts: argparse.Namespace, seq_base: int
+) -> dict[str, Any]:
+    out: Any = mp.Queue()
+    start_at = time.time() + 5.0  # room for the processes to start on a loaded machine
+    proc = mp.Process(target=target, args=(*args, start_at, opts.seconds, out))
+    proc.start()
+    sent, pubs, _ = run_publishers(
+        broker, opts.homes, opts.publishers, opts.seconds, seq_base, start_at=start_at
+    )
+    result: dict[str, Any] = out.get(timeout=opts.seconds + 60)
+    for p in pubs:
+        p.join(timeout=30)
+    proc.join(timeout=30)
+    result["sent"] = sent()
+    result["per_s"] = result["handled"] / result["window_s"]
+    result["cpu_per_msg_us"] = 1e6 * result["cpu_s"] / max(1, result["handled"])
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--homes", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--publishers", type=int, default=2)
+    opts = parser.parse_args()
+    mp.set_start_method("spawn")
+
+    workdir = Path(tempfile.mkdtemp(prefix="anbu-bench-ingest-"))
+    broker = start_bench_broker(workdir / "broker")
+    pg = None
+    if opts.database == "postgresql":
+        from tests.support.postgres import start_postgres
+
+        pg = start_postgres()
+        url = pg.create_database("bench")
+    else:
+        url = f"sqlite:///{workdir / 'bench.sqlite3'}"
+    try:
+        db = Database(url)
+        t0 = time.monotonic()
+        seed(db, opts.homes)
+        db.dispose()
+        print(f"seeded {opts.homes} homes in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        port = int(broker.url.rsplit(":", 1)[1])
+        reps: list[dict[str, Any]] = []
+        for rep in range(opts.reps):
+            bare = measure(bare_subscriber, (port,), broker, opts, seq_base=rep * 2_000_000)
+            coll = measure(
+                collector_process, (port, url), broker, opts, seq_base=rep * 2_000_000 + 1_000_000
+            )
+            reps.append({"bare": bare, "collector": coll})
+            print(
+                json.dumps(
+                    {
+                        "progress": f"rep {rep + 1}/{opts.reps}",
+                        "collector_per_s": round(coll["per_s"]),
+                        "bare_per_s": round(bare["per_s"]),
+                        "collector_cpu_us": round(coll["cpu_per_msg_us"], 1),
+                        "bare_cpu_us": round(bare["cpu_per_msg_us"], 1),
+                    }
+                ),
+                file=sys.stderr,
+            )
+    finally:
+        broker.kill()
+        if pg is not None:
+            pg.stop()
+
+    def stats(values: list[float], digits: int = 0) -> dict[str, float]:
+        return {
+            "min": round(min(values), digits),
+            "median": round(statistics.median(values), digits),
+            "max": round(max(values), digits),
+        }
+
+    rates = [r["collector"]["per_s"] for r in reps]
+    bares = [r["bare"]["per_s"] for r in reps]
+    ratios = [r["collector"]["per_s"] / r["bare"]["per_s"] for r in reps]
+    cpu_ratios = [r["collector"]["cpu_per_msg_us"] / r["bare"]["cpu_per_msg_us"] for r in reps]
+    print(
+        json.dumps(
+            {
+                "figure": "heartbeats durably ingested per second, one collector process",
+                "heartbeats_per_s": statistics.median(rates),
+                "bare_subscriber_per_s": statistics.median(bares),
+                "ratio": round(statistics.median(ratios), 3),
+                "cpu_ratio": round(statistics.median(cpu_ratios), 2),
+                "heartbeats_per_s_stats": stats(rates),
+                "bare_subscriber_per_s_stats": stats(bares),
+                "ratio_stats": stats(ratios, 3),
+                "cpu_ratio_stats": stats(cpu_ratios, 2),
+                "collector_cpu_per_heartbeat_us": round(
+                    statistics.median(r["collector"]["cpu_per_msg_us"] for r in reps), 1
+                ),
+                "bare_cpu_per_message_us": round(
+                    statistics.median(r["bare"]["cpu_per_msg_us"] for r in reps), 1
+                ),
+                "conditions": {
+                    "homes": opts.homes,
+                    "seconds": opts.seconds,
+                    "database": opts.database,
+                    "reps": opts.reps,
+                    "publishers": opts.publishers,
+                    "qos": 1,
+                    "broker": "mosquitto (private, ACL, passwords)",
+                    **machine(),
+                },
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
