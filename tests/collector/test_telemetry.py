@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import json
+import re
 import socket
 import threading
 import time
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 from collector.settings import CollectorSettings
 from collector.telemetry import (
     FIELDS,
+    TAGS,
     HeartbeatPoint,
     InfluxLineWriter,
     InfluxTelemetrySink,
@@ -353,3 +355,93 @@ def test_bad_settings_name_the_field() -> None:
         CollectorSettings(influx_queue_max=0)
     with pytest.raises(ValueError, match="batch_size"):
         InfluxTelemetrySink(InfluxLineWriter("http://127.0.0.1:1", None, "o", "b"), batch_size=0)
+
+
+# --- the Grafana dashboard ---
+
+DASHBOARD = Path(__file__).parents[2] / "docs" / "grafana" / "anbu-fleet.json"
+
+
+def dashboard_queries() -> dict[str, list[str]]:
+    """Panel title -> its query expressions."""
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return {p["title"]: [t["expr"] for t in p["targets"]] for p in dashboard["panels"]}
+
+
+def test_the_dashboard_is_valid_json_and_names_only_what_the_sink_writes() -> None:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    assert {v["name"] for v in dashboard["templating"]["list"]} == {"datasource", "district"}
+    written = {f"heartbeat_{f}" for f in FIELDS}
+    exprs = [e for queries in dashboard_queries().values() for e in queries]
+    exprs.append(dashboard["templating"]["list"][1]["definition"])
+    named = {name for e in exprs for name in re.findall(r"\bheartbeat_[a-z_]+", e)}
+    assert named <= written, named - written
+    assert {"heartbeat_uptime_s", "heartbeat_outbox_depth", "heartbeat_audio_overruns"} <= named
+    labels = {
+        label.strip()
+        for e in exprs
+        for group in re.findall(r"\bby \(([^)]*)\)", e) + re.findall(r"\{([^}]*)\}", e)
+        for label in re.findall(r"([a-z_]+)\s*=~?", group) or group.split(",")
+    }
+    assert labels - {""} <= set(TAGS), labels
+    variables = {v for e in exprs for v in re.findall(r"\$\{?(\w+)", e)}
+    assert variables <= {"district"}
+    titles = " ".join(dashboard_queries()).lower()
+    for wanted in ("heartbeats per second", "devices reporting", "outbox", "overruns", "resets"):
+        assert wanted in titles
+
+
+def test_every_dashboard_query_answers_from_points_the_sink_wrote(
+    victoria: VictoriaMetrics,
+) -> None:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    points = []
+    for k in range(50, -1, -1):  # one heartbeat a minute for 50 minutes
+        at = now - dt.timedelta(minutes=k, seconds=1)
+        uptime_1 = 60.0 * (50 - k) + 1000 if k > 20 else 60.0 * (20 - k)  # rebooted 20 min ago
+        for district, home, uptime, depth, overruns in (
+            ("seodaemun", 1, uptime_1, 0, 0),
+            ("seodaemun", 2, 5000.0 + 60 * (50 - k), 3 if k == 0 else 0, 0),
+            ("jongno", 3, 9000.0 + 60 * (50 - k), 0, (50 - k) // 10),
+        ):
+            fields = {**point(50 - k).fields, "uptime_s": uptime, "outbox_depth": depth}
+            fields["audio_overruns"] = overruns
+            points.append(HeartbeatPoint(district, f"h{home:04d}", f"d{home:04d}", at, fields))
+        if k >= 30:  # home 4 went silent half an hour ago
+            points.append(point(50 - k, home=4, at=at, audio_overruns=0))
+    sink = sink_for(victoria.url, batch_size=1000)
+    sink.submit(points)
+    sink.close()
+    assert sink.health()["written"] == len(points)
+    victoria.wait_for_samples(len(points), '{__name__="heartbeat_uptime_s"}')
+
+    def answer(expr: str) -> list[dict[str, object]]:
+        result: list[dict[str, object]] = victoria.query(
+            expr.replace("$district", ".*"), at_s=now.timestamp()
+        )["result"]
+        return result
+
+    def value(expr: str) -> float:
+        (only,) = answer(expr)
+        return float(only["value"][1])  # type: ignore[index]
+
+    for title, exprs in dashboard_queries().items():
+        for expr in exprs:
+            assert answer(expr), f"{title!r}: {expr} returned nothing"
+    queries = dashboard_queries()
+    assert value(queries["Devices reporting"][0]) == 3
+    assert value(queries["Devices silent for 15 min"][0]) == 1
+    assert value(queries["Restarts in the last hour"][0]) == 1
+    assert 0 < value(queries["Heartbeats per second"][0]) <= 4 / 60 * 1.5
+    (deepest,) = answer(queries["Devices with the deepest outbox"][0])
+    assert deepest["metric"]["device"] == "d0002"  # type: ignore[index]
+    assert float(deepest["value"][1]) == 3  # type: ignore[index]
+    (overrun,) = answer(queries["Devices with the most audio overruns"][0])
+    assert overrun["metric"]["device"] == "d0003"  # type: ignore[index]
+    by_district = {
+        r["metric"]["district"]: float(r["value"][1])  # type: ignore[index]
+        for r in answer(queries["Devices reporting by district"][0])
+    }
+    assert by_district == {"seodaemun": 2, "jongno": 1}
