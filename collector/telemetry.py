@@ -73,6 +73,9 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MS = dt.timedelta(milliseconds=1)
 _TAG_ESCAPE = re.compile(r"([,= \\])")
+_SAFE_TAG = re.compile(r"[^,= \\\r\n]+").fullmatch
+_ESCAPED = r"\\\1"  # a backslash before the matched character
+_FIELD_SET = frozenset(FIELDS)
 _PERMANENT_STATUS = frozenset({400, 413, 422})
 
 
@@ -182,21 +185,43 @@ class InfluxLineWriter:
         self._client.close()  # type: ignore[no-untyped-call]
 
 
-def _escape_tag(value: str) -> str:
-    return _TAG_ESCAPE.sub(r"\\\1", value)
+def _tag(name: str, value: object) -> str | None:
+    """``name=value`` escaped for line protocol, or None when ``value`` cannot be a tag."""
+    if type(value) is str and _SAFE_TAG(value):
+        return f"{name}={value}"  # the usual case: an identifier, nothing to escape
+    if not isinstance(value, str) or not value or "\n" in value or "\r" in value:
+        return None
+    return name + "=" + _TAG_ESCAPE.sub(_ESCAPED, value)
+
+
+def _field(key: str, value: object) -> tuple[str | None, str | None]:
+    """``(key=value in line protocol, None)`` or ``(None, why it is left out)``."""
+    kind = type(value)
+    if kind is int:
+        if _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
+            return f"{key}={value}i", None
+        return None, f"{key}={value} is outside int64"
+    if kind is float:
+        if math.isfinite(value):  # type: ignore[arg-type]
+            return f"{key}={value!r}", None
+        return None, f"{key}={value!r} is not finite"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None, f"{key}={value!r} is not a number"
+    return _field(key, int(value) if isinstance(value, int) else float(value))  # subclasses
 
 
 def encode_point(point: HeartbeatPoint) -> tuple[str | None, list[str]]:
     """One line of line protocol for ``point`` (or None) and the reasons anything was left out."""
-    problems: list[str] = []
-    tags = (
+    tags = []
+    for name, tag_value in (  # sorted by key, as InfluxDB prefers
         ("device", point.device_id),
         ("district", point.district),
         ("household", point.household_id),
-    )  # sorted by key, as InfluxDB prefers
-    for name, tag in tags:
-        if not isinstance(tag, str) or not tag or "\n" in tag or "\r" in tag:
-            return None, [f"tag {name}={tag!r} must be a non-empty single-line string"]
+    ):
+        tag = _tag(name, tag_value)
+        if tag is None:
+            return None, [f"tag {name}={tag_value!r} must be a non-empty single-line string"]
+        tags.append(tag)
     at = point.at
     if not isinstance(at, dt.datetime) or at.tzinfo is None or at.utcoffset() is None:
         return None, [f"at={at!r} must be a timezone-aware datetime"]
@@ -205,25 +230,27 @@ def encode_point(point: HeartbeatPoint) -> tuple[str | None, list[str]]:
     except AttributeError:
         return None, [f"fields={point.fields!r} must be a mapping"]
     parts: list[str] = []
+    problems: list[str] = []
     for key, value in fields:
-        if key not in FIELDS:
+        if key not in _FIELD_SET:
             problems.append(f"unknown field {key!r}")
-        elif isinstance(value, bool) or not isinstance(value, int | float):
-            problems.append(f"{key}={value!r} is not a number")
-        elif isinstance(value, int):
-            if _INT64_MIN <= value <= _INT64_MAX:
-                parts.append(f"{key}={value}i")
-            else:
-                problems.append(f"{key}={value} is outside int64")
-        elif math.isfinite(value):
+            continue
+        kind = type(value)  # fast paths for plain int and float; _field handles the rest
+        if kind is int and _INT64_MIN <= value <= _INT64_MAX:
+            parts.append(f"{key}={value}i")
+            continue
+        if kind is float and value - value == 0:  # finite: inf - inf and nan - nan are nan
             parts.append(f"{key}={value!r}")
+            continue
+        part, problem = _field(key, value)
+        if part is not None:
+            parts.append(part)
         else:
-            problems.append(f"{key}={value!r} is not finite")
+            problems.append(str(problem))
     if not parts:
         return None, [*problems, "no valid field left"]
     ms = (at - _EPOCH) // _MS
-    tag_text = ",".join(f"{name}={_escape_tag(tag)}" for name, tag in tags)
-    return f"{MEASUREMENT},{tag_text} {','.join(parts)} {ms}", problems
+    return f"{MEASUREMENT},{','.join(tags)} {','.join(parts)} {ms}", problems
 
 
 class _Throttle:
