@@ -4,9 +4,9 @@ Each repetition, against one private Mosquitto (passwords, the Anbu ACL plus the
 
 * reference: one bare paho MQTT v5 client publishing one ready-made heartbeat payload at QoS 1,
   as fast as its in-flight window allows, for ``--seconds``;
-* simulator: ``Simulator(...).run(--seconds)``, counting PUBACKed heartbeats, with ``--homes`` homes and a rate multiplier far
+* simulator: ``Simulator(...).run(--seconds)`` with ``--homes`` homes and a rate multiplier far
   beyond what it can deliver, so it runs flat out (heartbeats it cannot send in time are
-  coalesced, as the agent does, and counted).
+  coalesced, as the agent does, and counted); the figure counts PUBACKed heartbeats.
 
 Both publish with nobody subscribed, so the figure is the publisher's (and the broker's), not a
 collector's.
