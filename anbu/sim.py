@@ -949,4 +949,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     summary = Simulator(settings).run(seconds, stop)
     print(summary.to_json(), flush=True)
+    if summary.connects == 0:
+        log.error(
+            "never connected to the broker: check --broker, the credentials and TLS options",
+            extra={"event": "sim_never_connected", "broker": settings.broker_url},
+        )
+        return 1
     return 0

@@ -386,8 +386,9 @@ class InfluxTelemetrySink:
     def close(self, timeout_s: float = 5.0) -> None:
         """Write what is queued for at most ``timeout_s``; points still left then are dropped."""
         with self._cond:
-            if self._give_up_at is None:
-                self._give_up_at = self._clock() + max(0.0, timeout_s)
+            if self._give_up_at is not None:
+                return  # closed already
+            self._give_up_at = self._clock() + max(0.0, timeout_s)
             self._stopped.set()
             self._cond.notify_all()
         self._thread.join(max(0.0, timeout_s) + 1.0)

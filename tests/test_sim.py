@@ -163,6 +163,19 @@ def test_the_command_line_refuses_bad_arguments_with_the_flag() -> None:
     assert "--homes" in result.stderr
 
 
+def test_the_command_line_fails_when_it_never_reaches_the_broker(sim_broker: Broker) -> None:
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "anbu", "sim", "--homes", "2", "--broker", sim_broker.url,
+            "--username", SIM_USER, "--password", "wrong", "--seconds", "1.5",
+        ],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert json.loads(result.stdout.strip().splitlines()[-1])["connects"] == 0
+    assert "never connected" in result.stderr and "connect_refused" in result.stderr
+
+
 # --- against a real broker ---
 
 
@@ -351,3 +364,54 @@ def test_anbu_sim_prints_a_json_summary_last(sim_broker: Broker) -> None:
         if line.startswith("{") and '"sim_progress"' in line
     ]
     assert progress and progress[-1]["heartbeats_sent"] > 0
+
+
+def test_a_broker_outage_coalesces_heartbeats_and_the_held_sos_is_re_sent_after_it(
+    sim_broker: Broker,
+) -> None:
+    sim = Simulator(
+        settings(sim_broker, homes=4, rate_multiplier=60, sos_resend_s=0.3, publish_state=False)
+    )
+    thread, out = run_in_thread(sim, 9.0)
+    assert sim.wait_connected(5)
+    time.sleep(0.5)
+    sim_broker.kill()
+    sim.press_sos(3)  # while the broker is down: held
+    time.sleep(2.0)  # two simulated minutes: every home coalesces a heartbeat or two
+    assert sim.summary().heartbeats_coalesced >= 4
+    (held,) = sim.pending_sos()
+    sim_broker.start()
+    with TestClient(sim_broker, COLLECTOR_USER) as collector:
+        collector.subscribe("anbu/v1/+/+/+/event/sos")
+        collector.subscribe("anbu/v1/+/+/+/heartbeat")
+        sos_seen = None
+        coalesced: dict[str, Heartbeat] = {}
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline and (sos_seen is None or len(coalesced) < 4):
+            try:
+                message = collector.next_message(0.5)
+            except queue.Empty:
+                continue
+            topic = parse(message.topic)
+            decoded = decode_device_message(topic.channel or Channel.STATE, message.payload)
+            if isinstance(decoded, SosEvent):
+                sos_seen = decoded
+                ack = SosAck(sos_id=decoded.message_id, dispatch_id=1, device_ts=time.time(), seq=1)
+                collector.publish(topic.address.command_topic(Command.SOS_ACK), ack.to_payload())
+            elif isinstance(decoded, Heartbeat) and decoded.coalesced > 0:
+                coalesced.setdefault(topic.address.household, decoded)
+        garbage = DeviceAddress("seodaemun", "h0001", "d0001").command_topic(Command.SOS_ACK)
+        collector.publish(garbage, b"[[[[not an ack")
+        time.sleep(0.3)
+    assert sos_seen is not None and sos_seen.message_id == held
+    assert set(coalesced) == {"h0001", "h0002", "h0003", "h0004"}
+    for beat in coalesced.values():  # one heartbeat covering the merged intervals
+        assert beat.interval_s >= 60 * (beat.coalesced + 1) * 0.85
+    # The button SOS pressed during the outage is counted in h0003's first heartbeat after it.
+    assert coalesced["h0003"].button_presses == 1
+    assert coalesced["h0001"].button_presses == 0
+    thread.join(15)
+    (summary,) = out
+    assert summary.connects >= 2 and summary.disconnects >= 1
+    assert summary.sos_acked == 1 and summary.sos_pending == 0
+    assert summary.bad_commands == 1

@@ -294,6 +294,9 @@ def test_a_hung_server_never_blocks_submit_and_close_is_bounded(tmp_path: Path) 
         assert health["dropped"] == 80 + 20  # 80 pushed out while queued, 20 left at close
         sink.submit([point(1)])  # after close: counted, never raised
         assert sink.health()["dropped"] == 101
+        started = time.perf_counter()
+        sink.close()  # a second close returns at once
+        assert time.perf_counter() - started < 0.1
 
 
 class FakeRefusingServer(http.server.BaseHTTPRequestHandler):
