@@ -20,16 +20,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from anbu.activity import counts_between, local_hour, poisson, rates_at, resident_for
 from anbu.sim import SimSettings, SimSummary, Simulator, device_id, household_id, simulator_acl
-from collector.store.seed import device_id_for
+from collector.store.db import Database
+from collector.store.models import DeadLetter, Device, Dispatch
+from collector.store.seed import device_id_for, seed_district
 from collector.store.seed import household_id as seed_household_id
 from firmware_config.messages import Heartbeat, SosAck, SosEvent, State, decode_device_message
 from firmware_config.topics import Channel, Command, DeviceAddress, parse
+from tests.e2e.processes import collector_env, free_port, start_collector
 from tests.support.certs import make_cert_bundle
+from tests.support.fixtures import sms_gateway, smtp_server  # noqa: F401
 from tests.support.mosquitto import COLLECTOR_USER, Broker, anbu_acl, anbu_users, start_broker
 from tests.support.mqtt_client import TestClient
+from tests.support.sms_gateway import SmsGateway
+from tests.support.smtp import SmtpServer
 
 SIM_USER, SIM_PASSWORD = "simulator", "simulator-secret"
 KST = dt.timezone(dt.timedelta(hours=9))
@@ -415,3 +422,38 @@ def test_a_broker_outage_coalesces_heartbeats_and_the_held_sos_is_re_sent_after_
     assert summary.connects >= 2 and summary.disconnects >= 1
     assert summary.sos_acked == 1 and summary.sos_pending == 0
     assert summary.bad_commands == 1
+
+
+@pytest.mark.slow
+def test_a_seeded_collector_knows_every_simulated_home_and_acks_its_sos(
+    tmp_path: Path,
+    sim_broker: Broker,
+    smtp_server: SmtpServer,  # noqa: F811
+    sms_gateway: SmsGateway,  # noqa: F811
+) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'collector.sqlite3'}")
+    db.create_schema()
+    seed_district(db, "seodaemun", homes=8, caregivers=1)
+    env = collector_env(db.url, sim_broker, smtp_server, sms_gateway, free_port())
+    collector = start_collector(env, tmp_path / "collector.log")
+    try:
+        sim = Simulator(settings(sim_broker, homes=8, rate_multiplier=60, sos_resend_s=5))
+        thread, out = run_in_thread(sim, 5.0)
+        assert sim.wait_connected(5)
+        sim.press_sos(5)
+        thread.join(20)
+        smtp_server.wait_for(1)  # the caregiver was told
+    finally:
+        collector.stop()
+    (summary,) = out
+    assert summary.sos_acked == 1, collector.text()[-3000:]
+    assert summary.sos_resent == 0  # acked within the first re-send period
+    with db.session() as s:
+        devices = s.scalars(select(Device).order_by(Device.id)).all()
+        assert [d.id for d in devices] == [device_id(n) for n in range(1, 9)]
+        assert all(d.last_heartbeat_at is not None for d in devices)
+        assert all(d.agent_version.startswith("sim-") for d in devices)
+        assert s.scalar(select(func.count()).select_from(DeadLetter)) == 0
+        (dispatch,) = s.scalars(select(Dispatch)).all()
+        assert dispatch.household_id == "h0005"
+    db.dispose()
