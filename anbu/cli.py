@@ -14,9 +14,10 @@ ROLES = {
     "agent": ("edge_agent.cli", "the edge agent on a home's Raspberry Pi"),
     "collector": ("collector.cli", "the cloud service: ingest, dispatch, API"),
     "demo": ("anbu.demo", "broker + collector + a simulated district, on embedded defaults"),
+    "sim": ("anbu.sim", "a fleet of simulated homes publishing to a broker, for load tests"),
 }
 
-USAGE = "usage: anbu {agent,collector,demo} [--help] ...\n\n" + "\n".join(
+USAGE = "usage: anbu {agent,collector,demo,sim} [--help] ...\n\n" + "\n".join(
     f"  {name:<10} {about}" for name, (_, about) in ROLES.items()
 )
 

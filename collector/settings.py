@@ -89,6 +89,13 @@ class CollectorSettings(BaseSettings):
     influx_token: str | None = Field(default=None, repr=False)
     influx_org: str = "anbu"
     influx_bucket: str = "anbu"
+    influx_batch_size: int = Field(default=5000, ge=1, le=100_000, description="points per write")
+    influx_flush_interval_ms: int = Field(default=1000, ge=10, le=60_000)
+    influx_queue_max: int = Field(
+        default=100_000, ge=1, le=10_000_000, description="points held; beyond, oldest dropped"
+    )
+    influx_retry_max_s: float = Field(default=30.0, gt=0, le=3600, description="back-off ceiling")
+    influx_timeout_ms: int = Field(default=5000, ge=100, le=120_000)
 
     @model_validator(mode="after")
     def _checks(self) -> CollectorSettings:

@@ -1,0 +1,958 @@
+"""``anbu sim``: a fleet of simulated homes on a real broker, for load tests and the demo.
+
+    anbu sim --homes 10000 --broker mqtt://127.0.0.1:1883 --username simulator --password ...
+
+Home ``hNNNN`` has device ``dNNNN`` in ``--district``, the naming of
+``collector.store.seed.seed_district``, so a collector seeded with the same district knows every
+simulated device. Each device publishes what the real agent publishes, built from
+``firmware_config``: a retained ``State`` (online at start, offline at the end), a ``Heartbeat``
+every ``--heartbeat-interval-s`` (jittered, with counters following the resident's day, see
+:mod:`anbu.activity`) and, at ``--sos-per-home-day``, an ``SosEvent`` that is held and re-sent
+every ``--sos-resend-s`` (same message id) until the collector's ``cmd/sos_ack`` arrives.
+
+Many homes share one process: ``--connections`` paho MQTT v5 clients (default one per 2,000
+homes, at most 8), each with a network thread and one scheduler thread serving its slice of the
+homes from a heap of due times. Heartbeats are QoS 1; while a connection is down, or more than
+``10 × --max-in-flight`` of its messages await a PUBACK, a home's heartbeats are coalesced as the
+real agent does (counters summed, ``coalesced`` counts the merged ones).
+
+Time: ``--rate-multiplier M`` runs the simulated day M times faster (heartbeats, activity and SOS
+all scale), starting at ``--start`` (default now). ``device_ts`` stays this machine's wall clock so
+the collector sees plausible device times; ``interval_s`` and the counters cover simulated time.
+
+The broker user needs, in a Mosquitto ``acl_file`` (see :func:`simulator_acl`)::
+
+    user simulator
+    topic write anbu/v1/#
+    topic read anbu/v1/+/+/+/cmd/#
+
+Output: structured progress lines (stderr, every ``--progress-s``) and, last, one JSON line on
+stdout: heartbeats sent per second, SOS sent/re-sent/acknowledged, ack latency p50/p99 and the
+conditions. Importable for benchmarks: ``Simulator(SimSettings(...)).run(seconds)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import heapq
+import importlib.resources
+import json
+import logging
+import math
+import os
+import platform
+import random
+import secrets
+import signal
+import ssl
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from anbu import __version__
+from anbu.activity import Counts, Resident, counts_between, resident_for
+from firmware_config.errors import ContractError
+from firmware_config.messages import Heartbeat, SosAck, SosEvent, State, decode_command
+from firmware_config.topics import PREFIX, Channel, Command, DeviceAddress, parse, validate_id
+
+log = logging.getLogger("anbu.sim")
+
+Source = Literal["button", "voice"]
+
+AGENT_VERSION = f"sim-{__version__}"
+HOMES_PER_CONNECTION = 2000
+MAX_AUTO_CONNECTIONS = 8
+_HEARTBEAT, _SOS = 0, 1
+_REBOOTS_PER_DAY = 1 / 30
+_OVERRUNS_PER_HEARTBEAT = 0.002
+
+
+def household_id(number: int) -> str:
+    """``h0001`` for 1: the naming of ``collector.store.seed.household_id``."""
+    return f"h{number:04d}"
+
+
+def device_id(number: int) -> str:
+    """``d0001`` for 1: ``collector.store.seed.device_id_for(household_id(number))``."""
+    return f"d{number:04d}"
+
+
+def simulator_acl(user: str = "simulator") -> str:
+    """Mosquitto ``acl_file`` lines that let ``user`` publish for every home and read acks."""
+    return f"user {user}\ntopic write {PREFIX}/#\ntopic read {PREFIX}/+/+/+/cmd/#\n"
+
+
+@dataclass(frozen=True, slots=True)
+class SimSettings:
+    """Everything ``anbu sim`` is told; times in seconds unless the name says otherwise."""
+
+    homes: int
+    broker_url: str
+    """``mqtt://host:1883`` or ``mqtts://host:8883``."""
+    district: str = "seodaemun"
+    first_home: int = 1
+    """Number of the first home (``h0001``): several simulators can split one district."""
+    connections: int = 0
+    """MQTT connections; 0 picks one per 2,000 homes, at most 8."""
+    heartbeat_interval_s: float = 60.0
+    """Simulated seconds between a home's heartbeats."""
+    jitter: float = 0.1
+    """Each interval varies by up to this fraction, so homes do not beat in step."""
+    rate_multiplier: float = 1.0
+    """Simulated seconds per real second."""
+    sos_per_home_day: float = 0.0
+    """Mean SOS per home per simulated day (0: only :meth:`Simulator.press_sos`)."""
+    sos_resend_s: float = 15.0
+    """Real seconds between re-sends of an SOS not yet acknowledged (the agent's default)."""
+    start_at: dt.datetime | None = None
+    """Simulated time at the start (aware); None: now."""
+    seed: int = 7
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    keepalive_s: int = 60
+    max_in_flight: int = 200
+    """QoS 1 messages each connection may have awaiting PUBACK."""
+    publish_state: bool = True
+    """Retained online state per home at start, offline at the end."""
+    progress_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.broker_url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(
+                f"broker_url={self.broker_url!r} must look like mqtt://host:1883 or mqtts://host"
+            )
+        checks = (
+            ("homes", self.homes >= 1),
+            ("first_home", self.first_home >= 1),
+            ("connections", self.connections >= 0),
+            ("heartbeat_interval_s", self.heartbeat_interval_s >= 1),
+            ("jitter", 0 <= self.jitter < 1),
+            ("rate_multiplier", 0 < self.rate_multiplier <= 100_000),
+            ("sos_per_home_day", self.sos_per_home_day >= 0),
+            ("sos_resend_s", self.sos_resend_s > 0),
+            ("keepalive_s", self.keepalive_s >= 5),
+            ("max_in_flight", self.max_in_flight >= 1),
+            ("progress_s", self.progress_s > 0),
+        )
+        for name, ok in checks:
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r} is out of range")
+        validate_id("district", self.district)
+        if self.start_at is not None and self.start_at.tzinfo is None:
+            raise ValueError(f"start_at={self.start_at!r} needs a timezone")
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{name}={str(path)!r} is not a file")
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.broker_url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.broker_url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.broker_url).scheme == "mqtts"
+
+    @property
+    def connection_count(self) -> int:
+        if self.connections:
+            return min(self.connections, self.homes)
+        return max(1, min(MAX_AUTO_CONNECTIONS, math.ceil(self.homes / HOMES_PER_CONNECTION)))
+
+
+@dataclass(frozen=True, slots=True)
+class SimSummary:
+    """The run's figures and conditions; :meth:`to_json` is the final output line."""
+
+    homes: int
+    connections: int
+    seconds: float
+    simulated_s: float
+    rate_multiplier: float
+    heartbeats_sent: int
+    heartbeats_per_s: float
+    heartbeats_coalesced: int
+    states_sent: int
+    puback: int
+    publish_refused: int
+    sos_sent: int
+    sos_resent: int
+    sos_acked: int
+    sos_pending: int
+    ack_latency_p50_ms: float | None
+    ack_latency_p99_ms: float | None
+    ack_latency_max_ms: float | None
+    connects: int
+    disconnects: int
+    bad_commands: int
+    district: str
+    first_home: int
+    heartbeat_interval_s: float
+    sos_per_home_day: float
+    seed: int
+    broker: str
+    machine: str
+    cpus: int | None
+    python: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    """Nearest-rank percentile (``fraction`` 0.5 for the median); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(slots=True)
+class _Home:
+    number: int
+    address: DeviceAddress
+    resident: Resident
+    heartbeat_topic: str
+    sos_topic: str
+    state_topic: str
+    seq: int
+    boot_at: float
+    last_heartbeat_at: float
+    overruns: int = 0
+    button_presses: int = 0
+    held: Counts = field(default_factory=Counts)
+    held_since: float | None = None
+    coalesced: int = 0
+    sos_pending: int = 0
+
+
+@dataclass(slots=True)
+class _PendingSos:
+    home: _Home
+    message_id: str
+    payload: bytes
+    first_sent: float
+    next_resend: float
+    resends: int = 0
+
+
+@dataclass(slots=True)
+class _Counters:
+    heartbeats_sent: int = 0
+    heartbeats_coalesced: int = 0
+    states_sent: int = 0
+    puback: int = 0
+    publish_refused: int = 0
+    sos_sent: int = 0
+    sos_resent: int = 0
+    sos_acked: int = 0
+    connects: int = 0
+    disconnects: int = 0
+    bad_commands: int = 0
+    latencies_s: list[float] = field(default_factory=list)
+
+
+class SimClock:
+    """Simulated time: ``start_s`` at ``origin`` on the monotonic clock, ``multiplier`` faster."""
+
+    def __init__(self, start_s: float, multiplier: float, origin: float) -> None:
+        self.start_s = start_s
+        self.multiplier = multiplier
+        self.origin = origin
+
+    def at(self, monotonic_s: float) -> float:
+        return self.start_s + (monotonic_s - self.origin) * self.multiplier
+
+    def real_delay(self, sim_s: float) -> float:
+        """Real seconds until simulated time ``sim_s`` is reached, from a sim-time difference."""
+        return sim_s / self.multiplier
+
+
+class _Connection:
+    """One paho client and one scheduler thread serving a slice of the homes."""
+
+    def __init__(
+        self,
+        index: int,
+        homes: list[_Home],
+        settings: SimSettings,
+        clock: SimClock,
+        phrases: Sequence[str],
+        *,
+        monotonic: Callable[[], float],
+        wall: Callable[[], float],
+    ) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.index = index
+        self.homes = homes
+        self.by_household = {h.address.household: h for h in homes}
+        self.settings = settings
+        self.clock = clock
+        self.phrases = phrases
+        self._monotonic = monotonic
+        self._wall = wall
+        self._rng = random.Random(f"anbu-sim-connection:{settings.seed}:{homes[0].number}")  # noqa: S311
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        # Guarded by self._lock:
+        self.counters = _Counters()
+        self._connected = False
+        self._births_due = False
+        self._outstanding = 0  # QoS 1 publishes awaiting PUBACK
+        self._pending: dict[str, _PendingSos] = {}
+        self._presses: list[tuple[_Home, Source]] = []  # (home, source) from press_sos
+        self._heap: list[tuple[float, int, int]] = []  # (due sim time, home index, kind)
+        self._refused_logged = 0.0
+
+        client_id = f"anbu-sim-{settings.district}-{homes[0].number}-{secrets.token_hex(3)}"
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        self.client.max_inflight_messages_set(settings.max_in_flight)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        if settings.tls:
+            self.client.tls_set(
+                ca_certs=None if settings.ca_file is None else str(settings.ca_file),
+                certfile=None if settings.cert_file is None else str(settings.cert_file),
+                keyfile=None if settings.key_file is None else str(settings.key_file),
+            )
+        if settings.username is not None:
+            self.client.username_pw_set(settings.username, settings.password)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+        self._thread = threading.Thread(target=self._run, name=f"anbu-sim-{index}", daemon=True)
+        self._log = {"connection": index, "client_id": client_id}
+
+    # --- lifecycle ---
+    def start(self) -> None:
+        self._schedule_first()
+        try:
+            self.client.connect_async(
+                self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s
+            )
+        except (OSError, ssl.SSLError) as exc:
+            log.warning("cannot reach the broker", extra={**self._log, "error": str(exc)})
+        self.client.loop_start()
+        self._thread.start()
+
+    def halt(self, deadline: float) -> None:
+        """Stop the scheduler: no more heartbeats or SOS from here."""
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(max(0.0, deadline - self._monotonic()))
+
+    def close(self, deadline: float) -> None:
+        """Publish the offline states (if connected) and disconnect."""
+        if self.settings.publish_state and self.is_connected:
+            infos = [
+                self.client.publish(h.state_topic, self._state(h, "offline"), qos=1, retain=True)
+                for h in self.homes
+            ]
+            for info in infos:
+                try:
+                    info.wait_for_publish(max(0.0, deadline - self._monotonic()))
+                except (RuntimeError, ValueError):
+                    break
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    @property
+    def is_connected(self) -> bool:
+        with self._lock:
+            return self._connected
+
+    # --- paho callbacks (network thread) ---
+    def _on_connect(self, client: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            log.error(
+                "broker refused the connection",
+                extra={**self._log, "event": "connect_refused", "reason": str(reason)},
+            )
+            return
+        client.subscribe(f"{PREFIX}/{self.settings.district}/+/+/cmd/+", qos=1)
+        with self._lock:
+            self._connected = True
+            self._births_due = self.settings.publish_state
+            self._outstanding = 0
+            self.counters.connects += 1
+            for pending in self._pending.values():  # re-send held SOS at once
+                pending.next_resend = 0.0
+        self._wake.set()
+        log.info("connected", extra={**self._log, "event": "sim_connected"})
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        with self._lock:
+            was = self._connected
+            self._connected = False
+            if was:
+                self.counters.disconnects += 1
+        if was and not self._stopping.is_set():
+            log.warning(
+                "disconnected",
+                extra={**self._log, "event": "sim_disconnected", "reason": str(reason)},
+            )
+
+    def _on_publish(self, _c: Any, _u: Any, _mid: int, reason: Any, _p: Any) -> None:
+        with self._lock:
+            self._outstanding = max(0, self._outstanding - 1)
+            self.counters.puback += 1
+            if reason.is_failure:
+                self.counters.publish_refused += 1
+                now = self._monotonic()
+                quiet = now - self._refused_logged < 10
+                if not quiet:
+                    self._refused_logged = now
+            else:
+                quiet = True
+        if not quiet:
+            log.error(
+                "broker refused a publish: check the simulator user's ACL",
+                extra={**self._log, "event": "publish_refused", "reason": str(reason)},
+            )
+
+    def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
+        try:
+            topic = parse(message.topic)
+            if topic.command is not Command.SOS_ACK:
+                return
+            ack = decode_command(topic.command, message.payload)
+        except ContractError as exc:
+            with self._lock:
+                self.counters.bad_commands += 1
+            log.warning(
+                "invalid command", extra={**self._log, "event": "bad_command", "error": str(exc)}
+            )
+            return
+        if not isinstance(ack, SosAck):
+            return
+        now = self._monotonic()
+        with self._lock:
+            pending = self._pending.pop(ack.sos_id, None)
+            if pending is None:
+                return  # an ack for a re-sent copy, or for another connection's home
+            pending.home.sos_pending -= 1
+            self.counters.sos_acked += 1
+            self.counters.latencies_s.append(now - pending.first_sent)
+
+    # --- scheduling (thread anbu-sim-N) ---
+    def _schedule_first(self) -> None:
+        settings = self.settings
+        start = self.clock.start_s
+        rate_per_s = settings.sos_per_home_day / 86400
+        for i, home in enumerate(self.homes):
+            first = start + self._rng.uniform(0, settings.heartbeat_interval_s)
+            home.last_heartbeat_at = first - settings.heartbeat_interval_s
+            self._heap.append((first, i, _HEARTBEAT))
+            if rate_per_s > 0:
+                self._heap.append((start + self._rng.expovariate(rate_per_s), i, _SOS))
+        heapq.heapify(self._heap)
+
+    def press_sos(self, home: _Home, source: Source) -> None:
+        with self._lock:
+            self._presses.append((home, source))
+        self._wake.set()
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                delay = self._tick()
+                self._wake.wait(delay)
+        except Exception:
+            log.exception("simulator connection failed", extra={**self._log, "event": "sim_bug"})
+
+    def _tick(self) -> float:
+        """Do what is due; return the real seconds until something else is."""
+        now = self._monotonic()
+        with self._lock:
+            connected, births = self._connected, self._births_due
+            self._births_due = False
+            presses, self._presses = self._presses, []
+        if births:
+            self._publish_births()
+        for home, pressed in presses:
+            self._sos(home, pressed)
+        self._resend_due(now)
+        sim_now = self.clock.at(now)
+        settings = self.settings
+        rate_per_s = settings.sos_per_home_day / 86400
+        handled = 0
+        while self._heap and self._heap[0][0] <= sim_now and not self._stopping.is_set():
+            due, i, kind = heapq.heappop(self._heap)
+            home = self.homes[i]
+            if kind == _HEARTBEAT:
+                self._heartbeat(home, due, connected)
+                step = settings.heartbeat_interval_s
+                step *= 1 + self._rng.uniform(-settings.jitter, settings.jitter)
+                heapq.heappush(self._heap, (due + step, i, _HEARTBEAT))
+            else:
+                self._sos(home, "button" if self._rng.random() < 0.7 else "voice")
+                heapq.heappush(self._heap, (due + self._rng.expovariate(rate_per_s), i, _SOS))
+            handled += 1
+            if handled % 500 == 0:  # let the network thread keep up during a burst
+                now = self._monotonic()
+                sim_now = self.clock.at(now)
+                self._resend_due(now)
+                with self._lock:
+                    connected = self._connected
+        waits = [1.0]
+        if self._heap:
+            waits.append(self.clock.real_delay(self._heap[0][0] - self.clock.at(self._monotonic())))
+        with self._lock:
+            if self._pending:
+                next_resend = min(p.next_resend for p in self._pending.values())
+                waits.append(next_resend - self._monotonic())
+        return max(0.0, min(waits))
+
+    def _publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
+        from paho.mqtt.enums import MQTTErrorCode
+
+        with self._lock:
+            self._outstanding += 1
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            with self._lock:
+                self._outstanding -= 1
+            return False
+        return True
+
+    def _state(self, home: _Home, state: Literal["online", "offline"]) -> bytes:
+        home.seq += 1
+        message = State(
+            state=state, agent_version=AGENT_VERSION, device_ts=self._wall(), seq=home.seq
+        )
+        return message.to_payload()
+
+    def _publish_births(self) -> None:
+        for home in self.homes:
+            if self._stopping.is_set() or not self.is_connected:
+                return
+            if self._publish(home.state_topic, self._state(home, "online"), retain=True):
+                with self._lock:
+                    self.counters.states_sent += 1
+
+    def _heartbeat(self, home: _Home, due: float, connected: bool) -> None:
+        settings = self.settings
+        counts = counts_between(self._rng, home.resident, home.last_heartbeat_at, due)
+        if home.held_since is None:
+            home.held_since = home.last_heartbeat_at
+        home.held = home.held + counts
+        home.last_heartbeat_at = due
+        interval = settings.heartbeat_interval_s
+        if self._rng.random() < _REBOOTS_PER_DAY * interval / 86400:
+            home.boot_at, home.overruns = due - self._rng.uniform(0, interval), 0
+        if self._rng.random() < _OVERRUNS_PER_HEARTBEAT:
+            home.overruns += self._rng.randint(1, 5)
+        with self._lock:
+            backlog = self._outstanding > 10 * settings.max_in_flight
+        if not connected or backlog:
+            home.coalesced += 1
+            with self._lock:
+                self.counters.heartbeats_coalesced += 1
+            return
+        home.seq += 1
+        message = Heartbeat(
+            device_ts=self._wall(),
+            seq=home.seq,
+            interval_s=round(due - home.held_since, 3),
+            motion_count=home.held.motion_count,
+            speech_s=home.held.speech_s,
+            wake_word_count=home.held.wake_word_count,
+            interactions=home.held.interactions,
+            button_presses=home.button_presses,
+            uptime_s=round(max(0.0, due - home.boot_at), 3),
+            audio_overruns=home.overruns,
+            outbox_depth=home.sos_pending,
+            agent_version=AGENT_VERSION,
+            coalesced=home.coalesced,
+        )
+        if self._publish(home.heartbeat_topic, message.to_payload()):
+            home.held, home.held_since, home.coalesced, home.button_presses = Counts(), None, 0, 0
+            with self._lock:
+                self.counters.heartbeats_sent += 1
+
+    def _sos(self, home: _Home, source: Source) -> None:
+        home.seq += 1
+        phrase = self._rng.choice(self.phrases) if source == "voice" else None
+        message = SosEvent(
+            device_ts=self._wall(),
+            seq=home.seq,
+            source=source,
+            phrase=phrase,
+            language="ko" if phrase else None,
+        )
+        if source == "button":
+            home.button_presses += 1
+        payload = message.to_payload()
+        now = self._monotonic()
+        pending = _PendingSos(
+            home, message.message_id, payload, now, now + self.settings.sos_resend_s
+        )
+        with self._lock:
+            self._pending[message.message_id] = pending
+            home.sos_pending += 1
+            self.counters.sos_sent += 1
+        self._publish(home.sos_topic, payload)
+        log.info(
+            "SOS sent",
+            extra={
+                **self._log,
+                "event": "sim_sos",
+                "household": home.address.household,
+                "message_id": message.message_id,
+                "source": source,
+            },
+        )
+
+    def _resend_due(self, now: float) -> None:
+        with self._lock:
+            if not self._connected:
+                return
+            due = [p for p in self._pending.values() if p.next_resend <= now]
+            for pending in due:
+                pending.next_resend = now + self.settings.sos_resend_s
+                pending.resends += 1
+                self.counters.sos_resent += 1
+        for pending in due:
+            self._publish(pending.home.sos_topic, pending.payload)
+
+    def snapshot(self) -> tuple[_Counters, int]:
+        with self._lock:
+            c = self.counters
+            copy = _Counters(**{**asdict(c), "latencies_s": list(c.latencies_s)})
+            return copy, len(self._pending)
+
+    def pending_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._pending)
+
+
+def _load_phrases() -> tuple[str, ...]:
+    text = importlib.resources.files("firmware_config").joinpath("phrases/ko.toml").read_text()
+    phrases = tuple(tomllib.loads(text)["sos"])
+    return phrases or ("살려 주세요",)
+
+
+class Simulator:
+    """N simulated homes on a few MQTT connections.
+
+    Example (a benchmark's load generator)::
+
+        sim = Simulator(SimSettings(homes=10_000, broker_url=broker.url, username="simulator",
+                                    password="...", rate_multiplier=60))
+        summary = sim.run(seconds=30)
+        summary.heartbeats_per_s
+
+    or ``sim.start()`` … ``sim.press_sos(1)`` … ``sim.stop()`` to drive it from a test.
+    """
+
+    def __init__(
+        self,
+        settings: SimSettings,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._monotonic = monotonic
+        self._wall = wall
+        start_s = settings.start_at.timestamp() if settings.start_at is not None else wall()
+        self.clock = SimClock(start_s, settings.rate_multiplier, monotonic())
+        self._started_at: float | None = None
+        self._stopped_summary: SimSummary | None = None
+        phrases = _load_phrases()
+        rng = random.Random(f"anbu-sim-boot:{settings.seed}")  # noqa: S311
+        seq_base = int(wall())  # a later run's seq numbers follow this one's
+        homes = []
+        for number in range(settings.first_home, settings.first_home + settings.homes):
+            address = DeviceAddress(settings.district, household_id(number), device_id(number))
+            homes.append(
+                _Home(
+                    number=number,
+                    address=address,
+                    resident=resident_for(settings.seed, number),
+                    heartbeat_topic=address.topic(Channel.HEARTBEAT),
+                    sos_topic=address.topic(Channel.SOS),
+                    state_topic=address.topic(Channel.STATE),
+                    seq=seq_base,
+                    boot_at=start_s - rng.uniform(600, 30 * 86400),
+                    last_heartbeat_at=start_s,
+                )
+            )
+        self._homes = {h.number: h for h in homes}
+        count = settings.connection_count
+        size = math.ceil(len(homes) / count)
+        self.connections = [
+            _Connection(
+                k,
+                homes[k * size : (k + 1) * size],
+                settings,
+                self.clock,
+                phrases,
+                monotonic=monotonic,
+                wall=wall,
+            )
+            for k in range(count)
+            if homes[k * size : (k + 1) * size]
+        ]
+        self._owner = {h.number: c for c in self.connections for h in c.homes}
+
+    def start(self) -> None:
+        if self._started_at is not None:
+            raise RuntimeError("Simulator.start() called twice")
+        self._started_at = self._monotonic()
+        self.clock.origin = self._started_at
+        for connection in self.connections:
+            connection.start()
+        log.info(
+            "simulator started",
+            extra={
+                "event": "sim_started",
+                "homes": self.settings.homes,
+                "connections": len(self.connections),
+                "broker": self.settings.broker_url,
+                "rate_multiplier": self.settings.rate_multiplier,
+            },
+        )
+
+    def wait_connected(self, timeout_s: float = 10.0) -> bool:
+        """True once every connection has its CONNACK."""
+        deadline = self._monotonic() + timeout_s
+        while self._monotonic() < deadline:
+            if all(c.is_connected for c in self.connections):
+                return True
+            time.sleep(0.01)
+        return False
+
+    def press_sos(self, home_number: int, source: Source = "button") -> None:
+        """Make home ``home_number`` send an SOS now (then held and re-sent until acked)."""
+        home = self._homes.get(home_number)
+        if home is None:
+            raise ValueError(f"home {home_number} is not simulated here")
+        self._owner[home_number].press_sos(home, source)
+
+    def pending_sos(self) -> list[str]:
+        """Message ids of SOS events not yet acknowledged."""
+        return [m for c in self.connections for m in c.pending_ids()]
+
+    def summary(self) -> SimSummary:
+        """The figures so far (or, after :meth:`stop`, of the whole run)."""
+        if self._stopped_summary is not None:
+            return self._stopped_summary
+        totals = _Counters()
+        pending = 0
+        for connection in self.connections:
+            counters, held = connection.snapshot()
+            pending += held
+            for name, value in asdict(counters).items():
+                if name == "latencies_s":
+                    totals.latencies_s.extend(value)
+                else:
+                    setattr(totals, name, getattr(totals, name) + value)
+        elapsed = 0.0 if self._started_at is None else self._monotonic() - self._started_at
+        latencies_ms = [s * 1000 for s in totals.latencies_s]
+
+        def ms(value: float | None) -> float | None:
+            return None if value is None else round(value, 1)
+
+        settings = self.settings
+        return SimSummary(
+            homes=settings.homes,
+            connections=len(self.connections),
+            seconds=round(elapsed, 3),
+            simulated_s=round(elapsed * settings.rate_multiplier, 1),
+            rate_multiplier=settings.rate_multiplier,
+            heartbeats_sent=totals.heartbeats_sent,
+            heartbeats_per_s=round(totals.heartbeats_sent / elapsed, 1) if elapsed else 0.0,
+            heartbeats_coalesced=totals.heartbeats_coalesced,
+            states_sent=totals.states_sent,
+            puback=totals.puback,
+            publish_refused=totals.publish_refused,
+            sos_sent=totals.sos_sent,
+            sos_resent=totals.sos_resent,
+            sos_acked=totals.sos_acked,
+            sos_pending=pending,
+            ack_latency_p50_ms=ms(percentile(latencies_ms, 0.5)),
+            ack_latency_p99_ms=ms(percentile(latencies_ms, 0.99)),
+            ack_latency_max_ms=ms(max(latencies_ms, default=None)),
+            connects=totals.connects,
+            disconnects=totals.disconnects,
+            bad_commands=totals.bad_commands,
+            district=settings.district,
+            first_home=settings.first_home,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            sos_per_home_day=settings.sos_per_home_day,
+            seed=settings.seed,
+            broker=settings.broker_url,
+            machine=platform.node(),
+            cpus=os.cpu_count(),
+            python=platform.python_version(),
+        )
+
+    def stop(self, timeout_s: float = 5.0) -> SimSummary:
+        """Stop publishing, send the offline states, disconnect; return the run's summary."""
+        if self._stopped_summary is not None:
+            return self._stopped_summary
+        deadline = self._monotonic() + timeout_s
+        for connection in self.connections:
+            connection.halt(deadline)
+        summary = self.summary()  # the figures of the run itself, before the offline states
+        for connection in self.connections:
+            connection.close(deadline)
+        self._stopped_summary = summary
+        log.info("simulator stopped", extra={"event": "sim_stopped", **asdict(summary)})
+        return summary
+
+    def run(self, seconds: float, stop_event: threading.Event | None = None) -> SimSummary:
+        """Start, run ``seconds`` (0: until ``stop_event``) with progress lines, stop."""
+        stop_event = stop_event or threading.Event()
+        self.start()
+        began = self._monotonic()
+        next_progress = began + self.settings.progress_s
+        try:
+            while not stop_event.is_set():
+                now = self._monotonic()
+                if seconds and now - began >= seconds:
+                    break
+                if now >= next_progress:
+                    self._progress()
+                    next_progress += self.settings.progress_s
+                left = [next_progress - now]
+                if seconds:
+                    left.append(began + seconds - now)
+                stop_event.wait(max(0.0, min(left)))
+        finally:
+            summary = self.stop()
+        return summary
+
+    def _progress(self) -> None:
+        s = self.summary()
+        log.info(
+            "simulator progress",
+            extra={
+                "event": "sim_progress",
+                "seconds": s.seconds,
+                "heartbeats_sent": s.heartbeats_sent,
+                "heartbeats_per_s": s.heartbeats_per_s,
+                "heartbeats_coalesced": s.heartbeats_coalesced,
+                "sos_sent": s.sos_sent,
+                "sos_acked": s.sos_acked,
+                "sos_pending": s.sos_pending,
+                "publish_refused": s.publish_refused,
+                "connected": sum(c.is_connected for c in self.connections),
+            },
+        )
+
+
+# --- command line ---
+
+
+def parse_args(argv: Sequence[str]) -> tuple[SimSettings, float, str]:
+    """``(settings, seconds to run, log level)`` from the command line; exits 2 on bad input."""
+    p = argparse.ArgumentParser(
+        prog="anbu sim",
+        description="Simulate a district of homes publishing heartbeats and SOS to a broker.",
+    )
+    p.add_argument("--homes", type=int, required=True, help="simulated homes (hNNNN/dNNNN)")
+    p.add_argument("--broker", required=True, help="mqtt://host:1883 or mqtts://host:8883")
+    p.add_argument("--district", default="seodaemun", help="district id (default seodaemun)")
+    p.add_argument("--first-home", type=int, default=1, help="number of the first home (1)")
+    p.add_argument("--connections", type=int, default=0, help="MQTT connections (0: auto)")
+    p.add_argument("--heartbeat-interval-s", type=float, default=60.0, help="simulated s (60)")
+    p.add_argument("--jitter", type=float, default=0.1, help="interval jitter fraction (0.1)")
+    p.add_argument(
+        "--rate-multiplier", type=float, default=1.0, help="simulated seconds per real second (1)"
+    )
+    p.add_argument("--sos-per-home-day", type=float, default=0.0, help="mean SOS rate (0)")
+    p.add_argument("--sos-resend-s", type=float, default=15.0, help="re-send unacked SOS (15)")
+    p.add_argument("--start", help="simulated start time, ISO 8601 with offset (default now)")
+    p.add_argument("--seconds", type=float, default=0.0, help="run this long (0: until Ctrl-C)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--username", help="broker user (see the ACL in docs/simulator.md)")
+    p.add_argument("--password", help="or set ANBU_SIM_PASSWORD")
+    p.add_argument("--ca-file", type=Path, help="CA for mqtts://")
+    p.add_argument("--cert-file", type=Path, help="client certificate for mqtts://")
+    p.add_argument("--key-file", type=Path, help="client key for mqtts://")
+    p.add_argument("--max-in-flight", type=int, default=200, help="per connection (200)")
+    p.add_argument("--no-state", action="store_true", help="publish no online/offline states")
+    p.add_argument("--progress-s", type=float, default=10.0, help="progress line interval (10)")
+    p.add_argument("--log-level", default="INFO", help="structured log level (INFO)")
+    args = p.parse_args(argv)
+    if args.seconds < 0:
+        p.error("--seconds must be 0 (until Ctrl-C) or more")
+    start_at = None
+    if args.start:
+        try:
+            start_at = dt.datetime.fromisoformat(args.start)
+        except ValueError:
+            p.error(f"--start {args.start!r} is not an ISO 8601 time")
+        if start_at.tzinfo is None:
+            p.error(f"--start {args.start!r} needs an offset, e.g. 2026-12-01T08:00+09:00")
+    try:
+        settings = SimSettings(
+            homes=args.homes,
+            broker_url=args.broker,
+            district=args.district,
+            first_home=args.first_home,
+            connections=args.connections,
+            heartbeat_interval_s=args.heartbeat_interval_s,
+            jitter=args.jitter,
+            rate_multiplier=args.rate_multiplier,
+            sos_per_home_day=args.sos_per_home_day,
+            sos_resend_s=args.sos_resend_s,
+            start_at=start_at,
+            seed=args.seed,
+            username=args.username,
+            password=args.password or os.environ.get("ANBU_SIM_PASSWORD"),
+            ca_file=args.ca_file,
+            cert_file=args.cert_file,
+            key_file=args.key_file,
+            max_in_flight=args.max_in_flight,
+            publish_state=not args.no_state,
+            progress_s=args.progress_s,
+        )
+    except (ValueError, ContractError) as exc:
+        flag = str(exc).split("=", 1)[0].replace("_", "-")
+        p.error(f"--{flag}: {exc}")
+    return settings, args.seconds, args.log_level
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings, seconds, level = parse_args(list(sys.argv[1:] if argv is None else argv))
+    from anbu import logs
+
+    logs.setup(level.upper())
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    summary = Simulator(settings).run(seconds, stop)
+    print(summary.to_json(), flush=True)
+    if summary.connects == 0:
+        log.error(
+            "never connected to the broker: check --broker, the credentials and TLS options",
+            extra={"event": "sim_never_connected", "broker": settings.broker_url},
+        )
+        return 1
+    return 0
