@@ -21,6 +21,7 @@ Pure: no clock, no I/O; times are float seconds since the epoch (UTC).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -149,7 +150,7 @@ class RoutineObservations:
         # samples while the weekend still borrows the pooled one would be the worst of both.
         split = all(len(self.days[g]) >= max(s.min_days_per_group, 1) for g in (WEEKDAY, WEEKEND))
         curves = [
-            tuple(_allowed(self.longest_h[group] if split else pooled, s))
+            pack_minutes(_allowed(self.longest_h[group] if split else pooled, s))
             for group in (WEEKDAY, WEEKEND)
         ]
         return Routine(s, curves[WEEKDAY], curves[WEEKEND])
@@ -165,21 +166,48 @@ def _allowed(longest_h: Sequence[float], s: RoutineSettings) -> list[float]:
     return out
 
 
+MAX_ALLOWED_MIN = 0xFFFF
+
+
+def pack_minutes(hours: Iterable[float]) -> bytes:
+    """Allowed hours as whole minutes (rounded up, so never stricter than learned), 2 bytes each."""
+    return b"".join(
+        min(MAX_ALLOWED_MIN, math.ceil(h * 60 - 1e-9)).to_bytes(2, "little") for h in hours
+    )
+
+
+def unpack_hours(packed: bytes) -> tuple[float, ...]:
+    return tuple(int.from_bytes(packed[i : i + 2], "little") / 60 for i in range(0, len(packed), 2))
+
+
 @dataclass(frozen=True, slots=True)
 class Routine:
-    """Allowed quiet hours per time-of-day slot, for weekdays and for weekend days."""
+    """Allowed quiet per time-of-day slot, for weekdays and for weekend days.
+
+    Stored as minutes in two bytes per slot (192 slots: 384 bytes a home), because a district
+    keeps a routine in memory for every home it schedules.
+    """
 
     settings: RoutineSettings
-    weekday_h: tuple[float, ...]
-    weekend_h: tuple[float, ...]
+    weekday: bytes
+    weekend: bytes
+
+    @property
+    def weekday_h(self) -> tuple[float, ...]:
+        return unpack_hours(self.weekday)
+
+    @property
+    def weekend_h(self) -> tuple[float, ...]:
+        return unpack_hours(self.weekend)
 
     def allowed_h(self, at_s: float) -> float:
         """The quiet stretch allowed at the moment ``at_s`` (before the fixed cap)."""
         s = self.settings
         offset = s.utc_offset_h * HOUR_S
         k = math.floor((at_s + offset) / s.slot_s)
-        curve = self.weekend_h if _group_of_day(_local_day(at_s, offset)) else self.weekday_h
-        return curve[k % s.slots_per_day]
+        curve = self.weekend if _group_of_day(_local_day(at_s, offset)) else self.weekday
+        i = 2 * (k % s.slots_per_day)
+        return int.from_bytes(curve[i : i + 2], "little") / 60
 
     def deadline_s(self, last_sign_s: float, period_h: float) -> float | None:
         """The first moment the stretch since ``last_sign_s`` exceeds what is allowed then.
@@ -212,8 +240,8 @@ class Routine:
                 "v": 1,
                 "slot_min": s.slot_min,
                 "utc_offset_h": s.utc_offset_h,
-                "weekday_h": [round(x, 3) for x in self.weekday_h],
-                "weekend_h": [round(x, 3) for x in self.weekend_h],
+                "weekday_min": [round(h * 60) for h in self.weekday_h],
+                "weekend_min": [round(h * 60) for h in self.weekend_h],
             },
             separators=(",", ":"),
         )
@@ -228,21 +256,18 @@ class Routine:
         if not isinstance(data, dict) or data.get("v") != 1:
             raise ValueError("routine: expected an object with v=1")
         base = settings or RoutineSettings()
-        s = RoutineSettings(
-            learning_days=base.learning_days,
-            slot_min=int(data["slot_min"]),
-            smooth_slots=base.smooth_slots,
-            margin_factor=base.margin_factor,
-            margin_h=base.margin_h,
-            min_days_per_group=base.min_days_per_group,
-            utc_offset_h=float(data["utc_offset_h"]),
-        )
+        try:
+            s = dataclasses.replace(
+                base, slot_min=int(data["slot_min"]), utc_offset_h=float(data["utc_offset_h"])
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"routine: bad slot_min or utc_offset_h ({exc})") from exc
         curves = []
-        for key in ("weekday_h", "weekend_h"):
+        for key in ("weekday_min", "weekend_min"):
             values = data.get(key)
             if not isinstance(values, list) or len(values) != s.slots_per_day:
                 raise ValueError(f"routine: {key} must hold {s.slots_per_day} numbers")
-            if not all(isinstance(v, int | float) and v >= 0 for v in values):
-                raise ValueError(f"routine: {key} must hold non-negative numbers")
-            curves.append(tuple(float(v) for v in values))
+            if not all(isinstance(v, int) and 0 <= v <= MAX_ALLOWED_MIN for v in values):
+                raise ValueError(f"routine: {key} must hold whole minutes 0..{MAX_ALLOWED_MIN}")
+            curves.append(pack_minutes(v / 60 for v in values))
         return cls(s, curves[0], curves[1])

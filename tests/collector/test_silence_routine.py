@@ -139,10 +139,12 @@ def test_no_flag_on_the_days_it_learned_from(signs: list[float]) -> None:
 def test_routine_survives_the_store_and_refuses_garbage() -> None:
     routine = _learned([MONDAY, MONDAY + 3 * HOUR_S, MONDAY + DAY_S])
     again = Routine.from_json(routine.to_json(), routine.settings)
-    assert again.weekday_h == pytest.approx(routine.weekday_h, abs=1e-3)
+    assert again == routine
     with pytest.raises(ValueError, match="not JSON"):
         Routine.from_json("{")
     with pytest.raises(ValueError, match="v=1"):
         Routine.from_json("[]")
-    with pytest.raises(ValueError, match="weekday_h must hold 96"):
-        Routine.from_json('{"v":1,"slot_min":15,"utc_offset_h":9,"weekday_h":[],"weekend_h":[]}')
+    with pytest.raises(ValueError, match="weekday_min must hold 96"):
+        Routine.from_json('{"v":1,"slot_min":15,"utc_offset_h":9,"weekday_min":[]}')
+    with pytest.raises(ValueError, match="bad slot_min"):
+        Routine.from_json('{"v":1,"slot_min":7,"utc_offset_h":9}')
