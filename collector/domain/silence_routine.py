@@ -25,6 +25,7 @@ import dataclasses
 import itertools
 import json
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -167,17 +168,21 @@ def _allowed(longest_h: Sequence[float], s: RoutineSettings) -> list[float]:
 
 
 MAX_ALLOWED_MIN = 0xFFFF
+# Curves are read back with memoryview.cast("H"), which uses the machine's byte order.
+_BYTE_ORDER = sys.byteorder
 
 
 def pack_minutes(hours: Iterable[float]) -> bytes:
     """Allowed hours as whole minutes (rounded up, so never stricter than learned), 2 bytes each."""
     return b"".join(
-        min(MAX_ALLOWED_MIN, math.ceil(h * 60 - 1e-9)).to_bytes(2, "little") for h in hours
+        min(MAX_ALLOWED_MIN, math.ceil(h * 60 - 1e-9)).to_bytes(2, _BYTE_ORDER) for h in hours
     )
 
 
 def unpack_hours(packed: bytes) -> tuple[float, ...]:
-    return tuple(int.from_bytes(packed[i : i + 2], "little") / 60 for i in range(0, len(packed), 2))
+    return tuple(
+        int.from_bytes(packed[i : i + 2], _BYTE_ORDER) / 60 for i in range(0, len(packed), 2)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +212,7 @@ class Routine:
         k = math.floor((at_s + offset) / s.slot_s)
         curve = self.weekend if _group_of_day(_local_day(at_s, offset)) else self.weekday
         i = 2 * (k % s.slots_per_day)
-        return int.from_bytes(curve[i : i + 2], "little") / 60
+        return int.from_bytes(curve[i : i + 2], _BYTE_ORDER) / 60
 
     def deadline_s(self, last_sign_s: float, period_h: float) -> float | None:
         """The first moment the stretch since ``last_sign_s`` exceeds what is allowed then.
@@ -219,12 +224,20 @@ class Routine:
         s = self.settings
         offset = s.utc_offset_h * HOUR_S
         slot_s = s.slot_s
+        n = s.slots_per_day
         cap_s = last_sign_s + period_h * HOUR_S
+        weekday = memoryview(self.weekday).cast("H")
+        weekend = memoryview(self.weekend).cast("H")
         k = math.floor((last_sign_s + offset) / slot_s)
         start = last_sign_s
+        day = -1
+        curve = weekday
         while start < cap_s:
+            if k // n != day:
+                day = k // n
+                curve = weekend if _group_of_day(day) else weekday
             end = (k + 1) * slot_s - offset
-            due = last_sign_s + self.allowed_h(start) * HOUR_S
+            due = last_sign_s + curve[k % n] * 60.0
             if due < end:
                 at = max(due, start)
                 return at if at < cap_s else None
