@@ -25,6 +25,7 @@ from collector.domain.silence import (
     Deadline,
     LifeSignKind,
     SilenceFlag,
+    SilenceLimit,
     SilenceReason,
     from_epoch,
     silence_deadline,
@@ -108,6 +109,7 @@ class _Home:
     routine: Routine | None
     last_kind: LifeSignKind | None
     deadline: Deadline | None
+    routine_suspended: bool = False
 
 
 class SilenceTracker:
@@ -171,6 +173,33 @@ class SilenceTracker:
         self._arm(household_id, home)
         return True
 
+    def suspend_routine(self, household_id: str) -> None:
+        """The home's device went offline: only the fixed period applies until resumed.
+
+        A home whose routine flag was already handed out gets its fixed deadline back, so a
+        device that stays offline with no other life sign still ends in a silence flag.
+        """
+        home = self._homes.get(household_id)
+        if home is None or home.routine_suspended:
+            return
+        home.routine_suspended = True
+        routine_flag_out = (
+            household_id not in self._heap
+            and home.deadline is not None
+            and home.deadline.limit is SilenceLimit.ROUTINE
+        )
+        if household_id in self._heap or routine_flag_out:
+            self._arm(household_id, home)
+
+    def resume_routine(self, household_id: str) -> None:
+        """The device is back: the learned routine applies again."""
+        home = self._homes.get(household_id)
+        if home is None or not home.routine_suspended:
+            return
+        home.routine_suspended = False
+        if household_id in self._heap:
+            self._arm(household_id, home)
+
     def forget(self, household_id: str) -> None:
         """The home left the programme."""
         self._homes.pop(household_id, None)
@@ -216,5 +245,6 @@ class SilenceTracker:
         return flags
 
     def _arm(self, household_id: str, home: _Home) -> None:
-        home.deadline = silence_deadline(home.last_s, home.period_h, home.routine)
+        routine = None if home.routine_suspended else home.routine
+        home.deadline = silence_deadline(home.last_s, home.period_h, routine)
         self._heap.set(household_id, home.deadline.due_s)
