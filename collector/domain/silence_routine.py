@@ -141,6 +141,40 @@ class RoutineObservations:
             return 0.0
         return (self.last_s - self.first_s) / DAY_S
 
+    def to_json(self) -> str:
+        """Compact form for the store: longest stretches in whole minutes (rounded up)."""
+        return json.dumps(
+            {
+                "v": 1,
+                "slot_min": self.settings.slot_min,
+                "longest_min": [[math.ceil(h * 60 - 1e-9) for h in row] for row in self.longest_h],
+                "days": [sorted(self.days[WEEKDAY]), sorted(self.days[WEEKEND])],
+                "first_s": self.first_s,
+                "last_s": self.last_s,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str, settings: RoutineSettings) -> RoutineObservations:
+        """Inverse of :meth:`to_json`; raise ``ValueError`` for anything malformed."""
+        try:
+            data = json.loads(text)
+            if data.get("v") != 1 or data["slot_min"] != settings.slot_min:
+                raise ValueError("observations: version or slot width differs")
+            longest = [[float(m) / 60 for m in row] for row in data["longest_min"]]
+            if len(longest) != 2 or any(len(r) != settings.slots_per_day for r in longest):
+                raise ValueError("observations: wrong number of slots")
+            days = {
+                WEEKDAY: set(map(int, data["days"][0])),
+                WEEKEND: set(map(int, data["days"][1])),
+            }
+            first = None if data["first_s"] is None else float(data["first_s"])
+            last = None if data["last_s"] is None else float(data["last_s"])
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            raise ValueError(f"observations are malformed: {exc}") from exc
+        return cls(settings, longest, days, first, last)
+
     def routine(self) -> Routine | None:
         """The routine once ``learning_days`` are covered, else None (use the fixed period)."""
         s = self.settings

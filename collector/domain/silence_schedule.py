@@ -210,19 +210,30 @@ class SilenceTracker:
         home = self._homes.get(household_id)
         return None if home is None or household_id not in self._heap else home.deadline
 
+    def __contains__(self, household_id: object) -> bool:
+        return household_id in self._homes
+
+    def last_life_sign_s(self, household_id: str) -> float | None:
+        home = self._homes.get(household_id)
+        return None if home is None else home.last_s
+
+    def routine_of(self, household_id: str) -> Routine | None:
+        home = self._homes.get(household_id)
+        return None if home is None else home.routine
+
+    def row(self, household_id: str) -> HomeRow | None:
+        """The home as the store keeps it (what :meth:`restore` takes back), or None."""
+        home = self._homes.get(household_id)
+        if home is None:
+            return None
+        flagged = None if household_id in self._heap else home.last_s
+        return HomeRow(
+            household_id, home.last_s, home.period_h, home.routine, home.last_kind, flagged
+        )
+
     def rows(self) -> list[HomeRow]:
-        """Every home as the store keeps it (what :meth:`restore` takes back)."""
-        return [
-            HomeRow(
-                household_id,
-                home.last_s,
-                home.period_h,
-                home.routine,
-                home.last_kind,
-                None if household_id in self._heap else home.last_s,
-            )
-            for household_id, home in self._homes.items()
-        ]
+        """Every home as the store keeps it."""
+        return [row for household_id in self._homes if (row := self.row(household_id))]
 
     def next_due_s(self) -> float | None:
         return self._heap.next_due()
