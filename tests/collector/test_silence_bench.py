@@ -58,7 +58,13 @@ def test_learned_routine_detects_sooner_than_the_period_on_a_regular_home(tmp_pa
     assert figures["learned"]["false_alarms_per_day"] == 0
     # Daytime signs every 40 min: the routine allows ~2.5 h by day instead of 10 h.
     assert figures["learned"]["mean_ttd_h"] < figures["fixed"]["mean_ttd_h"] - 2
-    assert figures["oracle_mean_ttd_h"] <= figures["learned"]["mean_ttd_h"]
+    bounds = figures["bounds"]
+    assert (
+        bounds["any_detector_without_false_alarms_mean_ttd_h"]
+        <= (bounds["curve_fitted_on_the_test_days_mean_ttd_h"])
+    )
+    assert bounds["curve_fitted_on_the_test_days_mean_ttd_h"] <= figures["learned"]["mean_ttd_h"]
+    assert bounds["curve_fitted_on_the_test_days_false_alarms"] == 0
 
 
 def test_an_unusual_long_stretch_on_a_test_day_is_a_false_alarm(tmp_path: Path) -> None:
