@@ -1,5 +1,7 @@
 # The README names these targets; .ci/run calls them.
 VENV := .venv/bin
+# A real home's log for bench/silence.py; never copied into the repository (licence).
+SILENCE_LOG ?= ../shared/data/ordonez-a/OrdonezA_Sensors.txt
 
 .PHONY: demo test lint bench bootstrap
 
@@ -20,3 +22,5 @@ lint: bootstrap
 bench: bootstrap  ## every benchmark; each prints one JSON line last
 	$(VENV)/python bench/sos_latency.py
 	$(VENV)/python bench/agent_idle.py
+	$(VENV)/python bench/silence.py --log $(SILENCE_LOG) --format ordonez --learn-days 10
+	$(VENV)/python bench/silence_scale.py --homes 1000000

@@ -1,0 +1,320 @@
+"""A home's learned routine: how long it normally stays quiet at each time of day.
+
+What is learned: for every time-of-day slot (default 15 minutes, in the home's local time) the
+longest quiet stretch *in progress* at that moment on any learning day — at 05:00 a sleeping
+resident has been quiet since bedtime, at 11:00 only since breakfast. Unlike "the longest gap
+that started in this hour", this pools every gap over every slot it covers, so ten days are
+enough to see most nights and most afternoons.
+
+How it is used: the allowed stretch at a moment is ``factor × (longest seen nearby) + margin``,
+where "nearby" is the slot and ``smooth_slots`` slots either side (one odd evening should not
+leave a hole next to it). The fixed silence period stays the upper bound. A home is flagged at
+the first moment its current stretch is longer than what is allowed at that moment.
+
+Day of week: weekdays and weekend days are learned apart, and a group's own curve is used once
+both have ``min_days_per_group`` days of data; before that they share one curve.
+
+A home with fewer than ``learning_days`` days observed has no routine and uses the fixed period.
+
+Pure: no clock, no I/O; times are float seconds since the epoch (UTC).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+HOUR_S = 3600.0
+DAY_S = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class RoutineSettings:
+    """How routines are learned and how much margin they get."""
+
+    learning_days: float = 14.0
+    """Days of observation before a home's routine is used."""
+    slot_min: int = 15
+    """Width of a time-of-day slot, minutes; must divide a day."""
+    smooth_slots: int = 8
+    """Slots either side whose longest stretch also counts (8 × 15 min = ±2 h)."""
+    margin_factor: float = 1.25
+    """The longest stretch seen is multiplied by this..."""
+    margin_h: float = 1.5
+    """...and this many hours are added."""
+    min_days_per_group: float = 4.0
+    """Days a weekday/weekend group needs before its own curve is used."""
+    utc_offset_h: float = 9.0
+    """The home's local time (Korea: +9), so that slots follow the resident's day."""
+
+    def __post_init__(self) -> None:
+        if self.slot_min <= 0 or (24 * 60) % self.slot_min:
+            raise ValueError(f"slot_min={self.slot_min} must divide 1440")
+        if self.learning_days < 0 or self.smooth_slots < 0 or self.min_days_per_group < 0:
+            raise ValueError("learning_days, smooth_slots and min_days_per_group must be >= 0")
+        if self.margin_factor < 1 or self.margin_h < 0:
+            raise ValueError("margin_factor must be >= 1 and margin_h >= 0")
+
+    @property
+    def slot_s(self) -> float:
+        return self.slot_min * 60.0
+
+    @property
+    def slots_per_day(self) -> int:
+        return (24 * 60) // self.slot_min
+
+
+WEEKDAY, WEEKEND = 0, 1
+
+
+def _local_day(at_s: float, offset_s: float) -> int:
+    return math.floor((at_s + offset_s) / DAY_S)
+
+
+def _group_of_day(day: int) -> int:
+    # Day 0 of the epoch (1970-01-01) was a Thursday: weekday index (Mon=0) is (day + 3) % 7.
+    return WEEKEND if (day + 3) % 7 >= 5 else WEEKDAY
+
+
+@dataclass(slots=True)
+class RoutineObservations:
+    """What a home has shown so far: per group and slot, the longest stretch in progress.
+
+    Feed it every quiet stretch (``observe_gap``) in any order; ask for a :class:`Routine` when
+    enough days are covered. Small: two groups × ``slots_per_day`` floats and a set of days.
+    """
+
+    settings: RoutineSettings = field(default_factory=RoutineSettings)
+    longest_h: list[list[float]] = field(default_factory=list)
+    days: dict[int, set[int]] = field(default_factory=dict)
+    first_s: float | None = None
+    last_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.longest_h:
+            n = self.settings.slots_per_day
+            self.longest_h = [[0.0] * n, [0.0] * n]
+        self.days.setdefault(WEEKDAY, set())
+        self.days.setdefault(WEEKEND, set())
+
+    def observe_gap(self, start_s: float, end_s: float) -> None:
+        """Record that nothing happened between ``start_s`` and ``end_s`` (two life signs)."""
+        if end_s < start_s:
+            raise ValueError(f"gap ends before it starts ({start_s} > {end_s})")
+        s = self.settings
+        offset = s.utc_offset_h * HOUR_S
+        slot_s = s.slot_s
+        n = s.slots_per_day
+        self.first_s = start_s if self.first_s is None else min(self.first_s, start_s)
+        self.last_s = end_s if self.last_s is None else max(self.last_s, end_s)
+        # The stretch in progress peaks at the end of each slot it covers, and at end_s.
+        k = math.floor((start_s + offset) / slot_s) + 1
+        while True:
+            boundary = k * slot_s - offset
+            at = min(boundary, end_s)
+            slot_index = (k - 1) % n
+            day = _local_day(at - 1e-6, offset) if at == boundary else _local_day(at, offset)
+            group = _group_of_day(day)
+            elapsed_h = (at - start_s) / HOUR_S
+            row = self.longest_h[group]
+            if elapsed_h > row[slot_index]:
+                row[slot_index] = elapsed_h
+            self.days[group].add(day)
+            if boundary >= end_s:
+                break
+            k += 1
+
+    def observe_signs(self, signs_s: Iterable[float]) -> None:
+        """Record the gaps between consecutive life signs (sorted or not)."""
+        ordered = sorted(signs_s)
+        for a, b in itertools.pairwise(ordered):
+            self.observe_gap(a, b)
+
+    @property
+    def observed_days(self) -> float:
+        if self.first_s is None or self.last_s is None:
+            return 0.0
+        return (self.last_s - self.first_s) / DAY_S
+
+    def to_json(self) -> str:
+        """Compact form for the store: longest stretches in whole minutes (rounded up)."""
+        return json.dumps(
+            {
+                "v": 1,
+                "slot_min": self.settings.slot_min,
+                "longest_min": [[math.ceil(h * 60 - 1e-9) for h in row] for row in self.longest_h],
+                "days": [sorted(self.days[WEEKDAY]), sorted(self.days[WEEKEND])],
+                "first_s": self.first_s,
+                "last_s": self.last_s,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str, settings: RoutineSettings) -> RoutineObservations:
+        """Inverse of :meth:`to_json`; raise ``ValueError`` for anything malformed."""
+        try:
+            data = json.loads(text)
+            if data.get("v") != 1 or data["slot_min"] != settings.slot_min:
+                raise ValueError("observations: version or slot width differs")
+            longest = [[float(m) / 60 for m in row] for row in data["longest_min"]]
+            if len(longest) != 2 or any(len(r) != settings.slots_per_day for r in longest):
+                raise ValueError("observations: wrong number of slots")
+            days = {
+                WEEKDAY: set(map(int, data["days"][0])),
+                WEEKEND: set(map(int, data["days"][1])),
+            }
+            first = None if data["first_s"] is None else float(data["first_s"])
+            last = None if data["last_s"] is None else float(data["last_s"])
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            raise ValueError(f"observations are malformed: {exc}") from exc
+        return cls(settings, longest, days, first, last)
+
+    def routine(self) -> Routine | None:
+        """The routine once ``learning_days`` are covered, else None (use the fixed period)."""
+        s = self.settings
+        if self.observed_days < s.learning_days or self.first_s is None:
+            return None
+        pooled = [max(a, b) for a, b in zip(*self.longest_h, strict=True)]
+        # Split only when both groups have enough days: a weekday curve that lost the weekend's
+        # samples while the weekend still borrows the pooled one would be the worst of both.
+        split = all(len(self.days[g]) >= max(s.min_days_per_group, 1) for g in (WEEKDAY, WEEKEND))
+        curves = [
+            pack_minutes(_allowed(self.longest_h[group] if split else pooled, s))
+            for group in (WEEKDAY, WEEKEND)
+        ]
+        return Routine(s, curves[WEEKDAY], curves[WEEKEND])
+
+
+def _allowed(longest_h: Sequence[float], s: RoutineSettings) -> list[float]:
+    n = len(longest_h)
+    w = s.smooth_slots
+    out = []
+    for k in range(n):
+        nearby = max(longest_h[(k + j) % n] for j in range(-w, w + 1))
+        out.append(nearby * s.margin_factor + s.margin_h)
+    return out
+
+
+MAX_ALLOWED_MIN = 0xFFFF
+# Curves are read back with memoryview.cast("H"), which uses the machine's byte order.
+_BYTE_ORDER = sys.byteorder
+
+
+def pack_minutes(hours: Iterable[float]) -> bytes:
+    """Allowed hours as whole minutes (rounded up, so never stricter than learned), 2 bytes each."""
+    return b"".join(
+        min(MAX_ALLOWED_MIN, math.ceil(h * 60 - 1e-9)).to_bytes(2, _BYTE_ORDER) for h in hours
+    )
+
+
+def unpack_hours(packed: bytes) -> tuple[float, ...]:
+    return tuple(
+        int.from_bytes(packed[i : i + 2], _BYTE_ORDER) / 60 for i in range(0, len(packed), 2)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Routine:
+    """Allowed quiet per time-of-day slot, for weekdays and for weekend days.
+
+    Stored as minutes in two bytes per slot (192 slots: 384 bytes a home), because a district
+    keeps a routine in memory for every home it schedules.
+    """
+
+    settings: RoutineSettings
+    weekday: bytes
+    weekend: bytes
+
+    @property
+    def weekday_h(self) -> tuple[float, ...]:
+        return unpack_hours(self.weekday)
+
+    @property
+    def weekend_h(self) -> tuple[float, ...]:
+        return unpack_hours(self.weekend)
+
+    def allowed_h(self, at_s: float) -> float:
+        """The quiet stretch allowed at the moment ``at_s`` (before the fixed cap)."""
+        s = self.settings
+        offset = s.utc_offset_h * HOUR_S
+        k = math.floor((at_s + offset) / s.slot_s)
+        curve = self.weekend if _group_of_day(_local_day(at_s, offset)) else self.weekday
+        i = 2 * (k % s.slots_per_day)
+        return int.from_bytes(curve[i : i + 2], _BYTE_ORDER) / 60
+
+    def deadline_s(self, last_sign_s: float, period_h: float) -> float | None:
+        """The first moment the stretch since ``last_sign_s`` exceeds what is allowed then.
+
+        None if that does not happen before the fixed period ends. Walks at most
+        ``period_h`` worth of slots, so a life sign costs O(period / slot), independent of the
+        number of homes.
+        """
+        s = self.settings
+        offset = s.utc_offset_h * HOUR_S
+        slot_s = s.slot_s
+        n = s.slots_per_day
+        cap_s = last_sign_s + period_h * HOUR_S
+        weekday = memoryview(self.weekday).cast("H")
+        weekend = memoryview(self.weekend).cast("H")
+        k = math.floor((last_sign_s + offset) / slot_s)
+        start = last_sign_s
+        day = -1
+        curve = weekday
+        while start < cap_s:
+            if k // n != day:
+                day = k // n
+                curve = weekend if _group_of_day(day) else weekday
+            end = (k + 1) * slot_s - offset
+            due = last_sign_s + curve[k % n] * 60.0
+            if due < end:
+                at = max(due, start)
+                return at if at < cap_s else None
+            start = end
+            k += 1
+        return None
+
+    def to_json(self) -> str:
+        """Compact form for the store (``household_silence.routine``)."""
+        s = self.settings
+        return json.dumps(
+            {
+                "v": 1,
+                "slot_min": s.slot_min,
+                "utc_offset_h": s.utc_offset_h,
+                "weekday_min": [round(h * 60) for h in self.weekday_h],
+                "weekend_min": [round(h * 60) for h in self.weekend_h],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str, settings: RoutineSettings | None = None) -> Routine:
+        """Inverse of :meth:`to_json`; raise ``ValueError`` for anything malformed."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"routine is not JSON: {exc}") from exc
+        if not isinstance(data, dict) or data.get("v") != 1:
+            raise ValueError("routine: expected an object with v=1")
+        base = settings or RoutineSettings()
+        try:
+            s = dataclasses.replace(
+                base, slot_min=int(data["slot_min"]), utc_offset_h=float(data["utc_offset_h"])
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"routine: bad slot_min or utc_offset_h ({exc})") from exc
+        curves = []
+        for key in ("weekday_min", "weekend_min"):
+            values = data.get(key)
+            if not isinstance(values, list) or len(values) != s.slots_per_day:
+                raise ValueError(f"routine: {key} must hold {s.slots_per_day} numbers")
+            if not all(isinstance(v, int) and 0 <= v <= MAX_ALLOWED_MIN for v in values):
+                raise ValueError(f"routine: {key} must hold whole minutes 0..{MAX_ALLOWED_MIN}")
+            curves.append(pack_minutes(v / 60 for v in values))
+        return cls(s, curves[0], curves[1])

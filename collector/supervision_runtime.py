@@ -1,0 +1,205 @@
+"""Device supervision in the running collector: heartbeats and states in, tickets in the store.
+
+Interface for the ingest (thread-safe; memory only, no database access)::
+
+    supervision.on_heartbeat(device_id, household_id, facts, at)   # HeartbeatFacts from the message
+    supervision.on_state(device_id, household_id, "offline", at)   # last will / retained state
+
+``tick()`` (the silence runtime's thread or the scheduler calls it, e.g. once a minute) runs
+:func:`~collector.domain.supervision.decide_tickets` for every device and writes the tickets it
+opens and closes to ``technician_tickets``. The partial unique index (one open ticket per device
+and kind) keeps two collectors from opening the same ticket twice. ``on_offline_changed`` is
+told when a home's device goes offline or comes back, so the silence runtime can pause and resume
+the home's routine.
+
+Device health lives in memory: after a restart the first heartbeat (or the missed-heartbeat
+timer from the restored ``devices.last_heartbeat_at``) rebuilds it; open tickets are read back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from collector.domain.supervision import (
+    CloseTicket,
+    DeviceHealth,
+    HeartbeatFacts,
+    OpenTicket,
+    SupervisionSettings,
+    TicketKind,
+    decide_tickets,
+    is_offline,
+    observe_heartbeat,
+    observe_state,
+)
+from collector.store.db import Database
+from collector.store.models import Device
+from collector.store.silence import TechnicianTicket
+
+log = logging.getLogger("anbu.collector.supervision")
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class SupervisionRuntime:
+    """Keeps every device's health and turns it into technician tickets."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        settings: SupervisionSettings | None = None,
+        clock: Callable[[], dt.datetime] = _utcnow,
+        on_offline_changed: Callable[[str, bool], None] = lambda _household, _offline: None,
+    ) -> None:
+        self.db = db
+        self.settings = settings or SupervisionSettings()
+        self.clock = clock
+        self.on_offline_changed = on_offline_changed
+        self._health: dict[str, DeviceHealth] = {}
+        self._open: dict[str, set[TicketKind]] = {}
+        self._offline: set[str] = set()
+        self._lock = threading.Lock()
+        self.tickets_opened = 0
+        self.tickets_closed = 0
+
+    def restore(self) -> int:
+        """Read devices and open tickets back; return the number of devices watched."""
+        with self.db.session() as session:
+            devices = session.execute(
+                select(
+                    Device.id,
+                    Device.household_id,
+                    Device.online,
+                    Device.state_changed_at,
+                    Device.last_heartbeat_at,
+                )
+            ).all()
+            open_rows = session.execute(
+                select(TechnicianTicket.device_id, TechnicianTicket.kind).where(
+                    TechnicianTicket.closed_at.is_(None)
+                )
+            ).all()
+        with self._lock:
+            for device_id, household_id, online, state_at, heartbeat_at in devices:
+                self._health[device_id] = DeviceHealth(
+                    device_id,
+                    household_id,
+                    state="online" if online or state_at is None else "offline",
+                    state_at=state_at,
+                    first_heartbeat_at=heartbeat_at,
+                    last_heartbeat_at=heartbeat_at,
+                )
+            for device_id, kind in open_rows:
+                try:
+                    self._open.setdefault(device_id, set()).add(TicketKind(kind))
+                except ValueError:
+                    log.error("unknown ticket kind in the store", extra={"kind": kind})
+        return len(devices)
+
+    def on_heartbeat(
+        self, device_id: str, household_id: str, facts: HeartbeatFacts, at: dt.datetime
+    ) -> None:
+        with self._lock:
+            health = self._health.get(device_id) or DeviceHealth(device_id, household_id)
+            self._health[device_id] = observe_heartbeat(
+                health, facts, now=at, settings=self.settings
+            )
+
+    def on_state(self, device_id: str, household_id: str, state: str, at: dt.datetime) -> None:
+        """``state`` is ``online`` or ``offline``; anything else raises ``ValueError``."""
+        with self._lock:
+            health = self._health.get(device_id) or DeviceHealth(device_id, household_id)
+            self._health[device_id] = observe_state(health, state, now=at)
+
+    def tick(self) -> list[OpenTicket | CloseTicket]:
+        """Open and close tickets for every device; return what was written."""
+        now = self.clock()
+        decisions: list[OpenTicket | CloseTicket] = []
+        changed: list[tuple[str, bool]] = []
+        with self._lock:
+            for device_id, health in self._health.items():
+                open_kinds = frozenset(self._open.get(device_id, ()))
+                decisions += decide_tickets(health, open_kinds, now=now, settings=self.settings)
+            homes_offline: dict[str, bool] = {}
+            for health in self._health.values():
+                offline = is_offline(health, now=now, settings=self.settings)
+                # A home is offline only when none of its devices is up.
+                homes_offline[health.household_id] = (
+                    homes_offline.get(health.household_id, True) and offline
+                )
+            for household_id, offline in homes_offline.items():
+                if offline != (household_id in self._offline):
+                    changed.append((household_id, offline))
+                    (self._offline.add if offline else self._offline.discard)(household_id)
+        written = [d for d in decisions if self._write(d, now)]
+        for household_id, offline in changed:
+            self.on_offline_changed(household_id, offline)
+        return written
+
+    def _write(self, decision: OpenTicket | CloseTicket, now: dt.datetime) -> bool:
+        try:
+            with self.db.session() as session:
+                if isinstance(decision, OpenTicket):
+                    session.add(
+                        TechnicianTicket(
+                            device_id=decision.device_id,
+                            household_id=decision.household_id,
+                            kind=decision.kind.value,
+                            detail=decision.detail,
+                            opened_at=now,
+                        )
+                    )
+                else:
+                    for ticket in session.scalars(
+                        select(TechnicianTicket).where(
+                            TechnicianTicket.device_id == decision.device_id,
+                            TechnicianTicket.kind == decision.kind.value,
+                            TechnicianTicket.closed_at.is_(None),
+                        )
+                    ):
+                        ticket.closed_at = now
+                        ticket.close_detail = decision.detail
+        except IntegrityError:
+            # Another collector opened it first: it is open either way, but not ours to report.
+            with self._lock:
+                self._open.setdefault(decision.device_id, set()).add(decision.kind)
+            return False
+        except SQLAlchemyError:
+            log.exception("could not write a technician ticket; retrying next tick")
+            return False
+        with self._lock:
+            kinds = self._open.setdefault(decision.device_id, set())
+            if isinstance(decision, OpenTicket):
+                kinds.add(decision.kind)
+                self.tickets_opened += 1
+                log.warning(
+                    "technician ticket opened",
+                    extra={"device_id": decision.device_id, "kind": decision.kind.value},
+                )
+            else:
+                kinds.discard(decision.kind)
+                self.tickets_closed += 1
+                log.info(
+                    "technician ticket closed",
+                    extra={"device_id": decision.device_id, "kind": decision.kind.value},
+                )
+        return True
+
+    def health(self) -> dict[str, object]:
+        with self._lock:
+            return {
+                "devices": len(self._health),
+                "open_tickets": sum(len(k) for k in self._open.values()),
+                "homes_offline": len(self._offline),
+                "tickets_opened": self.tickets_opened,
+                "tickets_closed": self.tickets_closed,
+            }

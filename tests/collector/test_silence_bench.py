@@ -1,0 +1,101 @@
+"""bench/silence.py on small logs written here (the real house-A log is never copied in)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY0 = dt.datetime(2026, 3, 2)
+
+
+def _regular_days(days: int) -> list[tuple[dt.datetime, dt.datetime, str]]:
+    """Up at 07:00, a kitchen or bathroom event every 40 minutes, in bed 23:00–07:00."""
+    rows = []
+    for day in range(days):
+        base = DAY0 + dt.timedelta(days=day)
+        rows.append((base - dt.timedelta(hours=1), base + dt.timedelta(hours=7), "Bed"))
+        t = base + dt.timedelta(hours=7, minutes=10)
+        while t < base + dt.timedelta(hours=22, minutes=50):
+            rows.append((t, t + dt.timedelta(minutes=2), "Fridge"))
+            t += dt.timedelta(minutes=40)
+    return rows
+
+
+def _write_ordonez(path: Path, rows: list[tuple[dt.datetime, dt.datetime, str]]) -> None:
+    lines = ["Start time\t\tEnd time\t\tLocation\tType\t\tPlace", "----\t\t----\t\t----"]
+    lines += [
+        f"{a:%Y-%m-%d %H:%M:%S}\t\t{b:%Y-%m-%d %H:%M:%S}\t\t{s}\t\tPIR\t\tHall" for a, b, s in rows
+    ]
+    path.write_text("\r\n".join(lines) + "\r\n")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "silence.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_learned_routine_detects_sooner_than_the_period_on_a_regular_home(tmp_path: Path) -> None:
+    log = tmp_path / "regular.txt"
+    _write_ordonez(log, _regular_days(8))
+    result = _run("--log", str(log), "--format", "ordonez", "--learn-days", "5")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["incidents"] >= 1000 and figures["test_days"] == pytest.approx(3.94, abs=0.01)
+    for detector in ("fixed", "learned"):
+        assert set(figures[detector]) >= {"mean_ttd_h", "p90_ttd_h", "false_alarms_per_day"}
+    assert figures["fixed"]["false_alarms_per_day"] == 0
+    assert figures["learned"]["false_alarms_per_day"] == 0
+    # Daytime signs every 40 min: the routine allows ~2.5 h by day instead of 10 h.
+    assert figures["learned"]["mean_ttd_h"] < figures["fixed"]["mean_ttd_h"] - 2
+    bounds = figures["bounds"]
+    assert (
+        bounds["any_detector_without_false_alarms_mean_ttd_h"]
+        <= (bounds["curve_fitted_on_the_test_days_mean_ttd_h"])
+    )
+    assert bounds["curve_fitted_on_the_test_days_mean_ttd_h"] <= figures["learned"]["mean_ttd_h"]
+    assert bounds["curve_fitted_on_the_test_days_false_alarms"] == 0
+
+
+def test_an_unusual_long_stretch_on_a_test_day_is_a_false_alarm(tmp_path: Path) -> None:
+    rows = _regular_days(8)
+    day7 = DAY0 + dt.timedelta(days=7)
+    # On the last day the resident sits still from 12:00 to 17:00 (never seen while learning).
+    rows = [
+        r
+        for r in rows
+        if not (day7 + dt.timedelta(hours=12) < r[0] < day7 + dt.timedelta(hours=17))
+    ]
+    log = tmp_path / "odd.txt"
+    _write_ordonez(log, rows)
+    result = _run("--log", str(log), "--format", "ordonez", "--learn-days", "5")
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["learned"]["false_alarms"] == 1
+    assert figures["fixed"]["false_alarms"] == 0
+
+
+def test_casas_format_and_a_bad_line(tmp_path: Path) -> None:
+    log = tmp_path / "casas.txt"
+    lines = []
+    for a, _, _sensor in _regular_days(7):
+        lines.append(f"{a:%Y-%m-%d %H:%M:%S.%f} M001 ON")
+    log.write_text("\n".join(lines) + "\n")
+    result = _run(
+        "--log", str(log), "--format", "casas", "--learn-days", "4", "--incidents", "1000"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["format"] == "casas"
+    log.write_text(log.read_text() + "2026-03-09 nonsense M001 ON\n")
+    bad = _run("--log", str(log), "--format", "casas", "--learn-days", "4")
+    assert bad.returncode != 0
+    assert f"{log}:{len(lines) + 1}: bad timestamp" in bad.stderr

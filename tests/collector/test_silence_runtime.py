@@ -1,0 +1,161 @@
+"""The silence runtime on a real database (SQLite and PostgreSQL), with a fake clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+
+from collector.domain.silence import LifeSignKind, SilenceFlag, SilenceLimit
+from collector.domain.silence_routine import RoutineSettings
+from collector.silence_runtime import SilenceRuntime, SilenceRuntimeSettings
+from collector.store.db import Database
+from collector.store.models import Device, Household
+from collector.store.silence import HouseholdSilence, SilenceFlagRow
+from tests.collector.helpers import NOW, register_homes
+
+
+class FakeClock:
+    """The test moves time; the runtime never reads the real clock."""
+
+    def __init__(self, at: dt.datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> dt.datetime:
+        return self.at
+
+    def advance(self, **delta: float) -> None:
+        self.at += dt.timedelta(**delta)
+
+
+def runtime(
+    db: Database,
+    clock: FakeClock,
+    raised: list[tuple[str, SilenceFlag]],
+    name: str = "c1",
+    learn: bool = False,
+) -> SilenceRuntime:
+    rt = SilenceRuntime(
+        db,
+        on_flag=lambda flag, _id: raised.append((name, flag)),
+        settings=SilenceRuntimeSettings(instance_id=name, learn=learn),
+        routine_settings=RoutineSettings(learning_days=3, utc_offset_h=0),
+        clock=clock,
+    )
+    rt.create_schema()
+    return rt
+
+
+def test_registered_homes_are_scheduled_and_flagged_once_across_a_restart(
+    database: Database,
+) -> None:
+    register_homes(database)  # h-1, h-2 with a 48 h period, registered at NOW
+    with database.session() as s:
+        s.get(Household, "h-2").silence_period_h = 10  # type: ignore[union-attr]
+    clock = FakeClock(NOW)
+    raised: list[tuple[str, SilenceFlag]] = []
+    first = runtime(database, clock, raised)
+    assert first.restore() == 2
+    clock.advance(hours=2)
+    first.on_life_sign("h-2", LifeSignKind.MOTION, clock())
+    clock.advance(hours=9, minutes=59)
+    assert first.tick() == []
+    clock.advance(minutes=1)  # h-2: 10 h after its last sign
+    flags = first.tick()
+    assert [f.household_id for f in flags] == ["h-2"]
+    assert flags[0].reason.last_life_sign_at == NOW + dt.timedelta(hours=2)
+    assert first.flush() >= 1
+    # Restart (the process died): nothing raised twice, the other home still due on time.
+    second = runtime(database, clock, raised)
+    assert second.restore() == 2
+    assert second.tick() == []
+    clock.advance(hours=37)  # 49 h after registration: h-1's 48 h period ran out while down
+    assert [f.household_id for f in second.tick()] == ["h-1"]
+    with database.session() as s:
+        rows = s.scalars(select(SilenceFlagRow).order_by(SilenceFlagRow.id)).all()
+        assert [(r.household_id, r.limit) for r in rows] == [("h-2", "period"), ("h-1", "period")]
+
+
+def test_two_collectors_raise_each_flag_once(database: Database) -> None:
+    register_homes(database)
+    clock = FakeClock(NOW)
+    raised: list[tuple[str, SilenceFlag]] = []
+    a, b = runtime(database, clock, raised, "a"), runtime(database, clock, raised, "b")
+    a.restore()
+    b.restore()
+    clock.advance(hours=49)
+    a.tick()
+    b.tick()
+    assert sorted(f.household_id for _, f in raised) == ["h-1", "h-2"]
+    assert b.flags_taken_elsewhere + a.flags_taken_elsewhere == 2
+
+
+def test_a_life_sign_lost_in_a_crash_is_recovered_from_the_devices_table(
+    database: Database,
+) -> None:
+    register_homes(database, ("dev-1",))
+    clock = FakeClock(NOW)
+    raised: list[tuple[str, SilenceFlag]] = []
+    first = runtime(database, clock, raised)
+    first.restore()
+    clock.advance(hours=40)
+    # The ingest stored the event with the device; the runtime was killed before its flush.
+    first.on_life_sign("h-1", LifeSignKind.SPEECH, clock())
+    with database.session() as s:
+        s.get(Device, "dev-1").last_life_sign_at = clock()  # type: ignore[union-attr]
+    second = runtime(database, clock, raised)
+    second.restore()
+    clock.advance(hours=47)
+    assert second.tick() == []  # not due: 47 h since the recovered sign
+    clock.advance(hours=1)
+    assert [f.household_id for f in second.tick()] == ["h-1"]
+
+
+def test_learning_persists_and_an_offline_device_falls_back_to_the_period(
+    database: Database,
+) -> None:
+    register_homes(database, ("dev-1",))
+    clock = FakeClock(NOW)
+    raised: list[tuple[str, SilenceFlag]] = []
+    rt = runtime(database, clock, raised, learn=True)
+    rt.restore()
+    for _ in range(4 * 48):  # four days, a life sign every 30 minutes
+        clock.advance(minutes=30)
+        rt.on_life_sign("h-1", LifeSignKind.MOTION, clock())
+    rt.flush()
+    with database.session() as s:
+        saved = s.get(HouseholdSilence, "h-1")
+        assert saved is not None and saved.routine is not None and saved.observations
+    # A restarted collector has the routine: 30-min gaps → flagged after ~2 h, not 48 h.
+    again = runtime(database, clock, raised, learn=True)
+    again.restore()
+    clock.advance(hours=2, minutes=30)
+    flags = again.tick()
+    assert [f.reason.limit for f in flags] == [SilenceLimit.ROUTINE]
+    # The device was in fact offline: no more routine flags, the period still runs.
+    again.on_device_state("h-1", online=False)
+    clock.advance(hours=40)
+    assert again.tick() == []
+    clock.advance(hours=6)
+    assert [f.reason.limit for f in again.tick()] == [SilenceLimit.PERIOD]
+
+
+def test_health_and_a_bad_stored_routine_is_reported_not_fatal(database: Database) -> None:
+    register_homes(database, ("dev-1",))
+    with database.session() as s:
+        s.add(
+            HouseholdSilence(
+                household_id="h-1",
+                last_life_sign_at=NOW,
+                period_h=10,
+                routine="{broken",
+                updated_at=NOW,
+            )
+        )
+    clock = FakeClock(NOW)
+    raised: list[tuple[str, SilenceFlag]] = []
+    rt = runtime(database, clock, raised)
+    assert rt.restore() == 1
+    health = rt.health()
+    assert health["homes"] == 1
+    assert health["next_deadline_at"] == (NOW + dt.timedelta(hours=10)).isoformat()

@@ -1,0 +1,154 @@
+"""The deadline schedule: a heap with lazy invalidation, checked against a plain scan.
+
+The clock is a float the test moves (a fake clock: the schedule never reads time itself).
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.domain.silence import LifeSignKind, SilenceLimit, decide_silence, from_epoch
+from collector.domain.silence_schedule import DeadlineHeap, HomeRow, SilenceTracker
+
+H = 3600.0
+HOMES = [f"h{i}" for i in range(6)]
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), st.sampled_from(HOMES), st.floats(0, 1000)),
+        st.tuples(st.just("remove"), st.sampled_from(HOMES), st.just(0.0)),
+        st.tuples(st.just("pop"), st.just(""), st.floats(0, 1000)),
+    ),
+    max_size=200,
+)
+
+
+@given(ops)
+def test_heap_pops_exactly_what_a_scan_finds_due(operations: list[tuple[str, str, float]]) -> None:
+    heap = DeadlineHeap()
+    model: dict[str, float] = {}
+    for op, key, value in operations:
+        if op == "set":
+            heap.set(key, value)
+            model[key] = value
+        elif op == "remove":
+            heap.remove(key)
+            model.pop(key, None)
+        else:
+            popped = list(heap.pop_due(value))
+            expected = sorted((due, k) for k, due in model.items() if due <= value)
+            assert [(due, k) for k, due in popped] == expected
+            for _, k in expected:
+                del model[k]
+        assert len(heap) == len(model)
+        assert heap.next_due() == (min(model.values()) if model else None)
+
+
+def test_heap_memory_stays_bounded_under_many_moves() -> None:
+    heap = DeadlineHeap()
+    for i in range(10_000):
+        heap.set(f"h{i % 10}", float(i))
+    assert len(heap._heap) <= 2 * len(heap) + 64  # white-box: compaction ran
+
+
+# A scenario: per step, the clock moves forward by some minutes, and some homes show a life sign.
+steps = st.lists(
+    st.tuples(
+        st.integers(0, 6 * 3600).map(float),
+        st.lists(st.sampled_from(HOMES), max_size=3, unique=True),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+def _run(
+    scenario: list[tuple[float, list[str]]], restart_at: int | None
+) -> list[tuple[str, float, float]]:
+    """Replay; return (household, stretch start, due) for every flag raised."""
+    tracker = SilenceTracker()
+    now = 0.0
+    for home in HOMES:
+        tracker.life_sign(home, now, LifeSignKind.MOTION, period_h=10.0)
+    raised = []
+    for index, (advance, homes) in enumerate(scenario):
+        if index == restart_at:
+            rows = tracker.rows()
+            tracker = SilenceTracker()  # the collector restarted: only the store survives
+            tracker.restore(rows)
+        now += advance
+        for flag in tracker.due(now):
+            raised.append(
+                (
+                    flag.household_id,
+                    flag.reason.last_life_sign_at.timestamp(),
+                    flag.due_at.timestamp(),
+                )
+            )
+        for home in homes:
+            tracker.life_sign(home, now, LifeSignKind.SPEECH)
+    return raised
+
+
+def _by_scan(scenario: list[tuple[float, list[str]]]) -> list[tuple[str, float, float]]:
+    """The same scenario decided by scanning every home with decide_silence at each tick."""
+    now = 0.0
+    last = dict.fromkeys(HOMES, 0.0)
+    flagged: set[tuple[str, float]] = set()
+    raised = []
+    for advance, homes in scenario:
+        now += advance
+        for home in sorted(HOMES, key=lambda h: (last[h] + 10 * H, h)):
+            flag = decide_silence(
+                home,
+                last_sign_at=from_epoch(last[home]),
+                last_kind=None,
+                period_h=10.0,
+                routine=None,
+                now=from_epoch(now),
+            )
+            if flag is not None and (home, last[home]) not in flagged:
+                flagged.add((home, last[home]))
+                raised.append((home, last[home], flag.due_at.timestamp()))
+        for home in homes:
+            last[home] = now
+    return raised
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps, st.integers(0, 40))
+def test_flags_match_a_scan_and_survive_a_restart(
+    scenario: list[tuple[float, list[str]]], restart_at: int
+) -> None:
+    expected = _by_scan(scenario)
+    assert _run(scenario, None) == expected
+    assert _run(scenario, restart_at) == expected  # nothing missed, nothing raised twice
+
+
+def test_a_deadline_that_passed_while_down_is_raised_at_once_and_only_once() -> None:
+    rows = [
+        HomeRow("quiet", 0.0, 10.0),
+        HomeRow("flagged-already", 0.0, 10.0, flagged_for_s=0.0),
+        HomeRow("flagged-then-moved", 5 * H, 10.0, flagged_for_s=0.0),
+    ]
+    tracker = SilenceTracker()
+    tracker.restore(rows)
+    flags = tracker.due(20 * H)
+    assert {f.household_id for f in flags} == {"quiet", "flagged-then-moved"}
+    assert all(f.reason.limit is SilenceLimit.PERIOD for f in flags)
+    assert tracker.due(40 * H) == []
+
+
+def test_a_late_life_sign_never_moves_a_deadline_back() -> None:
+    tracker = SilenceTracker()
+    tracker.life_sign("h", 5 * H, period_h=10.0)
+    assert tracker.life_sign("h", 1 * H) is False
+    deadline = tracker.deadline("h")
+    assert deadline is not None and deadline.due_s == 15 * H
+
+
+def test_an_unconfigured_home_needs_a_period() -> None:
+    with pytest.raises(KeyError, match="no silence period"):
+        SilenceTracker().life_sign("new", 0.0)

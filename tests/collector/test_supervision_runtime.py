@@ -1,0 +1,87 @@
+"""Supervision in the collector: tickets in a real database, once across two collectors."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+
+from collector.domain.supervision import HeartbeatFacts, SupervisionSettings, TicketKind
+from collector.store.db import Database
+from collector.store.models import Device
+from collector.store.silence import TechnicianTicket
+from collector.supervision_runtime import SupervisionRuntime
+from tests.collector.helpers import NOW, register_homes
+
+S = SupervisionSettings(heartbeat_interval_s=60, missed_heartbeats=3)
+BEAT = HeartbeatFacts(
+    interval_s=60,
+    uptime_s=100,
+    audio_overruns=0,
+    outbox_depth=0,
+    motion_count=1,
+    speech_s=1.0,
+    interactions=0,
+)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.at = NOW
+
+    def __call__(self) -> dt.datetime:
+        return self.at
+
+
+def test_missed_heartbeats_open_one_ticket_across_collectors_and_a_heartbeat_closes_it(
+    database: Database,
+) -> None:
+    register_homes(database, ("dev-1",))
+    clock = FakeClock()
+    changes: list[tuple[str, bool]] = []
+    a = SupervisionRuntime(
+        database,
+        settings=S,
+        clock=clock,
+        on_offline_changed=lambda h, off: changes.append((h, off)),
+    )
+    b = SupervisionRuntime(database, settings=S, clock=clock)
+    for rt in (a, b):
+        rt.restore()
+        rt.on_heartbeat("dev-1", "h-1", BEAT, NOW)
+    with database.session() as s:  # what the ingest stores with the heartbeat
+        s.get(Device, "dev-1").last_heartbeat_at = NOW  # type: ignore[union-attr]
+    assert a.tick() == [] and b.tick() == []
+    clock.at = NOW + dt.timedelta(minutes=3)
+    assert len(a.tick()) == 1
+    assert b.tick() == []  # b's insert lost to a's: one ticket
+    with database.session() as s:
+        tickets = s.scalars(select(TechnicianTicket)).all()
+        assert [(t.device_id, t.kind, t.closed_at) for t in tickets] == [
+            ("dev-1", TicketKind.OFFLINE.value, None)
+        ]
+    assert changes == [("h-1", True)]
+    # A restarted collector reads the open ticket back and does not open another.
+    c = SupervisionRuntime(database, settings=S, clock=clock)
+    c.restore()
+    assert c.tick() == []
+    clock.at += dt.timedelta(minutes=1)
+    a.on_heartbeat("dev-1", "h-1", BEAT, clock.at)
+    closed = a.tick()
+    assert [type(d).__name__ for d in closed] == ["CloseTicket"]
+    assert changes == [("h-1", True), ("h-1", False)]
+    with database.session() as s:
+        ticket = s.scalars(select(TechnicianTicket)).one()
+        assert ticket.closed_at == clock.at
+
+
+def test_last_will_opens_a_ticket_at_once(database: Database) -> None:
+    register_homes(database, ("dev-1",))
+    clock = FakeClock()
+    rt = SupervisionRuntime(database, settings=S, clock=clock)
+    rt.restore()
+    rt.on_heartbeat("dev-1", "h-1", BEAT, NOW)
+    rt.on_state("dev-1", "h-1", "offline", NOW)
+    opened = rt.tick()
+    assert [(type(d).__name__, d.kind) for d in opened] == [("OpenTicket", TicketKind.OFFLINE)]
+    assert rt.health()["open_tickets"] == 1
