@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import unicodedata
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AliasPath, BaseModel, ConfigDict, Field, computed_field
+from pydantic import AliasPath, BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from collector.domain.lifecycle import Outcome
 from collector.store.models import (
@@ -34,6 +35,16 @@ Name = Annotated[str, Field(min_length=1, max_length=100)]
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: object) -> object:
+        # PostgreSQL refuses NUL in text; other control characters are never meant.
+        if isinstance(value, str) and any(
+            unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in value
+        ):
+            raise ValueError("must not contain control characters")
+        return value
+
 
 class _Public(BaseModel):
     model_config = ConfigDict(from_attributes=True, validate_by_name=True, validate_by_alias=True)
@@ -46,9 +57,13 @@ class Page(BaseModel, Generic[T]):
     """One page of a list: ``data`` in order, ``count`` items in all (for the filters given)."""
 
     data: list[T]
-    count: int
+    count: int = Field(description="items matching the filters, on every page")
     limit: int
     offset: int
+    next_cursor: str | None = Field(
+        default=None,
+        description="pass as `cursor` for the next page; null on the last page",
+    )
 
 
 # Caregivers
@@ -100,7 +115,7 @@ class HouseholdCreate(_Request):
         default=48.0, ge=1, le=24 * 14, description="hours without a life sign before a visit"
     )
     risk_level: RiskLevel = RiskLevel.BLUE
-    caregiver_id: int | None = None
+    caregiver_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
 
 class HouseholdPublic(_Public):
