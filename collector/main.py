@@ -61,7 +61,11 @@ def create_app(runtime: Runtime, *, settings: CollectorSettings | None = None) -
     app.state.api_token = settings.api_token
     app.state.session_slots = SessionSlots(settings.api_db_sessions, settings.api_db_wait_s)
 
-    @app.get("/health", tags=["health"])
+    @app.get(
+        "/health",
+        tags=["health"],
+        responses={503: {"description": "Degraded: the body says which part is unwell"}},
+    )
     def health() -> JSONResponse:
         """200 with the runtime's health when all is well, 503 when degraded. No token needed."""
         try:
