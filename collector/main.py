@@ -10,18 +10,17 @@ scheduler), so whatever serves the app also runs the collector. Interactive docs
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response, status
+from fastapi import FastAPI, status
 from fastapi.responses import JSONResponse
 
-from collector.api.crud import Conflict, NotFound
-from collector.api.deps import Runtime
+from collector.api.deps import Runtime, SessionSlots
+from collector.api.errors import add_error_handlers
+from collector.api.middleware import RequestLog
 from collector.api.routes import api_router
-from collector.domain.lifecycle import InvalidTransition
 from collector.settings import CollectorSettings
 
 log = logging.getLogger("collector.http")
@@ -60,8 +59,13 @@ def create_app(runtime: Runtime, *, settings: CollectorSettings | None = None) -
     )
     app.state.runtime = runtime
     app.state.api_token = settings.api_token
+    app.state.session_slots = SessionSlots(settings.api_db_sessions, settings.api_db_wait_s)
 
-    @app.get("/health", tags=["health"])
+    @app.get(
+        "/health",
+        tags=["health"],
+        responses={503: {"description": "Degraded: the body says which part is unwell"}},
+    )
     def health() -> JSONResponse:
         """200 with the runtime's health when all is well, 503 when degraded. No token needed."""
         try:
@@ -74,37 +78,6 @@ def create_app(runtime: Runtime, *, settings: CollectorSettings | None = None) -
         return JSONResponse(report, status_code=code)
 
     app.include_router(api_router)
-    _add_error_handlers(app)
-    app.middleware("http")(_log_request)
+    add_error_handlers(app)
+    app.add_middleware(RequestLog)
     return app
-
-
-def _add_error_handlers(app: FastAPI) -> None:
-    def handler(code: int) -> Callable[[Request, Exception], Response]:
-        def respond(_request: Request, exc: Exception) -> Response:
-            return JSONResponse({"detail": str(exc)}, status_code=code)
-
-        return respond
-
-    app.add_exception_handler(NotFound, handler(status.HTTP_404_NOT_FOUND))
-    app.add_exception_handler(Conflict, handler(status.HTTP_409_CONFLICT))
-    app.add_exception_handler(InvalidTransition, handler(status.HTTP_409_CONFLICT))
-
-
-async def _log_request(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """One structured log line per request: method, path, status and duration (no query string,
-    no headers: tokens and names stay out of the logs)."""
-    started = time.perf_counter()
-    response = await call_next(request)
-    log.info(
-        "request",
-        extra={
-            "method": request.method,
-            "path": request.url.path,
-            "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-        },
-    )
-    return response

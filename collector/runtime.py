@@ -44,7 +44,7 @@ class Collector:
         notifiers: dict[str, Notifier] | None = None,
     ) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, pool_size=settings.db_pool_size)
         self.registry = DeviceRegistry(store_lookup(self.db.sessions))
         staff = None
         if settings.staff_email or settings.staff_phone:

@@ -29,6 +29,13 @@ class CollectorSettings(BaseSettings):
         default="sqlite:///var/anbu.sqlite3",
         description="sqlite:///PATH or postgresql+psycopg://USER:PASS@HOST:PORT/DB",
     )
+    db_pool_size: int = Field(default=20, ge=2, le=1000, description="database connections")
+    api_db_sessions: int = Field(
+        default=12, ge=1, description="API requests holding a connection at once (< pool)"
+    )
+    api_db_wait_s: float = Field(
+        default=1.0, gt=0, le=30, description="wait for one, then 503 with Retry-After"
+    )
 
     # HTTP API
     http_host: str = "127.0.0.1"
@@ -102,6 +109,11 @@ class CollectorSettings(BaseSettings):
         scheme = urlsplit(self.mqtt_url).scheme
         if scheme not in ("mqtt", "mqtts") or not urlsplit(self.mqtt_url).hostname:
             raise ValueError(f"mqtt_url={self.mqtt_url!r} must look like mqtt://host:1883")
+        if self.api_db_sessions >= self.db_pool_size:
+            raise ValueError(
+                f"api_db_sessions={self.api_db_sessions} must be below db_pool_size="
+                f"{self.db_pool_size}: ingest and notifications need connections too"
+            )
         if not self.database_url.startswith(("sqlite", "postgresql")):
             raise ValueError(f"database_url={self.database_url!r} must be sqlite:// or postgresql")
         if self.environment != "development":

@@ -8,13 +8,16 @@ them to HTTP in ``collector.main``.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Sequence
-from typing import Any, TypeVar, cast
+from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, Select, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
+from collector.api.cursor import decode_cursor, encode_cursor
 from collector.api.models import CaregiverCreate, DeviceCreate, HouseholdCreate
 from collector.domain import lifecycle
 from collector.domain.assignment import CAPACITY, choose_caregiver
@@ -29,7 +32,6 @@ from collector.store.models import (
 from collector.store.queries import caregiver_loads
 
 RECENT_DISPATCHES = 20
-_ROW = TypeVar("_ROW")
 
 
 class NotFound(LookupError):
@@ -40,12 +42,69 @@ class Conflict(Exception):
     """The request clashes with what is stored (duplicate id, no caregiver with room...)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A list's sort order: ``keys`` (unique together), all ascending or all descending.
+
+    Every order here has an index that starts with its keys (see ``collector.store.models``).
+    """
+
+    keys: tuple[InstrumentedAttribute[Any], ...]
+    kinds: tuple[type, ...]
+    descending: bool = False
+
+    def clauses(self) -> list[ColumnElement[Any]]:
+        return [k.desc() if self.descending else k.asc() for k in self.keys]
+
+    def after(self, values: Sequence[Any]) -> ColumnElement[bool]:
+        """Rows that come after the row whose keys are ``values``."""
+        beyond = operator.lt if self.descending else operator.gt
+        pairs = list(zip(self.keys, values, strict=True))
+        key, value = pairs[-1]
+        clause: ColumnElement[bool] = beyond(key, value)
+        for key, value in reversed(pairs[:-1]):
+            clause = or_(beyond(key, value), and_(key == value, clause))
+        return clause
+
+    def cursor_of(self, item: Any) -> str:
+        return encode_cursor([getattr(item, k.key) for k in self.keys])
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One page of rows, the count matching the filters, and the cursor of the next page."""
+
+    items: Sequence[Any]
+    count: int
+    next_cursor: str | None
+
+
 def _page(
-    session: Session, query: Select[_ROW], *, limit: int, offset: int
-) -> tuple[Sequence[_ROW], int]:
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    items = session.scalars(query.limit(limit).offset(offset)).all()
-    return items, total or 0
+    session: Session,
+    query: Select[Any],
+    order: Order,
+    *,
+    limit: int,
+    offset: int,
+    cursor: str | None = None,
+    entities: bool = True,
+    counted: Select[Any] | None = None,
+) -> Listing:
+    """``limit`` rows of ``query`` in ``order`` after ``cursor`` (or ``offset``), and the total.
+
+    ``counted`` counts the matching rows when that is cheaper than counting ``query`` (no join).
+    One row more than asked for is read, so the last page says so (``next_cursor`` None).
+    """
+    if counted is None:
+        counted = query.with_only_columns(func.count(), maintain_column_froms=True)
+    total = session.scalar(counted.order_by(None)) or 0
+    if cursor is not None:
+        query = query.where(order.after(decode_cursor(cursor, order.kinds)))
+    query = query.order_by(*order.clauses()).limit(limit + 1).offset(offset)
+    rows: Sequence[Any] = session.scalars(query).all() if entities else session.execute(query).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Listing(rows, total, order.cursor_of(rows[-1]) if more else None)
 
 
 # Caregivers
@@ -65,13 +124,16 @@ def household_counts(session: Session, caregiver_ids: Sequence[int]) -> dict[int
     return counts
 
 
+CAREGIVER_ORDER = Order((Caregiver.id,), (int,))
+
+
 def list_caregivers(
-    session: Session, *, district: str | None, limit: int, offset: int
-) -> tuple[Sequence[Caregiver], int]:
-    query = select(Caregiver).order_by(Caregiver.id)
+    session: Session, *, district: str | None, limit: int, offset: int, cursor: str | None = None
+) -> Listing:
+    query = select(Caregiver)
     if district is not None:
         query = query.where(Caregiver.district == district)
-    return _page(session, query, limit=limit, offset=offset)
+    return _page(session, query, CAREGIVER_ORDER, limit=limit, offset=offset, cursor=cursor)
 
 
 def create_caregiver(session: Session, data: CaregiverCreate) -> Caregiver:
@@ -84,13 +146,16 @@ def create_caregiver(session: Session, data: CaregiverCreate) -> Caregiver:
 # Households
 
 
+HOUSEHOLD_ORDER = Order((Household.id,), (str,))
+
+
 def list_households(
-    session: Session, *, district: str | None, limit: int, offset: int
-) -> tuple[Sequence[Household], int]:
-    query = select(Household).order_by(Household.id)
+    session: Session, *, district: str | None, limit: int, offset: int, cursor: str | None = None
+) -> Listing:
+    query = select(Household)
     if district is not None:
         query = query.where(Household.district == district)
-    return _page(session, query, limit=limit, offset=offset)
+    return _page(session, query, HOUSEHOLD_ORDER, limit=limit, offset=offset, cursor=cursor)
 
 
 def get_household(session: Session, household_id: str) -> Household:
@@ -159,13 +224,21 @@ def _assign(session: Session, data: HouseholdCreate) -> int:
 # Devices
 
 
+DEVICE_ORDER = Order((Device.id,), (str,))
+
+
 def list_devices(
-    session: Session, *, household_id: str | None, limit: int, offset: int
-) -> tuple[Sequence[Device], int]:
-    query = select(Device).order_by(Device.id)
+    session: Session,
+    *,
+    household_id: str | None,
+    limit: int,
+    offset: int,
+    cursor: str | None = None,
+) -> Listing:
+    query = select(Device)
     if household_id is not None:
         query = query.where(Device.household_id == household_id)
-    return _page(session, query, limit=limit, offset=offset)
+    return _page(session, query, DEVICE_ORDER, limit=limit, offset=offset, cursor=cursor)
 
 
 def get_device(session: Session, device_id: str) -> Device:
@@ -189,6 +262,9 @@ def register_device(session: Session, data: DeviceCreate) -> Device:
 # Dispatches
 
 
+DISPATCH_ORDER = Order((Dispatch.created_at, Dispatch.id), (dt.datetime, int), descending=True)
+
+
 def list_dispatches(
     session: Session,
     *,
@@ -197,19 +273,30 @@ def list_dispatches(
     household_id: str | None,
     limit: int,
     offset: int,
-) -> tuple[Sequence[Dispatch], int]:
-    query = (
-        select(Dispatch)
-        .options(selectinload(Dispatch.household))
-        .order_by(Dispatch.created_at.desc(), Dispatch.id.desc())
+    cursor: str | None = None,
+) -> Listing:
+    """Newest first, as rows of the dispatch's columns plus the household's district and name.
+
+    Plain rows from one joined query, not ORM objects: the busiest list is read the cheap way.
+    """
+    query = select(*Dispatch.__table__.columns, Household.district, Household.resident_name).join(
+        Household, Household.id == Dispatch.household_id
     )
     if status is not None:
         query = query.where(Dispatch.status == status)
     if district is not None:
-        query = query.join(Household).where(Household.district == district)
+        query = query.where(Household.district == district)
     if household_id is not None:
         query = query.where(Dispatch.household_id == household_id)
-    return _page(session, query, limit=limit, offset=offset)
+    return _page(
+        session,
+        query,
+        DISPATCH_ORDER,
+        limit=limit,
+        offset=offset,
+        cursor=cursor,
+        entities=False,
+    )
 
 
 def get_dispatch(session: Session, dispatch_id: int) -> Dispatch:
@@ -284,11 +371,16 @@ def transition_dispatch(
 # Dead letters
 
 
+DEAD_LETTER_ORDER = Order(
+    (DeadLetter.received_at, DeadLetter.id), (dt.datetime, int), descending=True
+)
+
+
 def list_dead_letters(
-    session: Session, *, limit: int, offset: int
-) -> tuple[Sequence[DeadLetter], int]:
-    query = select(DeadLetter).order_by(DeadLetter.received_at.desc(), DeadLetter.id.desc())
-    return _page(session, query, limit=limit, offset=offset)
+    session: Session, *, limit: int, offset: int, cursor: str | None = None
+) -> Listing:
+    query = select(DeadLetter)
+    return _page(session, query, DEAD_LETTER_ORDER, limit=limit, offset=offset, cursor=cursor)
 
 
 def _commit(session: Session, duplicate: str) -> None:

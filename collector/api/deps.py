@@ -1,27 +1,45 @@
 """What routes get injected: the runtime, a database session, the caller's token check, paging, now.
 
-    def list_things(session: SessionDep, page: PaginationDep) -> Page[ThingPublic]: ...
+    async def list_things(db: DbDep, page: PaginationDep) -> Page[ThingPublic]:
+        return await db.run(lambda session: ...)
 
-The app keeps the runtime and the API token on ``app.state`` (set by
+The app keeps the runtime, the API token and the session slots on ``app.state`` (set by
 :func:`collector.main.create_app`), so tests build an app over any object shaped like
 :class:`Runtime`.
+
+Routes are ``async``; their database work runs in one worker-thread hop (:meth:`Db.run`), and
+every other dependency here is ``async`` too, so a request costs one thread hand-off, not six.
+Sessions are rationed: at most ``api_db_sessions`` requests hold a database session at once (a
+:class:`SessionSlots`), so the API can never take the connections ingest and notifications need;
+a request that cannot get a slot within ``api_db_wait_s`` is answered 503 with ``Retry-After``
+at once instead of hanging on the pool.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol, cast
+from typing import Annotated, Any, Protocol, TypeVar, cast
 
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from collector.store.db import Database
+from firmware_config.topics import ID_PATTERN
+
+log = logging.getLogger("collector.http")
 
 MAX_PAGE = 500
+MAX_OFFSET = 1_000_000
+"""Deeper than this, walk the list with ``cursor``: a large offset makes the database skip rows."""
+MAX_CURSOR = 512
+RETRY_AFTER_S = 1
 
 
 class Runtime(Protocol):
@@ -39,17 +57,95 @@ class Runtime(Protocol):
         ...
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     return cast(Runtime, request.app.state.runtime)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_session(runtime: RuntimeDep) -> Iterator[Session]:
-    """A session that commits when the route returns without error and rolls back otherwise."""
-    with runtime.db.session() as session:
-        yield session
+class SessionSlots:
+    """At most ``size`` API requests hold a database session; the others wait ``wait_s``, then 503.
+
+    A plain bounded semaphore, because sync routes run in the server's worker threads.
+    """
+
+    def __init__(self, size: int, wait_s: float) -> None:
+        if size < 1:
+            raise ValueError(f"size={size} must be at least 1")
+        self.size = size
+        self.wait_s = wait_s
+        self._free = threading.BoundedSemaphore(size)
+        self.refused = 0
+
+    def acquire(self) -> bool:
+        if self._free.acquire(timeout=self.wait_s):
+            return True
+        self.refused += 1
+        return False
+
+    def release(self) -> None:
+        self._free.release()
+
+
+def busy() -> HTTPException:
+    """503 with ``Retry-After``: the request was not started, so trying again is safe."""
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "the collector is busy: every database session is in use; try again shortly",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Db:
+    """The database as an ``async`` route sees it: ``await db.run(work)``."""
+
+    database: Database
+    slots: SessionSlots
+
+    async def run(self, work: Callable[[Session], _T]) -> _T:
+        """``work(session)`` in a worker thread; committed if it returns, rolled back if not.
+
+        Raises the 503 of :func:`busy` when no session slot frees up in time.
+        """
+        return await run_in_threadpool(self._run, work)
+
+    def _run(self, work: Callable[[Session], _T]) -> _T:
+        if not self.slots.acquire():
+            log.warning("no database session free")
+            raise busy()
+        try:
+            with self.database.session() as session:
+                return work(session)
+        finally:
+            self.slots.release()
+
+
+async def get_db(request: Request, runtime: RuntimeDep) -> Db:
+    return Db(runtime.db, request.app.state.session_slots)
+
+
+DbDep = Annotated[Db, Depends(get_db)]
+
+
+def get_session(request: Request, runtime: RuntimeDep) -> Iterator[Session]:
+    """For sync routes: a session that commits when the route returns and rolls back otherwise.
+
+    Rationed by the same slots as :class:`Db`.
+    """
+    slots: SessionSlots = request.app.state.session_slots
+    if not slots.acquire():
+        log.warning("no database session free", extra={"path": request.url.path})
+        raise busy()
+    try:
+        with runtime.db.session() as session:
+            yield session
+    finally:
+        slots.release()
 
 
 # scope="function": commit before the response is sent, so a 2xx always means "stored".
@@ -62,7 +158,7 @@ _bearer = HTTPBearer(
 )
 
 
-def require_token(
+async def require_token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
@@ -88,19 +184,55 @@ def require_token(
 class Pagination:
     limit: int
     offset: int
+    cursor: str | None = None
 
 
-def pagination(
+async def pagination(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="items per page")] = 100,
-    offset: Annotated[int, Query(ge=0, description="items to skip")] = 0,
+    offset: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_OFFSET,
+            description="items to skip; for deep pages use `cursor` instead",
+        ),
+    ] = 0,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=MAX_CURSOR,
+            pattern=r"^[A-Za-z0-9_-]+={0,2}$",
+            description="`next_cursor` of the previous page: the page after it (keyset paging, "
+            "as fast on the last page as on the first). Not together with `offset`.",
+        ),
+    ] = None,
 ) -> Pagination:
-    return Pagination(limit, offset)
+    if cursor is not None and offset:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [
+                {
+                    "loc": ["query", "offset"],
+                    "msg": "give either offset or cursor, not both",
+                    "type": "value_error",
+                }
+            ],
+        )
+    return Pagination(limit, offset, cursor)
 
 
 PaginationDep = Annotated[Pagination, Depends(pagination)]
 
+DistrictFilter = Annotated[
+    str | None, Query(pattern=ID_PATTERN, description="only this district, e.g. seodaemun")
+]
+HouseholdFilter = Annotated[
+    str | None, Query(pattern=ID_PATTERN, description="only this household's, e.g. h0001")
+]
 
-def utc_now() -> dt.datetime:
+
+async def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 

@@ -24,11 +24,21 @@ from collector.store.models import (
 )
 from firmware_config.topics import ID_PATTERN
 
+# No control characters in text (PostgreSQL refuses NUL; the others are never meant), said in
+# the schema itself so that clients and fuzzers know; notes may keep tabs and line breaks.
+_LINE = r"[^\x00-\x1f\x7f-\x9f]"
+_NOTE = r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+_EMAIL_PART = r"[^@\s\x00-\x1f\x7f-\x9f]+"
+
 TopicId = Annotated[str, Field(pattern=ID_PATTERN, examples=["h0001"])]
 District = Annotated[str, Field(pattern=ID_PATTERN, examples=["seodaemun"])]
 Phone = Annotated[str, Field(min_length=3, max_length=32, pattern=r"^\+?[0-9][0-9 -]*[0-9]$")]
-Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-Name = Annotated[str, Field(min_length=1, max_length=100)]
+Email = Annotated[
+    str, Field(max_length=254, pattern=rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$")
+]
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=rf"^{_LINE}+$")]
+Address = Annotated[str, Field(max_length=300, pattern=rf"^{_LINE}*$")]
+Note = Annotated[str, Field(max_length=4000, pattern=rf"^{_NOTE}*$")]
 
 
 class _Request(BaseModel):
@@ -46,9 +56,13 @@ class Page(BaseModel, Generic[T]):
     """One page of a list: ``data`` in order, ``count`` items in all (for the filters given)."""
 
     data: list[T]
-    count: int
+    count: int = Field(description="items matching the filters, on every page")
     limit: int
     offset: int
+    next_cursor: str | None = Field(
+        default=None,
+        description="pass as `cursor` for the next page; null on the last page",
+    )
 
 
 # Caregivers
@@ -90,7 +104,7 @@ class HouseholdCreate(_Request):
     id: TopicId
     district: District
     resident_name: Name
-    address: str = Field(default="", max_length=300)
+    address: Address = ""
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)
     guardian_name: Name | None = None
@@ -100,7 +114,7 @@ class HouseholdCreate(_Request):
         default=48.0, ge=1, le=24 * 14, description="hours without a life sign before a visit"
     )
     risk_level: RiskLevel = RiskLevel.BLUE
-    caregiver_id: int | None = None
+    caregiver_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
 
 class HouseholdPublic(_Public):
@@ -195,7 +209,7 @@ class AcknowledgeRequest(_Request):
 
 class ResolveRequest(_Request):
     outcome: Outcome
-    note: str | None = Field(default=None, max_length=4000)
+    note: Note | None = None
     by: Name | None = Field(
         default=None, description="recorded as the acknowledger if nobody acknowledged before"
     )

@@ -21,15 +21,36 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+DEFAULT_POOL_SIZE = 20
+"""Connections kept open: the API's session slots plus ingest, notifications and escalation."""
+DEFAULT_POOL_TIMEOUT_S = 5.0
+"""How long a caller waits for a free connection before ``sqlalchemy.exc.TimeoutError``."""
+
+
 class Database:
     """One engine and session factory; ``create_schema()`` makes missing tables.
 
     URLs: ``sqlite:///path/anbu.sqlite3`` or ``postgresql+psycopg://user@host:port/db``.
+    The pool holds ``pool_size`` connections and never more (no overflow): the HTTP API takes
+    at most ``api_db_sessions`` of them (see ``collector.api.deps``), so a burst of requests
+    cannot starve ingest, and nothing waits longer than ``pool_timeout_s`` for a connection.
     """
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S,
+    ) -> None:
+        if pool_size < 1:
+            raise ValueError(f"pool_size={pool_size} must be at least 1")
         self.url = url
+        self.pool_size = pool_size
         kwargs: dict[str, Any] = {"echo": echo}
+        if not url.startswith("sqlite:///:memory:") and url not in ("sqlite://", "sqlite:///"):
+            kwargs |= {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": pool_timeout_s}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:

@@ -127,6 +127,12 @@ class Household(Base):
     caregiver: Mapped[Caregiver | None] = relationship(back_populates="households")
     devices: Mapped[list[Device]] = relationship(back_populates="household")
 
+    # The API lists a district's households by id; assignment counts them by caregiver.
+    __table_args__ = (
+        Index("ix_households_district_id", "district", "id"),
+        Index("ix_households_caregiver_id", "caregiver_id"),
+    )
+
 
 class Device(Base):
     """An edge agent; ``online`` follows its retained state and last will."""
@@ -250,6 +256,13 @@ class Dispatch(Base):
     caregiver: Mapped[Caregiver | None] = relationship()
     notifications: Mapped[list[Notification]] = relationship(back_populates="dispatch")
 
+    # The API lists newest first, with or without a status or household filter.
+    __table_args__ = (
+        Index("ix_dispatches_created_at_id", "created_at", "id"),
+        Index("ix_dispatches_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_dispatches_household_created_at_id", "household_id", "created_at", "id"),
+    )
+
 
 class Notification(Base):
     """One message to one person on one channel; delivered by a worker, retried, recorded."""
@@ -287,3 +300,6 @@ class DeadLetter(Base):
     reason: Mapped[str] = mapped_column(Text)
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
     details: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+
+    # The API lists newest first.
+    __table_args__ = (Index("ix_dead_letters_received_at_id", "received_at", "id"),)

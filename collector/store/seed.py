@@ -7,7 +7,9 @@ Everything :func:`seed_district` makes up — Korean names, Seoul-area addresses
 guardians, risk colours, silence periods — comes from one seeded generator, so the same arguments
 on an empty database give the same district every time. Household ``hNNNN`` always has the one
 device ``dNNNN`` (:func:`device_id_for`), so a simulator can derive one from the other.
-Caregivers are assigned with :func:`collector.domain.assignment.choose_caregiver`, one per 100.
+Caregivers are assigned by the rule of :func:`collector.domain.assignment.choose_caregiver`, one
+per 100, from loads kept in memory (a heap), and rows are written with bulk inserts: 100,000
+homes take seconds, not minutes (``bench/seed.py``).
 
 :func:`load_households_json` imports a real list (format in its docstring and ``docs/api.md``).
 """
@@ -15,16 +17,17 @@ Caregivers are assigned with :func:`collector.domain.assignment.choose_caregiver
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import json
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from collector.domain.assignment import CAPACITY, CaregiverLoad, choose_caregiver
@@ -112,27 +115,57 @@ class SeedResult:
 
 
 class _Loads:
-    """Caregiver loads kept in memory while many households are assigned in one go."""
+    """Caregiver loads kept in memory while many households are assigned in one go.
+
+    Gives what :func:`choose_caregiver` would (fewest households, then lowest id) in O(log n) per
+    home, from a heap with lazily dropped stale entries. Caregivers carry no coordinates today;
+    if one ever does, the distance tie-break needs the full scan, which is used then.
+    """
 
     def __init__(self, loads: list[CaregiverLoad], capacity: int) -> None:
-        self.loads = {load.id: load for load in loads}
         self.capacity = capacity
+        self.loads = {load.id: load for load in loads}
+        self._heap = [(load.households, load.id) for load in loads]
+        heapq.heapify(self._heap)
+        self._located = any(load.latitude is not None for load in loads)
 
     def add_caregiver(self, caregiver_id: int, district: str) -> None:
         self.loads[caregiver_id] = CaregiverLoad(caregiver_id, district, 0)
+        heapq.heappush(self._heap, (0, caregiver_id))
 
     def assign(self, district: str, where: tuple[float, float] | None) -> int | None:
-        chosen = choose_caregiver(
-            district, list(self.loads.values()), where=where, capacity=self.capacity
-        )
+        if self._located:
+            chosen = choose_caregiver(
+                district, list(self.loads.values()), where=where, capacity=self.capacity
+            )
+        else:
+            chosen = self._fewest(district)
         if chosen is not None:
             self.took(chosen)
         return chosen
 
+    def _fewest(self, district: str) -> int | None:
+        while self._heap:
+            households, caregiver_id = self._heap[0]
+            load = self.loads.get(caregiver_id)
+            if load is None or load.households != households or load.district != district:
+                heapq.heappop(self._heap)  # stale: the load changed since this entry
+                continue
+            return caregiver_id if households < self.capacity else None
+        return None
+
     def took(self, caregiver_id: int) -> None:
+        self._moved(caregiver_id, +1)
+
+    def left(self, caregiver_id: int) -> None:
+        self._moved(caregiver_id, -1)
+
+    def _moved(self, caregiver_id: int, by: int) -> None:
         load = self.loads.get(caregiver_id)
         if load is not None:
-            self.loads[caregiver_id] = CaregiverLoad(load.id, load.district, load.households + 1)
+            n = max(0, load.households + by)
+            self.loads[caregiver_id] = CaregiverLoad(load.id, load.district, n)
+            heapq.heappush(self._heap, (n, caregiver_id))
 
 
 def seed_district(
@@ -184,27 +217,51 @@ def seed_district(
             loads.add_caregiver(caregiver.id, district)
 
         start = _next_household_number(session)
-        households: list[Household] = []
+        households: list[dict[str, Any]] = []
         unassigned: list[str] = []
         for number in range(start, start + homes):
             home = _household(
                 rng, number, district, gu, (lat0, lon0), guardian_share, email_domain, now
             )
-            home.caregiver_id = loads.assign(district, _where(home.latitude, home.longitude))
-            if home.caregiver_id is None:
-                unassigned.append(home.id)
+            home["caregiver_id"] = loads.assign(
+                district, _where(home["latitude"], home["longitude"])
+            )
+            if home["caregiver_id"] is None:
+                unassigned.append(home["id"])
             households.append(home)
-        session.add_all(households)
-        session.flush()
-        session.add_all(Device(id=device_id_for(h.id), household_id=h.id) for h in households)
+        _bulk_insert(session, Household, households)
+        _bulk_insert(
+            session,
+            Device,
+            [{"id": device_id_for(h["id"]), "household_id": h["id"]} for h in households],
+        )
 
     return SeedResult(
         district=district,
         caregiver_ids=tuple(c.id for c in new_caregivers),
-        household_ids=tuple(h.id for h in households),
-        device_ids=tuple(device_id_for(h.id) for h in households),
+        household_ids=tuple(h["id"] for h in households),
+        device_ids=tuple(device_id_for(h["id"]) for h in households),
         unassigned=tuple(unassigned),
     )
+
+
+_CHUNK = 5_000
+"""Rows per statement: well under SQLite's limit on bound parameters."""
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _bulk_insert(session: Session, model: type[Any], rows: Sequence[dict[str, Any]]) -> None:
+    """Many rows in few statements, not one ORM object each.
+
+    Core's executemany on the session's connection: the ORM's bulk path would split rows that
+    leave some columns NULL into statements of their own.
+    """
+    for chunk in _chunks(rows):
+        session.connection().execute(insert(model.__table__), list(chunk))
 
 
 def _where(latitude: float | None, longitude: float | None) -> tuple[float, float] | None:
@@ -233,7 +290,8 @@ def _household(
     guardian_share: float,
     email_domain: str,
     now: dt.datetime,
-) -> Household:
+) -> dict[str, Any]:
+    """One made-up home's column values (the random draws in a fixed order: reproducible)."""
     hid = household_id(number)
     surname = rng.choice(_SURNAMES)
     resident = surname + rng.choice(_ELDER_WOMEN if rng.random() < 0.7 else _ELDER_MEN)
@@ -245,23 +303,26 @@ def _household(
         floor = rng.randint(1, 15)
         address += f", {floor}층 {floor}{rng.randint(1, 6):02d}호"
     risk = rng.choices([r for r, _ in _RISK_MIX], weights=[w for _, w in _RISK_MIX])[0]
-    home = Household(
-        id=hid,
-        district=district,
-        resident_name=resident,
-        address=address,
-        latitude=round(centre[0] + rng.uniform(-_SPREAD_DEG, _SPREAD_DEG), 6),
-        longitude=round(centre[1] + rng.uniform(-_SPREAD_DEG, _SPREAD_DEG), 6),
-        silence_period_h=rng.choice(_SILENCE_H[risk]),
-        risk_level=risk,
-        created_at=now,
-    )
+    home: dict[str, Any] = {
+        "id": hid,
+        "district": district,
+        "resident_name": resident,
+        "address": address,
+        "latitude": round(centre[0] + rng.uniform(-_SPREAD_DEG, _SPREAD_DEG), 6),
+        "longitude": round(centre[1] + rng.uniform(-_SPREAD_DEG, _SPREAD_DEG), 6),
+        "silence_period_h": rng.choice(_SILENCE_H[risk]),
+        "risk_level": risk,
+        "created_at": now,
+        "guardian_name": None,
+        "guardian_phone": None,
+        "guardian_email": None,
+    }
     if rng.random() < guardian_share:
         # A son or daughter: usually the resident's surname.
         guardian_surname = surname if rng.random() < 0.7 else rng.choice(_SURNAMES)
-        home.guardian_name = guardian_surname + rng.choice(_CHILDREN)
-        home.guardian_phone = f"010-0001-{number % 10000:04d}"
-        home.guardian_email = f"guardian-{hid}@{email_domain}"
+        home["guardian_name"] = guardian_surname + rng.choice(_CHILDREN)
+        home["guardian_phone"] = f"010-0001-{number % 10000:04d}"
+        home["guardian_email"] = f"guardian-{hid}@{email_domain}"
     return home
 
 
@@ -317,6 +378,27 @@ class ImportResult:
     unassigned: tuple[str, ...]
 
 
+def _stored_households(session: Session, ids: Sequence[str]) -> dict[str, tuple[str, int | None]]:
+    """``id → (district, caregiver_id)`` of the households among ``ids`` already stored."""
+    found: dict[str, tuple[str, int | None]] = {}
+    for chunk in _chunks(ids):
+        rows = session.execute(
+            select(Household.id, Household.district, Household.caregiver_id).where(
+                Household.id.in_(chunk)
+            )
+        )
+        found.update({hid: (district, cid) for hid, district, cid in rows})
+    return found
+
+
+def _device_owners(session: Session, ids: Sequence[str]) -> dict[str, str]:
+    owners: dict[str, str] = {}
+    for chunk in _chunks(ids):
+        rows = session.execute(select(Device.id, Device.household_id).where(Device.id.in_(chunk)))
+        owners.update({did: hid for did, hid in rows})
+    return owners
+
+
 def _shown(value: object, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -361,8 +443,22 @@ def load_households_json(
                 updated += 1
         session.flush()
 
+        ids = list(dict.fromkeys(r.id for r in data.households))
+        stored = _stored_households(session, ids)
+        device_ids = list({r.device_id for r in data.households if r.device_id is not None})
+        owners = _device_owners(session, device_ids)
         loads: dict[str, _Loads] = {}
-        h_created = h_updated = devices = 0
+
+        def loads_of(district: str) -> _Loads:
+            # Counted before this file's homes are written; they are added as they are assigned.
+            if district not in loads:
+                loads[district] = _Loads(caregiver_loads(session, district), capacity)
+            return loads[district]
+
+        new_homes: dict[str, dict[str, Any]] = {}
+        changed: dict[str, dict[str, Any]] = {}
+        new_devices: list[dict[str, str]] = []
+        h_created = h_updated = 0
         unassigned: list[str] = []
         for record in data.households:
             values = record.model_dump(exclude={"caregiver_email", "device_id"})
@@ -375,37 +471,45 @@ def load_households_json(
                         f'{record.caregiver_email!r} (add it under "caregivers")'
                     )
                 caregiver_id = caregiver.id
-            home = session.get(Household, record.id)
-            if home is None:
+            pending = new_homes.get(record.id)
+            before = stored.get(record.id)
+            if pending is None and before is None:
                 if caregiver_id is None:
-                    if record.district not in loads:
-                        loads[record.district] = _Loads(
-                            caregiver_loads(session, record.district), capacity
-                        )
                     where = _where(record.latitude, record.longitude)
-                    caregiver_id = loads[record.district].assign(record.district, where)
+                    caregiver_id = loads_of(record.district).assign(record.district, where)
                     if caregiver_id is None:
                         unassigned.append(record.id)
-                elif record.district in loads:
-                    loads[record.district].took(caregiver_id)
-                home = Household(**values, caregiver_id=caregiver_id, created_at=now)
-                session.add(home)
+                else:
+                    loads_of(record.district).took(caregiver_id)
+                new_homes[record.id] = values | {"caregiver_id": caregiver_id, "created_at": now}
                 h_created += 1
             else:
-                for name, value in values.items():
-                    setattr(home, name, value)
-                if caregiver_id is not None:
-                    home.caregiver_id = caregiver_id
+                # Named again (later in the file, or already stored): update it.
+                if pending is not None:
+                    current, old_caregiver = pending, pending["caregiver_id"]
+                else:
+                    current = changed.setdefault(record.id, {})
+                    old_caregiver = current.get("caregiver_id", before[1] if before else None)
+                current.update(values)
+                if caregiver_id is not None and caregiver_id != old_caregiver:
+                    current["caregiver_id"] = caregiver_id
+                    loads_of(record.district).took(caregiver_id)
+                    if old_caregiver is not None:
+                        loads_of(record.district).left(old_caregiver)
                 h_updated += 1
-            session.flush()
             if record.device_id is not None:
-                device = session.get(Device, record.device_id)
-                if device is None:
-                    session.add(Device(id=record.device_id, household_id=record.id))
-                    devices += 1
-                elif device.household_id != record.id:
+                owner = owners.get(record.device_id)
+                if owner is None:
+                    owners[record.device_id] = record.id
+                    new_devices.append({"id": record.device_id, "household_id": record.id})
+                elif owner != record.id:
                     raise ValueError(
                         f"{path}: household {record.id!r}: device {record.device_id!r} "
-                        f"already belongs to household {device.household_id!r}"
+                        f"already belongs to household {owner!r}"
                     )
+        _bulk_insert(session, Household, list(new_homes.values()))
+        for chunk in _chunks([{"id": hid} | v for hid, v in changed.items()]):
+            session.execute(update(Household), list(chunk))
+        _bulk_insert(session, Device, new_devices)
+        devices = len(new_devices)
     return ImportResult(created, updated, h_created, h_updated, devices, tuple(unassigned))

@@ -26,7 +26,7 @@ def test_create_then_list(client: TestClient) -> None:
     assert body["active"] is True
     assert body["household_count"] == 0
     listed = client.get("/api/v1/caregivers").json()
-    assert listed == {"data": [body], "count": 1, "limit": 100, "offset": 0}
+    assert listed == {"data": [body], "count": 1, "limit": 100, "offset": 0, "next_cursor": None}
 
 
 def test_list_by_district_counts_households(client: TestClient) -> None:

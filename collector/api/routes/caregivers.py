@@ -2,31 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Response, status
+from sqlalchemy.orm import Session
 
 from collector.api import crud
-from collector.api.deps import PaginationDep, SessionDep
+from collector.api.deps import DbDep, DistrictFilter, PaginationDep
 from collector.api.models import CaregiverCreate, CaregiverPublic, Page
+from collector.api.responses import json_page
 
 router = APIRouter(prefix="/caregivers", tags=["caregivers"])
 
 
-@router.get("")
-def list_caregivers(
-    session: SessionDep,
-    page: PaginationDep,
-    district: Annotated[str | None, Query(description="only this district")] = None,
-) -> Page[CaregiverPublic]:
-    items, count = crud.list_caregivers(
-        session, district=district, limit=page.limit, offset=page.offset
-    )
-    loads = crud.household_counts(session, [c.id for c in items])
-    data = [CaregiverPublic.of(c, loads[c.id]) for c in items]
-    return Page[CaregiverPublic](data=data, count=count, limit=page.limit, offset=page.offset)
+@router.get("", response_model=Page[CaregiverPublic])
+async def list_caregivers(
+    db: DbDep, page: PaginationDep, district: DistrictFilter = None
+) -> Response:
+    """In the order they were added."""
+
+    def work(session: Session) -> Response:
+        listing = crud.list_caregivers(
+            session, district=district, limit=page.limit, offset=page.offset, cursor=page.cursor
+        )
+        loads = crud.household_counts(session, [c.id for c in listing.items])
+        data = [CaregiverPublic.of(c, loads[c.id]) for c in listing.items]
+        return json_page(Page[CaregiverPublic], data, listing, page)
+
+    return await db.run(work)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_caregiver(session: SessionDep, body: CaregiverCreate) -> CaregiverPublic:
-    return CaregiverPublic.of(crud.create_caregiver(session, body), 0)
+async def create_caregiver(db: DbDep, body: CaregiverCreate) -> CaregiverPublic:
+    return await db.run(lambda s: CaregiverPublic.of(crud.create_caregiver(s, body), 0))

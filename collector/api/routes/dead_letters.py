@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
+from sqlalchemy.orm import Session
 
 from collector.api import crud
-from collector.api.deps import PaginationDep, SessionDep
+from collector.api.deps import DbDep, PaginationDep
 from collector.api.models import DeadLetterPublic, Page
+from collector.api.responses import json_page
 
 router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
 
 
-@router.get("")
-def list_dead_letters(session: SessionDep, page: PaginationDep) -> Page[DeadLetterPublic]:
+@router.get("", response_model=Page[DeadLetterPublic])
+async def list_dead_letters(db: DbDep, page: PaginationDep) -> Response:
     """Newest first."""
-    items, count = crud.list_dead_letters(session, limit=page.limit, offset=page.offset)
-    data = [DeadLetterPublic.model_validate(d) for d in items]
-    return Page[DeadLetterPublic](data=data, count=count, limit=page.limit, offset=page.offset)
+
+    def work(session: Session) -> Response:
+        listing = crud.list_dead_letters(
+            session, limit=page.limit, offset=page.offset, cursor=page.cursor
+        )
+        data = [DeadLetterPublic.model_validate(d) for d in listing.items]
+        return json_page(Page[DeadLetterPublic], data, listing, page)
+
+    return await db.run(work)

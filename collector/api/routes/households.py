@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Response, status
+from sqlalchemy.orm import Session
 
 from collector.api import crud
-from collector.api.deps import NowDep, PaginationDep, SessionDep
+from collector.api.deps import DbDep, DistrictFilter, NowDep, PaginationDep
 from collector.api.models import (
     CaregiverPublic,
     DevicePublic,
@@ -17,25 +18,31 @@ from collector.api.models import (
     HouseholdPublic,
     Page,
 )
+from collector.api.responses import CONFLICT, NOT_FOUND, json_page
+from firmware_config.topics import ID_PATTERN
 
 router = APIRouter(prefix="/households", tags=["households"])
 
-
-@router.get("")
-def list_households(
-    session: SessionDep,
-    page: PaginationDep,
-    district: Annotated[str | None, Query(description="only this district")] = None,
-) -> Page[HouseholdPublic]:
-    items, count = crud.list_households(
-        session, district=district, limit=page.limit, offset=page.offset
-    )
-    data = [HouseholdPublic.model_validate(h) for h in items]
-    return Page[HouseholdPublic](data=data, count=count, limit=page.limit, offset=page.offset)
+HouseholdId = Annotated[str, Path(pattern=ID_PATTERN, description="the household's id, e.g. h0001")]
 
 
-@router.get("/{household_id}")
-def get_household(session: SessionDep, household_id: str) -> HouseholdDetail:
+@router.get("", response_model=Page[HouseholdPublic])
+async def list_households(
+    db: DbDep, page: PaginationDep, district: DistrictFilter = None
+) -> Response:
+    """Ordered by id."""
+
+    def work(session: Session) -> Response:
+        listing = crud.list_households(
+            session, district=district, limit=page.limit, offset=page.offset, cursor=page.cursor
+        )
+        data = [HouseholdPublic.model_validate(h) for h in listing.items]
+        return json_page(Page[HouseholdPublic], data, listing, page)
+
+    return await db.run(work)
+
+
+def _detail(session: Session, household_id: str) -> HouseholdDetail:
     household = crud.get_household(session, household_id)
     caregiver = household.caregiver
     load = crud.household_counts(session, [caregiver.id]) if caregiver else {}
@@ -52,6 +59,13 @@ def get_household(session: SessionDep, household_id: str) -> HouseholdDetail:
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
-def create_household(session: SessionDep, now: NowDep, body: HouseholdCreate) -> HouseholdPublic:
-    return HouseholdPublic.model_validate(crud.create_household(session, body, now=now))
+@router.get("/{household_id}", responses=NOT_FOUND)
+async def get_household(db: DbDep, household_id: HouseholdId) -> HouseholdDetail:
+    return await db.run(lambda s: _detail(s, household_id))
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=NOT_FOUND | CONFLICT)
+async def create_household(db: DbDep, now: NowDep, body: HouseholdCreate) -> HouseholdPublic:
+    return await db.run(
+        lambda s: HouseholdPublic.model_validate(crud.create_household(s, body, now=now))
+    )

@@ -1,0 +1,243 @@
+"""The API under load: rationed sessions, a fast 503 instead of a hang, keyset pages, indexes.
+
+Real databases on both backends; the session slots and the connection pool are the app's own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+from sqlalchemy import inspect
+
+from collector.api.cursor import BadCursor, decode_cursor, encode_cursor
+from collector.main import create_app
+from collector.settings import CollectorSettings
+from collector.store.db import Database
+from collector.store.models import Caregiver, Household
+from tests.collector.conftest import API_TOKEN, FakeRuntime
+
+T0 = dt.datetime(2026, 3, 2, 1, 0, tzinfo=dt.UTC)
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def add_households(db: Database, n: int, district: str = "seodaemun") -> list[str]:
+    with db.session() as session:
+        caregiver = Caregiver(
+            name="김미영", phone="010-1", email="c@example.org", district=district
+        )
+        session.add(caregiver)
+        session.flush()
+        ids = [f"h{k:04d}" for k in range(n)]
+        session.add_all(
+            Household(
+                id=hid,
+                district=district,
+                resident_name="박순자",
+                caregiver_id=caregiver.id,
+                created_at=T0,
+            )
+            for hid in ids
+        )
+    return ids
+
+
+def client_for(database: Database, **knobs: Any) -> TestClient:
+    settings = CollectorSettings(api_token=API_TOKEN, database_url=database.url, **knobs)
+    return TestClient(create_app(FakeRuntime(database, settings), settings=settings), headers=AUTH)
+
+
+def test_no_free_session_is_a_fast_503_with_retry_after(database: Database) -> None:
+    with client_for(database, api_db_sessions=1, api_db_wait_s=0.2) as client:
+        slots = client.app.state.session_slots  # type: ignore[attr-defined]
+        assert slots.acquire()  # someone else holds the only slot
+        try:
+            started = time.monotonic()
+            response = client.get("/api/v1/households")
+            waited = time.monotonic() - started
+        finally:
+            slots.release()
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "1"
+        assert "busy" in response.json()["detail"]
+        assert 0.2 <= waited < 2.0
+        assert slots.refused == 1
+        assert client.get("/api/v1/households").status_code == 200  # free again
+
+
+def test_an_exhausted_pool_is_a_503_not_a_hang(database: Database) -> None:
+    small = Database(database.url, pool_size=2, pool_timeout_s=0.3)
+    try:
+        with client_for(small, db_pool_size=3, api_db_sessions=2) as client:
+            held = [small.engine.connect(), small.engine.connect()]  # e.g. ingest, notifier
+            try:
+                started = time.monotonic()
+                response = client.get("/api/v1/dispatches")
+                assert time.monotonic() - started < 3
+            finally:
+                for connection in held:
+                    connection.close()
+            assert response.status_code == 503
+            assert response.headers["Retry-After"] == "1"
+            assert client.get("/api/v1/dispatches").status_code == 200
+    finally:
+        small.dispose()
+
+
+def test_more_requests_than_sessions_all_succeed(database: Database) -> None:
+    add_households(database, 30)
+    with (
+        client_for(database, api_db_sessions=2, api_db_wait_s=10) as client,
+        ThreadPoolExecutor(16) as pool,
+    ):
+        codes = list(
+            pool.map(lambda _: client.get("/api/v1/households?limit=5").status_code, range(64))
+        )
+    assert codes == [200] * 64
+
+
+def test_sessions_must_leave_connections_for_ingest() -> None:
+    with pytest.raises(ValidationError, match="api_db_sessions=20 must be below db_pool_size=20"):
+        CollectorSettings(db_pool_size=20, api_db_sessions=20)
+
+
+# Keyset pages
+
+
+def walk(client: TestClient, path: str, limit: int) -> Iterator[dict[str, Any]]:
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
+        page = client.get(path, params=params).json()
+        yield page
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return
+
+
+def test_cursor_walks_the_whole_list_once(client: TestClient, database: Database) -> None:
+    ids = add_households(database, 23)
+    pages = list(walk(client, "/api/v1/households", 5))
+    assert [len(p["data"]) for p in pages] == [5, 5, 5, 5, 3]
+    assert [h["id"] for p in pages for h in p["data"]] == sorted(ids)
+    assert {p["count"] for p in pages} == {23}
+    by_offset = client.get("/api/v1/households", params={"limit": 5, "offset": 5}).json()
+    assert by_offset["data"] == pages[1]["data"]
+
+
+def test_an_exactly_full_last_page_has_no_next_cursor(
+    client: TestClient, database: Database
+) -> None:
+    add_households(database, 10)
+    pages = list(walk(client, "/api/v1/households", 5))
+    assert [len(p["data"]) for p in pages] == [5, 5]
+
+
+def test_cursor_pages_dispatches_newest_first(client: TestClient, database: Database) -> None:
+    from tests.collector.test_api_dispatches import add_dispatch
+
+    # Two share a creation time: the id breaks the tie, so none is skipped or repeated.
+    made = [add_dispatch(database, created_at=T0 + dt.timedelta(minutes=k // 2)) for k in range(7)]
+    pages = list(walk(client, "/api/v1/dispatches", 2))
+    assert [d["id"] for p in pages for d in p["data"]] == sorted(made, reverse=True)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "bm90LWpzb24",  # not JSON
+        encode_cursor([1, 2]),  # the wrong number of keys for households
+        encode_cursor([2**40]),  # an integer no column stores
+        "W1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW10",  # nested lists
+        "!!",
+    ],
+)
+def test_a_cursor_this_api_did_not_make_is_422(client: TestClient, cursor: str) -> None:
+    response = client.get("/api/v1/households", params={"cursor": cursor})
+    assert response.status_code == 422, response.text
+    assert client.get("/api/v1/caregivers", params={"cursor": cursor}).status_code == 422
+
+
+def test_cursor_and_offset_together_is_422(client: TestClient) -> None:
+    cursor = encode_cursor(["h0001"])
+    response = client.get("/api/v1/households", params={"cursor": cursor, "offset": 3})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "offset"]
+
+
+def test_cursor_round_trip_and_refusals() -> None:
+    moment = dt.datetime(2026, 3, 2, 1, 0, 0, 123456, tzinfo=dt.UTC)
+    assert decode_cursor(encode_cursor([moment, 7]), (dt.datetime, int)) == [moment, 7]
+    for bad in ([True], ["x"], [None], [1.5]):
+        with pytest.raises(BadCursor):
+            decode_cursor(encode_cursor(bad), (int,))  # type: ignore[arg-type]
+    with pytest.raises(BadCursor):
+        decode_cursor(encode_cursor(["9999-12-31T23:00:00-05:00"]), (dt.datetime,))
+    with pytest.raises(BadCursor):
+        decode_cursor(encode_cursor(["2026-03-02T01:00:00"]), (dt.datetime,))  # no zone
+
+
+# Every list's sort order has an index
+
+
+@pytest.mark.parametrize(
+    ("table", "columns"),
+    [
+        ("dispatches", ["created_at", "id"]),
+        ("dispatches", ["status", "created_at", "id"]),
+        ("dispatches", ["household_id", "created_at", "id"]),
+        ("dead_letters", ["received_at", "id"]),
+        ("households", ["district", "id"]),
+        ("households", ["caregiver_id"]),
+    ],
+)
+def test_each_list_order_has_an_index(database: Database, table: str, columns: list[str]) -> None:
+    indexes = [ix["column_names"] for ix in inspect(database.engine).get_indexes(table)]
+    assert columns in indexes
+
+
+def test_dispatch_list_reads_the_index_not_a_sort(database: Database) -> None:
+    if database.dialect != "sqlite":
+        pytest.skip("PostgreSQL's planner picks a sequential scan on a table this small")
+    with database.engine.connect() as conn:
+        plan = " ".join(
+            str(row)
+            for row in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT id FROM dispatches ORDER BY created_at DESC, id DESC "
+                "LIMIT 100"
+            )
+        )
+    assert "ix_dispatches_created_at_id" in plan
+    assert "TEMP B-TREE" not in plan
+
+
+def test_every_waiting_request_gets_its_503(database: Database) -> None:
+    """Slots held for longer than the wait: each queued request is refused, none hangs."""
+    with client_for(database, api_db_sessions=1, api_db_wait_s=0.3) as client:
+        slots = client.app.state.session_slots  # type: ignore[attr-defined]
+        release = threading.Event()
+
+        def hold() -> None:
+            assert slots.acquire()
+            release.wait(5)
+            slots.release()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                codes = list(
+                    pool.map(lambda _: client.get("/api/v1/caregivers").status_code, range(8))
+                )
+        finally:
+            release.set()
+            holder.join()
+        assert codes == [503] * 8
+        assert client.get("/health").status_code == 200
