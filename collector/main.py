@@ -16,12 +16,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from collector.api.crud import Conflict, NotFound
 from collector.api.deps import Runtime
 from collector.api.routes import api_router
 from collector.domain.lifecycle import InvalidTransition
+from collector.notify.metrics import render_metrics
 from collector.settings import CollectorSettings
 
 log = logging.getLogger("collector.http")
@@ -72,6 +73,16 @@ def create_app(runtime: Runtime, *, settings: CollectorSettings | None = None) -
         ok = report.get("status") == "ok"
         code = status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE
         return JSONResponse(report, status_code=code)
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """Prometheus text: notification delivery by channel, oldest undelivered age. No token."""
+        try:
+            report: dict[str, Any] = runtime.health()
+        except Exception as exc:
+            log.exception("metrics failed")
+            report = {"status": "degraded", "error": f"{type(exc).__name__}: {exc}"}
+        return PlainTextResponse(render_metrics(report), media_type="text/plain; version=0.0.4")
 
     app.include_router(api_router)
     _add_error_handlers(app)

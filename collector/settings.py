@@ -68,7 +68,12 @@ class CollectorSettings(BaseSettings):
     staff_email: str | None = None
     staff_phone: str | None = None
     scheduler_interval_s: float = Field(default=1.0, gt=0, le=60)
-    notify_max_attempts: int = Field(default=8, ge=1, le=100)
+    notify_max_attempts: int = Field(
+        default=8, ge=1, le=100, description="attempts once the dispatch is no longer open"
+    )
+    notify_escalate_after_s: float = Field(
+        default=120.0, gt=0, description="tell the staff about a notification undelivered this long"
+    )
 
     # Time series (optional)
     influx_url: str | None = Field(default=None, description="unset: no time series are written")
