@@ -23,6 +23,7 @@ from collector.api.deps import Runtime
 from collector.api.routes import api_router
 from collector.domain.lifecycle import InvalidTransition
 from collector.notify.metrics import render_metrics
+from collector.security_headers import SecurityHeaders
 from collector.settings import CollectorSettings
 
 log = logging.getLogger("collector.http")
@@ -87,6 +88,8 @@ def create_app(runtime: Runtime, *, settings: CollectorSettings | None = None) -
     app.include_router(api_router)
     _add_error_handlers(app)
     app.middleware("http")(_log_request)
+    # outermost, so that error responses and 404s get the headers too
+    app.add_middleware(SecurityHeaders, hsts=settings.public_url.startswith("https://"))
     return app
 
 

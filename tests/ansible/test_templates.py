@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import zipfile
@@ -311,6 +312,8 @@ def test_collector_env_file_gives_valid_settings(
     settings_module = pytest.importorskip("collector.settings")
     tricky = 'p4ss"word $HOME `id` back\\slash #not-a-comment'
     overrides = {
+        # the example inventory's token is a placeholder production settings refuse
+        "collector_api_token": secrets.token_urlsafe(32),
         "collector_mqtt_password": tricky,
         "collector_mqtt_url": "mqtts://broker.anbu.example.org:8883",
         "collector_mqtt_ca_cert_src": "/somewhere/ca.crt",
