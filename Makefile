@@ -1,7 +1,7 @@
 # The README names these targets; .ci/run calls them.
 VENV := .venv/bin
 
-.PHONY: demo test lint bench bootstrap
+.PHONY: demo test lint audit bench bootstrap
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -16,6 +16,9 @@ lint: bootstrap
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check firmware_config edge_agent collector anbu
 	$(VENV)/mypy
+
+audit: bootstrap  ## pip-audit of the installed packages (fails on a known vulnerability)
+	$(VENV)/python scripts/pip_audit.py
 
 bench: bootstrap  ## every benchmark; each prints one JSON line last
 	$(VENV)/python bench/sos_latency.py
