@@ -978,6 +978,14 @@ def test_broker_and_collector_roles_apply_to_a_chroot_and_work(tmp_path: Path) -
             "mosquitto_tls_listener_address": "127.0.0.1",
             "mosquitto_password_listener_port": password_port,
             "mosquitto_collector_password": password,
+            # this inventory has no edge_agents group: the broker is told its device directly
+            "mosquitto_devices": [
+                {
+                    "edge_agent_device_id": device,
+                    "edge_agent_household_id": "hh-0001",
+                    "edge_agent_district": "dongjak",
+                }
+            ],
             "collector_package_src": str(wheel),
             "collector_public_url": "https://anbu.example.org",
             "collector_api_token": secrets.token_urlsafe(32),
@@ -1062,10 +1070,12 @@ def test_broker_and_collector_roles_apply_to_a_chroot_and_work(tmp_path: Path) -
             assert report.get("status") == "ok", (report, logs[-4000:])
             assert report["mqtt_connected"] is True
 
-            # A device with its certificate reaches the collector through the ACL.
+            # A device with its certificate reaches the collector through the access rules,
+            # and is refused the collectors' share group in SUBACK.
             with TestClient(broker, cert=certs.client(device)) as pi:
                 topic = f"anbu/v1/dongjak/hh-0001/{device}/heartbeat"
                 assert pi.publish(topic, b"{}") < 0x80
+                assert pi.subscribe("$share/anbu-collectors/anbu/v1/#") == NOT_AUTHORIZED
             deadline = time.monotonic() + 10
             while _wait_for_health(health_url, 5)["ingest"]["received"] < 1:
                 assert time.monotonic() < deadline, "the collector never received the heartbeat"
