@@ -234,8 +234,10 @@ def _config_text(
     ]
     if password_file is not None:
         lines.append(f"password_file {password_file}")
-    if acl_file is not None:
+    if acl_file is not None and acl_file.suffix == ".json":
         lines += security_config_lines(find_dynsec_plugin(), str(acl_file))
+    elif acl_file is not None:  # a hand-written acl_file (grants every subscription in SUBACK)
+        lines.append(f"acl_file {acl_file}")
     if persistence:
         lines += [
             "persistence true",
@@ -272,8 +274,9 @@ def start_broker(
     """Write a config under ``workdir`` and start mosquitto on free ports; return when it listens.
 
     ``users`` (username -> password) turns anonymous access off; ``acl`` is the dynamic-security
-    document (see :func:`anbu_acl`); ``tls`` adds a listener that requires a client certificate
-    signed by the bundle's CA and takes the certificate's CN as the username and client id.
+    document (see :func:`anbu_acl`), or the text of a plain ``acl_file``; ``tls`` adds a listener
+    that requires a client certificate signed by the bundle's CA and takes the certificate's CN as
+    the username and client id.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     password_file = None
@@ -283,12 +286,15 @@ def start_broker(
         os.chmod(password_file, 0o600)
     acl_file = None
     devices: frozenset[str] = frozenset()
-    if acl is not None:
+    if acl is not None and acl.lstrip().startswith("{"):
         acl_file = workdir / "dynsec.json"
         acl_file.write_text(acl)
         devices = frozenset(
             c["username"] for c in json.loads(acl)["clients"] if c.get("clientid") == c["username"]
         )
+    elif acl is not None:
+        acl_file = workdir / "acl"
+        acl_file.write_text(acl)
     log_file = workdir / "mosquitto.log"
     config_file = workdir / "mosquitto.conf"
     last_error: RuntimeError | None = None
