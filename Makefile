@@ -23,3 +23,4 @@ audit: bootstrap  ## pip-audit of the installed packages (fails on a known vulne
 bench: bootstrap  ## every benchmark; each prints one JSON line last
 	$(VENV)/python bench/sos_latency.py
 	$(VENV)/python bench/agent_idle.py
+	$(VENV)/python bench/faults.py
