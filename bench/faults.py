@@ -375,7 +375,7 @@ def main() -> int:
             "python": platform.python_version(),
             "broker": mosquitto_version(),
             "database": "sqlite",
-            "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "elapsed_s": round(time.monotonic() - started, 1),
         },
     }
