@@ -3,7 +3,7 @@ VENV := .venv/bin
 # A real home's log for bench/silence.py; never copied into the repository (licence).
 SILENCE_LOG ?= ../shared/data/ordonez-a/OrdonezA_Sensors.txt
 
-.PHONY: demo test lint bench bootstrap
+.PHONY: demo test lint audit bench bootstrap
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -19,8 +19,12 @@ lint: bootstrap
 	$(VENV)/ruff format --check firmware_config edge_agent collector anbu
 	$(VENV)/mypy
 
+audit: bootstrap  ## pip-audit of the installed packages (fails on a known vulnerability)
+	$(VENV)/python scripts/pip_audit.py
+
 bench: bootstrap  ## every benchmark; each prints one JSON line last
 	$(VENV)/python bench/sos_latency.py
 	$(VENV)/python bench/agent_idle.py
 	$(VENV)/python bench/silence.py --log $(SILENCE_LOG) --format ordonez --learn-days 10
 	$(VENV)/python bench/silence_scale.py --homes 1000000
+	$(VENV)/python bench/faults.py

@@ -1,4 +1,8 @@
-"""A private Mosquitto for the demo: found (or installed) and configured with Anbu's ACL."""
+"""A private Mosquitto for the demo: found (or installed) and configured with Anbu's ACL.
+
+The access rules are the contract's (:mod:`firmware_config.acl`, enforced by Mosquitto's
+dynamic-security plugin): each device may use only its own topics and its own client id.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,16 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
-from firmware_config.acl import broker_acl
+from firmware_config.acl import (
+    DeviceGrant,
+    PluginNotFound,
+    dynsec_json,
+    find_dynsec_plugin,
+    security_config_lines,
+)
 
 
 class BrokerUnavailable(RuntimeError):
@@ -61,20 +72,32 @@ class DemoBroker:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
-    def start(self, binary: str) -> None:
+    def start(self, binary: str, devices: Iterable[DeviceGrant] | None = None) -> None:
+        """Write the files and start mosquitto.
+
+        ``devices`` pins each device to its home; by default every user but the collector is a
+        device allowed in any household of the demo.
+        """
+        try:
+            plugin = find_dynsec_plugin()
+        except PluginNotFound as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        if devices is None:
+            devices = [DeviceGrant(u) for u in self.users if u != self.collector_user]
         self.workdir.mkdir(parents=True, exist_ok=True)
         passwd = self.workdir / "passwd"
         passwd.write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()), encoding="utf-8")
         passwd.chmod(0o600)
         tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
         subprocess.run([tool, "-U", str(passwd)], check=True)  # noqa: S603 - hash in place
-        (self.workdir / "acl").write_text(broker_acl(self.collector_user), encoding="utf-8")
+        rules = self.workdir / "dynsec.json"
+        rules.write_text(dynsec_json(self.collector_user, devices), encoding="utf-8")
         config = self.workdir / "mosquitto.conf"
         lines = [
             "per_listener_settings false",
             "allow_anonymous false",
             f"password_file {passwd}",
-            f"acl_file {self.workdir / 'acl'}",
+            *security_config_lines(plugin, str(rules)),
             "persistence false",
             "max_queued_messages 100000",
             f"log_dest file {self.workdir / 'mosquitto.log'}",

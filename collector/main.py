@@ -15,12 +15,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from collector.api.deps import Runtime, SessionSlots
 from collector.api.errors import add_error_handlers
 from collector.api.middleware import RequestLog
 from collector.api.routes import api_router
+from collector.notify.metrics import render_metrics
+from collector.security_headers import SecurityHeaders
 from collector.settings import CollectorSettings
 
 log = logging.getLogger("collector.http")
@@ -77,7 +79,19 @@ def create_app(runtime: Runtime, *, settings: CollectorSettings | None = None) -
         code = status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE
         return JSONResponse(report, status_code=code)
 
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """Prometheus text: notification delivery by channel, oldest undelivered age. No token."""
+        try:
+            report: dict[str, Any] = runtime.health()
+        except Exception as exc:
+            log.exception("metrics failed")
+            report = {"status": "degraded", "error": f"{type(exc).__name__}: {exc}"}
+        return PlainTextResponse(render_metrics(report), media_type="text/plain; version=0.0.4")
+
     app.include_router(api_router)
     add_error_handlers(app)
     app.add_middleware(RequestLog)
+    # outermost, so that error responses and 404s get the headers too
+    app.add_middleware(SecurityHeaders, hsts=settings.public_url.startswith("https://"))
     return app

@@ -13,6 +13,7 @@ from collector.ingest import Ingest, utcnow
 from collector.notify.base import Notifier
 from collector.notify.email import SmtpNotifier
 from collector.notify.sms import HttpSmsNotifier
+from collector.notify.undelivered import UndeliveredPolicy
 from collector.notify.worker import NotificationWorker
 from collector.registry import DeviceRegistry, load_all, store_lookup
 from collector.scheduler import Scheduler
@@ -71,6 +72,11 @@ class Collector:
             self.notifiers,
             max_attempts=settings.notify_max_attempts,
             clock=clock,
+            undelivered=UndeliveredPolicy(
+                escalate_after_s=settings.notify_escalate_after_s,
+                staff=staff,
+                dashboard_url=settings.public_url,
+            ),
         )
         self.ingest = Ingest(settings, self.service, on_notify=self.notifier.wake, clock=clock)
         self.scheduler = Scheduler(
@@ -110,8 +116,13 @@ class Collector:
             database_ok = False
         ingest = self.ingest.health()
         mqtt_ok = bool(ingest["mqtt_connected"])
+        try:
+            delivery = self.notifier.health()
+        except Exception as exc:
+            log.warning("notification health failed", extra={"error": str(exc)})
+            delivery = {"degraded": True, "error": f"{type(exc).__name__}: {exc}"}
         return {
-            "status": "ok" if database_ok and mqtt_ok else "degraded",
+            "status": "ok" if database_ok and mqtt_ok and not delivery["degraded"] else "degraded",
             "database": database_ok,
             "database_backend": self.db.dialect,
             "mqtt_connected": mqtt_ok,
@@ -124,6 +135,7 @@ class Collector:
                 **ingest,
             },
             "notifications": self.notifier.counts(),
+            "notification_delivery": delivery,
             "scheduler_runs": self.scheduler.runs,
             "started_at": None if self.started_at is None else self.started_at.isoformat(),
         }

@@ -1,7 +1,9 @@
 """Collector settings: environment variables ``ANBU_*`` (or a ``.env``-style file), typed.
 
-Outside ``environment="development"`` the collector refuses to start with placeholder secrets, so a
-demo password can never reach production by accident.
+Outside ``environment="development"`` the collector refuses to start with a weak or placeholder
+secret (collector/secret_strength.py: length, placeholder words, variety, entropy), so a demo
+password can never reach production by accident, and with a clear-text connection to another
+host (collector/remote_tls.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from collector import remote_tls
+from collector.secret_strength import weakness
 
 PLACEHOLDER = "changethis"
 
@@ -72,7 +77,9 @@ class CollectorSettings(BaseSettings):
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_username: str | None = None
     smtp_password: str | None = Field(default=None, repr=False)
-    smtp_starttls: bool = False
+    smtp_starttls: bool | None = Field(
+        default=None, description="unset: on, except for an SMTP server on loopback"
+    )
     smtp_from: str = "anbu@localhost"
     smtp_timeout_s: float = Field(default=10.0, gt=0)
 
@@ -89,7 +96,12 @@ class CollectorSettings(BaseSettings):
     staff_email: str | None = None
     staff_phone: str | None = None
     scheduler_interval_s: float = Field(default=1.0, gt=0, le=60)
-    notify_max_attempts: int = Field(default=8, ge=1, le=100)
+    notify_max_attempts: int = Field(
+        default=8, ge=1, le=100, description="attempts once the dispatch is no longer open"
+    )
+    notify_escalate_after_s: float = Field(
+        default=120.0, gt=0, description="tell the staff about a notification undelivered this long"
+    )
 
     # Time series (optional)
     influx_url: str | None = Field(default=None, description="unset: no time series are written")
@@ -117,12 +129,48 @@ class CollectorSettings(BaseSettings):
         if not self.database_url.startswith(("sqlite", "postgresql")):
             raise ValueError(f"database_url={self.database_url!r} must be sqlite:// or postgresql")
         if self.environment != "development":
-            for name in ("api_token", "mqtt_password"):
-                if getattr(self, name) == PLACEHOLDER:
+            for name in self._production_secrets():
+                reason = weakness(getattr(self, name))
+                if reason is not None:
                     raise ValueError(
-                        f"{name} is still {PLACEHOLDER!r}: set ANBU_{name.upper()} in production"
+                        f"{name} {reason}: set ANBU_{name.upper()} to a random value "
+                        "(e.g. openssl rand -base64 32) in production"
                     )
+            for problem in (
+                remote_tls.mqtt_problem(self.mqtt_url),
+                remote_tls.postgres_problem(self.database_url),
+                remote_tls.smtp_problem(self.smtp_host, self.smtp_use_starttls),
+                remote_tls.sms_problem(self.sms_gateway_url),
+            ):
+                if problem is not None:
+                    raise ValueError(problem)
         return self
+
+    def _production_secrets(self) -> list[str]:
+        """Secrets in use: the API token, each credential of a configured service, and any
+        ``*_secret`` field (signing secrets)."""
+        names = ["api_token"]
+        if self.mqtt_username is not None and self.mqtt_cert_file is None:
+            names.append("mqtt_password")
+        if self.smtp_host and self.smtp_username:
+            names.append("smtp_password")
+        if self.sms_gateway_url and self.sms_gateway_token is not None:
+            names.append("sms_gateway_token")
+        if self.influx_url:
+            names.append("influx_token")
+        names += [
+            name
+            for name in type(self).model_fields
+            if name.endswith("_secret") and getattr(self, name) is not None
+        ]
+        return names
+
+    @property
+    def smtp_use_starttls(self) -> bool:
+        """STARTTLS unless switched off, or unset with the SMTP server on loopback."""
+        if self.smtp_starttls is None:
+            return not remote_tls.is_loopback(self.smtp_host)
+        return self.smtp_starttls
 
     @property
     def mqtt_host(self) -> str:

@@ -38,7 +38,8 @@ def build_agent(
         config.broker,
         config.address,
         outbox,
-        client_id=f"anbu-{config.device_id}",
+        # the broker binds each device's client id to its device id (firmware_config/acl.py)
+        client_id=config.device_id,
         agent_version=__version__,
         on_command=agent.on_command,
     )

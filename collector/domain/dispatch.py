@@ -10,12 +10,17 @@ Rules:
 * A cancel never deletes a dispatch: it marks when the resident cancelled and tells the same
   people, so the caregiver can decide to call instead of rushing over.
 * Every dispatch is due for escalation ``ack_timeout_s`` after it opens (see escalation.py).
+* No message names the resident or gives the address; each role gets its own wording
+  (wording.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from collector.domain import wording
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +102,15 @@ def messages_for(
     return tuple(out)
 
 
-def _local(ts: dt.datetime) -> str:
-    kst = dt.timezone(dt.timedelta(hours=9), "KST")
-    return ts.astimezone(kst).strftime("%m-%d %H:%M:%S KST")
+def messages_worded(
+    people: list[Contact], purpose: str, text_for: Callable[[str], tuple[str, str]]
+) -> tuple[Message, ...]:
+    """Like :func:`messages_for`, with subject and body chosen per recipient role."""
+    out: list[Message] = []
+    for person in people:
+        subject, body = text_for(person.role)
+        out += messages_for([person], purpose, subject, body)
+    return tuple(out)
 
 
 def decide_sos(
@@ -113,31 +124,33 @@ def decide_sos(
     policy: DispatchPolicy,
 ) -> SosDecision:
     """Decide the dispatch and messages for an SOS from ``household`` received at ``now``."""
-    how = "버튼" if source == "button" else f"음성 '{phrase}'" if phrase else "음성"
+    del phrase  # which phrase was heard stays in the event record, out of the messages
     people = _recipients(household, policy)
-    if open_sos is not None:
-        subject = f"[안부] SOS 반복: {household.resident_name}"
-        body = (
-            f"{household.resident_name}님({household.address})이 다시 도움을 요청했습니다 "
-            f"({how}, {_local(now)}). 출동 #{open_sos.id}. "
-            f"{policy.dashboard_url}/dispatches/{open_sos.id}"
+
+    def text(repeated: bool, dispatch_ref: str) -> Callable[[str], tuple[str, str]]:
+        return lambda role: wording.sos_text(
+            role,
+            household_id=household.id,
+            source=source,
+            now=now,
+            dispatch_ref=dispatch_ref,
+            dashboard_url=policy.dashboard_url,
+            repeated=repeated,
         )
+
+    if open_sos is not None:
         return SosDecision(
             open_new=False,
             existing_dispatch_id=open_sos.id,
-            messages=messages_for(people, f"sos-repeat-{message_id[:12]}", subject, body),
+            messages=messages_worded(
+                people, f"sos-repeat-{message_id[:12]}", text(True, str(open_sos.id))
+            ),
             escalate_at=None,
         )
-    subject = f"[안부] 긴급 SOS: {household.resident_name}"
-    body = (
-        f"{household.resident_name}님({household.address})이 도움을 요청했습니다 "
-        f"({how}, {_local(now)}). 확인 후 응답해 주세요: "
-        f"{policy.dashboard_url}/dispatches/{{dispatch_id}}"
-    )
     return SosDecision(
         open_new=True,
         existing_dispatch_id=None,
-        messages=messages_for(people, "sos", subject, body),
+        messages=messages_worded(people, "sos", text(False, wording.NEW_DISPATCH)),
         escalate_at=now + dt.timedelta(seconds=policy.ack_timeout_s),
     )
 
@@ -165,13 +178,18 @@ def decide_cancel(
     """
     if dispatch_for_sos is None:
         return CancelDecision(None)
-    how = "버튼 길게 누름" if source == "button" else "음성"
-    subject = f"[안부] SOS 취소: {household.resident_name}"
-    body = (
-        f"{household.resident_name}님이 도움 요청을 취소했습니다 ({how}, {_local(now)}). "
-        f"출동 #{dispatch_for_sos.id}은 닫히지 않았습니다: 전화로 안부를 확인해 주세요. "
-        f"{policy.dashboard_url}/dispatches/{dispatch_for_sos.id}"
-    )
+    dispatch_id = dispatch_for_sos.id
     people = _recipients(household, policy)
-    purpose = f"cancel-{message_id[:12]}" if message_id else "cancel"
-    return CancelDecision(dispatch_for_sos.id, messages_for(people, purpose, subject, body))
+    messages = messages_worded(
+        people,
+        f"cancel-{message_id[:12]}" if message_id else "cancel",
+        lambda role: wording.cancel_text(
+            role,
+            household_id=household.id,
+            source=source,
+            now=now,
+            dispatch_id=dispatch_id,
+            dashboard_url=policy.dashboard_url,
+        ),
+    )
+    return CancelDecision(dispatch_id, messages)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from collector.domain.dispatch import Contact, HouseholdView, Message, messages_for
+from collector.domain import wording
+from collector.domain.dispatch import Contact, HouseholdView, Message, messages_worded
 
 MAX_LEVEL = 2
 
@@ -61,12 +62,17 @@ def decide_escalation(
         people.append(household.guardian)
     if policy.staff is not None:
         people.append(policy.staff)
-    tag = "미응답" if level == 1 else "긴급 미응답"
-    subject = f"[안부] {tag} SOS: {household.resident_name}"
-    body = (
-        f"출동 #{dispatch.id}({household.resident_name}님, {household.address})이 "
-        f"{waited}초 동안 확인되지 않았습니다. {policy.dashboard_url}/dispatches/{dispatch.id}"
+    messages = messages_worded(
+        people,
+        f"escalation-{level}",
+        lambda role: wording.escalation_text(
+            role,
+            household_id=household.id,
+            level=level,
+            waited_s=waited,
+            dispatch_id=dispatch.id,
+            dashboard_url=policy.dashboard_url,
+        ),
     )
-    messages = messages_for(people, f"escalation-{level}", subject, body)
     next_due = now + dt.timedelta(seconds=policy.repeat_after_s) if level < MAX_LEVEL else None
     return Escalation(dispatch.id, level, messages, next_due)

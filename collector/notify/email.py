@@ -125,7 +125,7 @@ class SmtpNotifier:
             sender=settings.smtp_from,
             username=settings.smtp_username,
             password=settings.smtp_password,
-            starttls=settings.smtp_starttls,
+            starttls=settings.smtp_use_starttls,
             timeout_s=settings.smtp_timeout_s,
         )
 

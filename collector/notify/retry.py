@@ -1,18 +1,22 @@
 """When to try a failed notification again, or give up. Pure: ``now`` is an argument.
 
-Backoff doubles from ``first_delay_s`` up to ``max_delay_s``; with the defaults and 8 attempts
-the retries come 2, 4, 8, 16, 32, 64 and 128 s after each failure (about 4 minutes in all), so a
-gateway that is down for a minute delays an SOS message by a minute, not by the backoff. A
-server's ``Retry-After`` lengthens the wait, but never past ``max_delay_s``.
+Backoff doubles from ``first_delay_s`` up to ``max_delay_s``: 2, 4, 8, 16, 32, 64, 128, 256 s, then
+every 300 s. While the notification's dispatch is still open nobody has taken the alarm, so a
+transient failure is retried for as long as that lasts: a channel that is down for an hour delays
+the message by an hour plus at most one backoff step, it does not lose it (undelivered.py tells
+someone else meanwhile). Only once the dispatch is acknowledged or resolved does ``max_attempts``
+apply. A server's ``Retry-After`` lengthens the wait, but never past ``max_delay_s``.
 
-=================================  ==========================================
-after a failed attempt number n    decision
-=================================  ==========================================
-permanent error                    give up (FAILED)
-n >= max_attempts                  give up (FAILED)
-otherwise                          retry at now + min(max, first · 2^(n-1)),
-                                   or later if the server asked for it
-=================================  ==========================================
+=================================  ==================  ===================================
+after a failed attempt number n    dispatch            decision
+=================================  ==================  ===================================
+permanent error                    any                 give up (FAILED)
+transient error                    open                retry at now + backoff(n)
+transient error, n >= max_attempts not open            give up (FAILED)
+transient error, n < max_attempts  not open            retry at now + backoff(n)
+=================================  ==================  ===================================
+
+backoff(n) = min(max_delay_s, first_delay_s * 2^(n-1)), or later if the server asked for it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     max_attempts: int = 8
-    """Attempts in all, the first one included."""
+    """Attempts in all, the first one included, once the dispatch is no longer open."""
     first_delay_s: float = 2.0
     """Wait after the first failure; doubled after each further one."""
     max_delay_s: float = 300.0
@@ -50,9 +54,12 @@ def next_attempt_at(
     now: dt.datetime,
     policy: RetryPolicy,
     retry_after_s: float | None = None,
+    dispatch_open: bool = False,
 ) -> dt.datetime | None:
     """When to try again after failed attempt number ``attempts``; None means give up."""
-    if permanent or attempts >= policy.max_attempts:
+    if permanent:
+        return None
+    if attempts >= policy.max_attempts and not dispatch_open:
         return None
     delay_s = retry_delay_s(attempts, policy)
     if retry_after_s is not None:

@@ -4,8 +4,13 @@ The table is the queue, so a notification survives a restart and two collectors 
 work. Life of a row::
 
     pending ──claim──▶ sending ──sent──▶ sent
-       ▲                  │ └─permanent error or last attempt──▶ failed
+       ▲                  │ └─permanent error, or last attempt once not open──▶ failed
        └──transient error─┘   (next_attempt_at = now + backoff, see retry.py)
+
+While its dispatch is open a notification is never given up on a transient error, and once it has
+gone undelivered for ``UndeliveredPolicy.escalate_after_s`` the district staff are told through
+their other channels (undelivered.py). :meth:`NotificationWorker.health` reports failing channels
+and the age of the oldest undelivered notification for ``/health`` and ``/metrics``.
 
 Claiming is a conditional ``UPDATE … WHERE status IN ('pending','sending') AND next_attempt_at
 <= now``, the same on SQLite and PostgreSQL: of two collectors only one sees the row change.
@@ -31,14 +36,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select, update
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, String, and_, cast, exists, func, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, aliased
 
+from collector.domain.dispatch import Message
 from collector.notify.base import Notifier, NotifyError
 from collector.notify.retry import RetryPolicy, next_attempt_at
+from collector.notify.undelivered import (
+    FALLBACK_PREFIX,
+    Undelivered,
+    UndeliveredPolicy,
+    fallback_messages,
+)
 from collector.store.db import Database
-from collector.store.models import Notification, NotificationStatus
+from collector.store.models import Dispatch, DispatchStatus, Notification, NotificationStatus
 
 _LOG = logging.getLogger(__name__)
 
@@ -47,6 +59,33 @@ SENT, FAILED = NotificationStatus.SENT, NotificationStatus.FAILED
 
 _CHANNEL_NAMES = {"email": "e-mail", "sms": "SMS"}
 _MAX_ERROR_CHARS = 1000
+_FALLBACK_BATCH = 100
+
+
+@dataclass(slots=True)
+class ChannelHealth:
+    """What the last attempts on one channel did (this process's view)."""
+
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    last_failure_at: dt.datetime | None = None
+    last_success_at: dt.datetime | None = None
+
+    @property
+    def failing(self) -> bool:
+        return self.consecutive_failures > 0
+
+    def as_dict(self) -> dict[str, Any]:
+        def iso(ts: dt.datetime | None) -> str | None:
+            return None if ts is None else ts.isoformat()
+
+        return {
+            "failing": self.failing,
+            "consecutive_failures": self.consecutive_failures,
+            "last_error": self.last_error,
+            "last_failure_at": iso(self.last_failure_at),
+            "last_success_at": iso(self.last_success_at),
+        }
 
 
 def notification_reference(dispatch_id: int, notification_id: int) -> str:
@@ -98,6 +137,7 @@ class NotificationWorker:
         lease_s: float = 60.0,
         first_retry_delay_s: float = 2.0,
         max_retry_delay_s: float = 300.0,
+        undelivered: UndeliveredPolicy | None = None,
     ) -> None:
         if threads < 1:
             raise ValueError(f"threads={threads} must be at least 1")
@@ -111,6 +151,8 @@ class NotificationWorker:
         self._db = db
         self._notifiers = dict(notifiers)
         self._policy = RetryPolicy(max_attempts, first_retry_delay_s, max_retry_delay_s)
+        self.undelivered = undelivered or UndeliveredPolicy()
+        self._channels = {channel: ChannelHealth() for channel in self._notifiers}
         self._clock = clock
         self.threads = threads
         self.poll_interval_s = poll_interval_s
@@ -171,6 +213,32 @@ class NotificationWorker:
             totals[str(status)] = int(count)
         return totals
 
+    def health(self) -> dict[str, Any]:
+        """Failing channels, per-channel state and the oldest undelivered notification's age.
+
+        ``degraded`` is true when a channel's last attempt failed or a notification has waited
+        longer than the escalation time.
+        """
+        now = self._clock()
+        with self._db.session() as session:
+            oldest = session.scalar(
+                select(func.min(Notification.created_at)).where(
+                    Notification.status.in_([PENDING, SENDING])
+                )
+            )
+        age_s = None if oldest is None else max(0.0, (now - oldest).total_seconds())
+        with self._lock:
+            channels = {name: state.as_dict() for name, state in self._channels.items()}
+        failing = sorted(name for name, state in channels.items() if state["failing"])
+        late = age_s is not None and age_s > self.undelivered.escalate_after_s
+        return {
+            "degraded": bool(failing) or late,
+            "failing_channels": failing,
+            "channels": channels,
+            "oldest_undelivered_age_s": None if age_s is None else round(age_s, 1),
+            "escalate_after_s": self.undelivered.escalate_after_s,
+        }
+
     # -- polling ------------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -188,6 +256,7 @@ class NotificationWorker:
         now = self._clock()
         self._fail_unconfigured(now)
         self._fail_exhausted(now)
+        self._escalate_undelivered(now)
         started = 0
         for channel in self._notifiers:
             started += self._fill(channel, now)
@@ -220,7 +289,10 @@ class NotificationWorker:
                 .where(
                     Notification.channel == channel,
                     _due(now),
-                    Notification.attempts < self._policy.max_attempts,
+                    or_(
+                        Notification.attempts < self._policy.max_attempts,
+                        Notification.dispatch_id.in_(_open_dispatch_ids()),
+                    ),
                 )
                 .order_by(Notification.created_at, Notification.id)
                 .limit(limit)
@@ -307,6 +379,7 @@ class NotificationWorker:
                     _due(now),
                     Notification.channel.in_(list(self._notifiers)),
                     Notification.attempts >= self._policy.max_attempts,
+                    Notification.dispatch_id.not_in(_open_dispatch_ids()),
                 )
             ).all()
             for notification_id, dispatch_id, channel, status, attempts, last_error in rows:
@@ -336,6 +409,85 @@ class NotificationWorker:
                             "error": reason,
                         },
                     )
+
+    def _escalate_undelivered(self, now: dt.datetime) -> None:
+        """Tell the staff about notifications of open dispatches undelivered for too long."""
+        if self.undelivered.staff is None:
+            return
+        cutoff = now - dt.timedelta(seconds=self.undelivered.escalate_after_s)
+        fallback = aliased(Notification)
+        already_escalated = exists().where(
+            fallback.dispatch_id == Notification.dispatch_id,
+            fallback.purpose == literal(FALLBACK_PREFIX) + cast(Notification.id, String),
+        )
+        with self._db.session() as session:
+            rows = session.execute(
+                select(
+                    Notification.id,
+                    Notification.dispatch_id,
+                    Notification.channel,
+                    Notification.recipient_role,
+                    Notification.recipient,
+                    Notification.purpose,
+                    Notification.created_at,
+                )
+                .where(
+                    Notification.status.in_([PENDING, SENDING, FAILED]),
+                    Notification.created_at <= cutoff,
+                    Notification.purpose.not_like(f"{FALLBACK_PREFIX}%"),
+                    Notification.dispatch_id.in_(_open_dispatch_ids()),
+                    ~already_escalated,
+                )
+                .order_by(Notification.created_at, Notification.id)
+                .limit(_FALLBACK_BATCH)
+            ).all()
+        for row in rows:
+            undelivered = Undelivered(*row, dispatch_open=True)
+            messages = fallback_messages(undelivered, now=now, policy=self.undelivered)
+            added = self._add_messages(undelivered.dispatch_id, messages, now)
+            if added:
+                _LOG.error(
+                    "notification undelivered: district staff told",
+                    extra={
+                        "event": "notification_escalated",
+                        "notification_id": undelivered.id,
+                        "dispatch_id": undelivered.dispatch_id,
+                        "channel": undelivered.channel,
+                        "waited_s": round((now - undelivered.created_at).total_seconds(), 1),
+                        "fallback_channels": added,
+                    },
+                )
+        if rows:
+            self._wake.set()
+
+    def _add_messages(
+        self, dispatch_id: int, messages: Sequence[Message], now: dt.datetime
+    ) -> list[str]:
+        """Store ``messages`` as pending notifications; another collector's copies are skipped."""
+        added: list[str] = []
+        with self._db.session() as session:
+            for message in messages:
+                try:
+                    with session.begin_nested():
+                        session.add(
+                            Notification(
+                                dispatch_id=dispatch_id,
+                                channel=message.channel,
+                                purpose=message.purpose,
+                                recipient_role=message.recipient_role,
+                                recipient=message.recipient,
+                                subject=message.subject,
+                                body=message.body,
+                                status=PENDING,
+                                attempts=0,
+                                created_at=now,
+                                next_attempt_at=now,
+                            )
+                        )
+                    added.append(message.channel)
+                except IntegrityError:
+                    continue  # another collector stored the same fallback first
+        return added
 
     # -- sending (pool threads) ---------------------------------------------------------------
 
@@ -392,6 +544,7 @@ class NotificationWorker:
                 now=now,
                 policy=self._policy,
                 retry_after_s=error.retry_after_s,
+                dispatch_open=self._dispatch_open(claimed.dispatch_id),
             )
             text = error.message
             if retry_at is None and not error.permanent:
@@ -415,6 +568,7 @@ class NotificationWorker:
             )
             .values(**values)
         )
+        self._note_outcome(claimed.channel, error, now)
         if self._write_with_retries(statement):
             _LOG.log(level, message, extra=log)
         else:
@@ -422,6 +576,22 @@ class NotificationWorker:
                 "notification outcome not recorded: another worker took it over",
                 extra=log | {"event": "notification_lease_lost"},
             )
+
+    def _note_outcome(self, channel: str, error: NotifyError | None, now: dt.datetime) -> None:
+        with self._lock:
+            state = self._channels[channel]
+            if error is None:
+                state.consecutive_failures = 0
+                state.last_success_at = now
+            else:
+                state.consecutive_failures += 1
+                state.last_error = error.message[:_MAX_ERROR_CHARS]
+                state.last_failure_at = now
+
+    def _dispatch_open(self, dispatch_id: int) -> bool:
+        with self._db.session() as session:
+            status = session.scalar(select(Dispatch.status).where(Dispatch.id == dispatch_id))
+        return status == DispatchStatus.OPEN
 
     def _write_with_retries(self, statement: Any, tries: int = 3) -> bool:
         """Run one UPDATE, retrying briefly if the database is busy; whether a row changed."""
@@ -439,6 +609,10 @@ class NotificationWorker:
 def _due(now: dt.datetime) -> ColumnElement[bool]:
     """Waiting and due, or claimed by a worker whose lease has run out."""
     return and_(Notification.status.in_([PENDING, SENDING]), Notification.next_attempt_at <= now)
+
+
+def _open_dispatch_ids() -> Any:
+    return select(Dispatch.id).where(Dispatch.status == DispatchStatus.OPEN)
 
 
 def _changed(session: Session, statement: Any) -> bool:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import zipfile
@@ -25,8 +27,9 @@ from typing import Any
 import jinja2
 import pytest
 
-from firmware_config.acl import broker_acl
+from firmware_config.acl import MAX_PACKET_BYTES, DeviceGrant, dynsec_config, find_dynsec_plugin
 from firmware_config.device import load_device_config
+from firmware_config.messages import MAX_PAYLOAD_BYTES
 from tests.support.certs import CertBundle, make_cert_bundle
 from tests.support.mosquitto import Broker
 from tests.support.mqtt_client import ConnectFailed, TestClient
@@ -309,6 +312,8 @@ def test_collector_env_file_gives_valid_settings(
     settings_module = pytest.importorskip("collector.settings")
     tricky = 'p4ss"word $HOME `id` back\\slash #not-a-comment'
     overrides = {
+        # the example inventory's token is a placeholder production settings refuse
+        "collector_api_token": secrets.token_urlsafe(32),
         "collector_mqtt_password": tricky,
         "collector_mqtt_url": "mqtts://broker.anbu.example.org:8883",
         "collector_mqtt_ca_cert_src": "/somewhere/ca.crt",
@@ -335,11 +340,6 @@ def test_collector_env_file_gives_valid_settings(
     assert settings.staff_name == "Dongjak-gu welfare office"
 
 
-def rules(acl: str) -> set[str]:
-    """The access lines of an ACL file, without comments and blank lines."""
-    return {line.strip() for line in acl.splitlines() if line.strip() and not line.startswith("#")}
-
-
 def test_collector_and_broker_agree_on_the_collector_account() -> None:
     collector = host_vars(CLOUD_HOST, "collector")
     broker = host_vars(CLOUD_HOST, "mosquitto")
@@ -347,7 +347,7 @@ def test_collector_and_broker_agree_on_the_collector_account() -> None:
     assert collector["collector_mqtt_password"] == broker["mosquitto_collector_password"]
     url = collector["collector_mqtt_url"]
     assert url.endswith(f":{broker['mosquitto_password_listener_port']}")
-    # A device id can never be the collector's username (the ACL's patterns rely on it).
+    # A device id can never be the collector's username (the access rules refuse the clash).
     assert not re.match(r"^[a-z0-9][a-z0-9_-]{0,63}$", broker["mosquitto_collector_username"])
 
 
@@ -435,6 +435,13 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
+def inventory_device(host: str) -> dict[str, str]:
+    """A device as the broker's rules see it: the edge agent's ids from the inventory."""
+    agent = host_vars(host, "edge_agent")
+    keys = ("edge_agent_device_id", "edge_agent_household_id", "edge_agent_district")
+    return {key: agent[key] for key in keys}
+
+
 def _start_rendered_broker(
     tmp_path: Path,
     certs: CertBundle,
@@ -460,6 +467,9 @@ def _start_rendered_broker(
         "mosquitto_tls_listener_address": "127.0.0.1",
         "mosquitto_password_listener_port": password_port,
         "mosquitto_collector_password": "a-test-password-of-some-length",
+        "mosquitto_dynsec_plugin": find_dynsec_plugin(),
+        # what the template takes from the inventory's edge_agents group (hostvars) in a real run
+        "mosquitto_devices": [inventory_device(host) for host in EDGE_HOSTS],
         **(extra or {}),
     }
     variables = host_vars(CLOUD_HOST, "mosquitto", overrides)
@@ -469,14 +479,27 @@ def _start_rendered_broker(
     if crl is not None:
         shutil.copy(crl, variables["__mosquitto_crl_file"])
     conf = render("mosquitto-anbu.conf.j2", variables, files / "mosquitto.conf")
-    acl = render("mosquitto-acl.j2", variables, Path(variables["__mosquitto_acl_file"]))
-    assert conf.startswith(MANAGED_HEADER) and acl.startswith(MANAGED_HEADER)
-    # The provisioned ACL grants exactly what the contract's ACL (used by demo and tests) grants.
-    assert rules(acl) == rules(broker_acl(variables["mosquitto_collector_username"]))
+    rendered = render(
+        "mosquitto-dynsec.json.j2", variables, Path(variables["__mosquitto_dynsec_file"])
+    )
+    assert conf.startswith(MANAGED_HEADER)
+    # The provisioned rules are exactly the contract's (the ones demo and tests use).
+    grants = [
+        DeviceGrant(
+            d["edge_agent_device_id"], d["edge_agent_district"], d["edge_agent_household_id"]
+        )
+        for d in variables["mosquitto_devices"]
+    ]
+    assert json.loads(rendered) == dynsec_config(variables["mosquitto_collector_username"], grants)
+    assert variables["__mosquitto_max_payload_bytes"] == MAX_PAYLOAD_BYTES
+    assert variables["__mosquitto_max_packet_bytes"] == MAX_PACKET_BYTES
     for line in (
         "per_listener_settings false",
         "require_certificate true",
         "use_identity_as_username true",
+        "use_username_as_clientid true",
+        f"message_size_limit {MAX_PAYLOAD_BYTES}",
+        f"plugin_opt_config_file {variables['__mosquitto_dynsec_file']}",
         "persistence true",
         "max_queued_messages 100000",
     ):
@@ -518,8 +541,10 @@ def test_mosquitto_runs_the_rendered_config_and_acl(tmp_path: Path) -> None:
             TestClient(broker, cert=certs.client(own)) as device,
         ):
             collector.subscribe("$share/anbu-collectors/anbu/v1/+/+/+/heartbeat")
-            device.subscribe(f"{own_base}/cmd/+")
-            device.subscribe(f"{other_base}/cmd/+")  # granted, but must deliver nothing
+            assert device.subscribe(f"{own_base}/cmd/+") == 1
+            # another home's commands and the collectors' share group: refused in SUBACK
+            assert device.subscribe(f"{other_base}/cmd/+") == NOT_AUTHORIZED
+            assert device.subscribe("$share/anbu-collectors/anbu/v1/#") == NOT_AUTHORIZED
 
             # A device writes below its own id (its identity is the certificate's CN) ...
             assert device.publish(f"{own_base}/heartbeat", b"{}") == 0
@@ -531,7 +556,8 @@ def test_mosquitto_runs_the_rendered_config_and_acl(tmp_path: Path) -> None:
             # The collector sends commands and nothing else.
             assert collector.publish(f"{own_base}/cmd/sos_ack", b"{}") == 0
             assert device.next_message(timeout_s=5).topic == f"{own_base}/cmd/sos_ack"
-            assert collector.publish(f"{other_base}/cmd/sos_ack", b"{}") == 0
+            # accepted, but nobody may hear it: the other device's subscription was refused
+            assert collector.publish(f"{other_base}/cmd/sos_ack", b"{}") == 0x10
             assert collector.publish(f"{own_base}/heartbeat", b"{}") == NOT_AUTHORIZED
             assert device.messages_within(0.3) == []
 
@@ -952,6 +978,14 @@ def test_broker_and_collector_roles_apply_to_a_chroot_and_work(tmp_path: Path) -
             "mosquitto_tls_listener_address": "127.0.0.1",
             "mosquitto_password_listener_port": password_port,
             "mosquitto_collector_password": password,
+            # this inventory has no edge_agents group: the broker is told its device directly
+            "mosquitto_devices": [
+                {
+                    "edge_agent_device_id": device,
+                    "edge_agent_household_id": "hh-0001",
+                    "edge_agent_district": "dongjak",
+                }
+            ],
             "collector_package_src": str(wheel),
             "collector_public_url": "https://anbu.example.org",
             "collector_api_token": secrets.token_urlsafe(32),
@@ -1036,10 +1070,12 @@ def test_broker_and_collector_roles_apply_to_a_chroot_and_work(tmp_path: Path) -
             assert report.get("status") == "ok", (report, logs[-4000:])
             assert report["mqtt_connected"] is True
 
-            # A device with its certificate reaches the collector through the ACL.
+            # A device with its certificate reaches the collector through the access rules,
+            # and is refused the collectors' share group in SUBACK.
             with TestClient(broker, cert=certs.client(device)) as pi:
                 topic = f"anbu/v1/dongjak/hh-0001/{device}/heartbeat"
                 assert pi.publish(topic, b"{}") < 0x80
+                assert pi.subscribe("$share/anbu-collectors/anbu/v1/#") == NOT_AUTHORIZED
             deadline = time.monotonic() + 10
             while _wait_for_health(health_url, 5)["ingest"]["received"] < 1:
                 assert time.monotonic() < deadline, "the collector never received the heartbeat"

@@ -29,16 +29,57 @@ def test_sos_opens_an_urgent_dispatch_and_tells_caregiver_and_guardian() -> None
         ("email", "caregiver", "jiwon@example.org"),
         ("sms", "guardian", "010-3333-4444"),
     }
-    assert all(
-        m.purpose == "sos" and "박순자" in m.body and "{dispatch_id}" in m.body for m in d.messages
-    )
+    assert all(m.purpose == "sos" for m in d.messages)
+    for m in d.messages:
+        if m.recipient_role == "caregiver":
+            assert "가구 h0001" in m.subject and "SOS 버튼" in m.body
+            assert m.body.endswith("/dispatches/{dispatch_id}")
+        else:  # the guardian: own wording, no link (no login)
+            assert "담당 생활지원사에게 알렸습니다" in m.body and "/dispatches/" not in m.body
 
 
-def test_voice_sos_names_the_phrase() -> None:
+def test_voice_sos_says_voice_but_not_the_phrase() -> None:
     d = decide_sos(
         HOME, None, source="voice", phrase="살려줘", message_id="a" * 32, now=NOW, policy=POLICY
     )
-    assert "살려줘" in d.messages[0].body
+    assert all("음성 SOS" in m.body and "살려줘" not in m.body for m in d.messages)
+
+
+def test_no_message_names_the_resident_or_gives_the_address() -> None:
+    """Every decision's every message, for every role (caregiver, guardian, staff)."""
+    from collector.domain.escalation import DispatchState, EscalationPolicy, decide_escalation
+
+    open_ = OpenDispatchView(7, "sos", NOW)
+    staff = Contact("staff", "구청", phone="010-9999-0000", email="staff@example.org")
+    state = DispatchState(7, "open", 0, NOW, NOW - dt.timedelta(seconds=90))
+    escalation = decide_escalation(
+        state, HOME, now=NOW, policy=EscalationPolicy(staff=staff, dashboard_url="https://a")
+    )
+    assert escalation is not None
+    messages = [
+        *decide_sos(
+            HOME, None, source="button", phrase=None, message_id="a" * 32, now=NOW, policy=POLICY
+        ).messages,
+        *decide_sos(
+            HOME,
+            open_,
+            source="voice",
+            phrase="도와줘",
+            message_id="b" * 32,
+            now=NOW,
+            policy=POLICY,
+        ).messages,
+        *decide_cancel(HOME, open_, source="voice", now=NOW, policy=POLICY).messages,
+        *escalation.messages,
+    ]
+    assert {m.recipient_role for m in messages} == {"caregiver", "guardian", "staff"}
+    for m in messages:
+        for private in ("박순자", "연희로"):
+            assert private not in m.subject and private not in m.body, m
+        assert "h0001" in m.body
+    guardian = {m.body for m in messages if m.recipient_role == "guardian"}
+    others = {m.body for m in messages if m.recipient_role != "guardian"}
+    assert guardian and not guardian & others
 
 
 def test_household_without_caregiver_goes_to_staff() -> None:
@@ -62,5 +103,6 @@ def test_cancel_marks_and_tells_but_never_closes() -> None:
     d = decide_cancel(HOME, OpenDispatchView(7, "sos", NOW), source="voice", now=NOW, policy=POLICY)
     assert d.dispatch_id == 7
     assert {m.purpose for m in d.messages} == {"cancel"}
-    assert all("닫히지 않았습니다" in m.body for m in d.messages)
+    assert all("닫히지 않았습니다" in m.body for m in d.messages if m.recipient_role == "caregiver")
+    assert all("취소되었습니다" in m.body for m in d.messages if m.recipient_role == "guardian")
     assert decide_cancel(HOME, None, source="button", now=NOW, policy=POLICY).dispatch_id is None

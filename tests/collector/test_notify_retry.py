@@ -58,3 +58,18 @@ def test_a_single_attempt_policy_never_retries() -> None:
 def test_nonsense_policies_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("attempts", [9, 100, 10_000])
+def test_an_open_dispatch_never_runs_out_of_attempts(attempts: int) -> None:
+    when = next_attempt_at(
+        attempts=attempts, permanent=False, now=NOW, policy=POLICY, dispatch_open=True
+    )
+    assert when == NOW + dt.timedelta(seconds=300.0)  # the cap: at least every 5 minutes
+
+
+def test_an_open_dispatch_still_gives_up_on_a_permanent_error() -> None:
+    assert (
+        next_attempt_at(attempts=1, permanent=True, now=NOW, policy=POLICY, dispatch_open=True)
+        is None
+    )

@@ -81,6 +81,16 @@ def open_dispatch(db: Database) -> int:
         return dispatch.id
 
 
+def closed_dispatch(db: Database) -> int:
+    """A dispatch someone resolved: its notifications have ``max_attempts``, no more."""
+    dispatch_id = open_dispatch(db)
+    with db.session() as s:
+        found = s.get(Dispatch, dispatch_id)
+        assert found is not None
+        found.status = DispatchStatus.RESOLVED
+    return dispatch_id
+
+
 def queue(
     db: Database,
     dispatch_id: int,
@@ -287,11 +297,11 @@ def test_a_malformed_recipient_fails_without_being_sent(
     assert smtp_server.received == [] and sms_gateway.requests == []
 
 
-def test_attempts_run_out(
+def test_attempts_run_out_once_the_dispatch_is_closed(
     database: Database, notifiers: dict[str, Notifier], sms_gateway: SmsGateway, workers: Workers
 ) -> None:
     sms_gateway.fail_next(10, status=500, error="down")
-    [nid] = queue(database, open_dispatch(database), "sms", PHONE)
+    [nid] = queue(database, closed_dispatch(database), "sms", PHONE)
     workers(database, notifiers, max_attempts=3)
     wait_until(lambda: status_of(database, nid)() == NotificationStatus.FAILED)
     failed = row(database, nid)
@@ -390,7 +400,7 @@ def test_an_abandoned_last_attempt_is_failed_not_resent(
     clock = Clock()
     [nid] = queue(
         database,
-        open_dispatch(database),
+        closed_dispatch(database),
         "email",
         EMAIL,
         now=clock.now - dt.timedelta(minutes=5),

@@ -9,12 +9,18 @@
 Started as root, mosquitto would drop to the ``mosquitto`` user and could not write persistence in a
 root-owned temp dir, hence the ``user root`` line. ``max_queued_messages`` is raised because the
 default (1000) silently drops QoS 1 bursts to a slow subscriber.
+
+The access rules are the contract's (:mod:`firmware_config.acl`): a dynamic-security document
+that refuses a forbidden subscription in SUBACK and binds each device's client id to its id. The
+fixture brokers let ``DEVICE_IDS`` sit in any household, because tests move one id between homes;
+pass ``acl=anbu_acl(COLLECTOR_USER, [DeviceGrant(...)])`` for a broker that pins each device.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -22,11 +28,11 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from firmware_config.acl import broker_acl
+from firmware_config.acl import DeviceGrant, dynsec_json, find_dynsec_plugin, security_config_lines
 from tests.support.certs import CertBundle
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -44,9 +50,13 @@ def anbu_users() -> dict[str, str]:
     return {name: f"{name}-secret" for name in (COLLECTOR_USER, *DEVICE_IDS)}
 
 
-def anbu_acl(collector_user: str) -> str:
-    """Anbu's ACL (:func:`firmware_config.acl.broker_acl`): the one the field brokers use."""
-    return broker_acl(collector_user)
+def anbu_acl(collector_user: str, devices: Iterable[DeviceGrant | str] = DEVICE_IDS) -> str:
+    """Anbu's access rules (:func:`firmware_config.acl.dynsec_json`), the ones field brokers use.
+
+    A plain device id stands for a device allowed in any district and household.
+    """
+    grants = [d if isinstance(d, DeviceGrant) else DeviceGrant(d) for d in devices]
+    return dynsec_json(collector_user, grants)
 
 
 def password_line(username: str, password: str) -> str:
@@ -83,6 +93,8 @@ class Broker:
     users: dict[str, str]
     certs: CertBundle | None
     host: str = HOST
+    devices: frozenset[str] = frozenset()
+    """Device usernames the access rules know: their client id must equal the username."""
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -222,7 +234,9 @@ def _config_text(
     ]
     if password_file is not None:
         lines.append(f"password_file {password_file}")
-    if acl_file is not None:
+    if acl_file is not None and acl_file.suffix == ".json":
+        lines += security_config_lines(find_dynsec_plugin(), str(acl_file))
+    elif acl_file is not None:  # a hand-written acl_file (grants every subscription in SUBACK)
         lines.append(f"acl_file {acl_file}")
     if persistence:
         lines += [
@@ -242,6 +256,8 @@ def _config_text(
             f"keyfile {tls.server_key_file}",
             "require_certificate true",
             "use_identity_as_username true",
+            # the certificate's CN becomes the client id too: no device can take another's session
+            "use_username_as_clientid true",
         ]
     return "\n".join(lines) + "\n"
 
@@ -257,9 +273,10 @@ def start_broker(
 ) -> Broker:
     """Write a config under ``workdir`` and start mosquitto on free ports; return when it listens.
 
-    ``users`` (username -> password) turns anonymous access off; ``acl`` is the ACL file's text
-    (see :func:`anbu_acl`); ``tls`` adds a listener that requires a client certificate signed by the
-    bundle's CA and takes the certificate's CN as the username.
+    ``users`` (username -> password) turns anonymous access off; ``acl`` is the dynamic-security
+    document (see :func:`anbu_acl`), or the text of a plain ``acl_file``; ``tls`` adds a listener
+    that requires a client certificate signed by the bundle's CA and takes the certificate's CN as
+    the username and client id.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     password_file = None
@@ -268,7 +285,14 @@ def start_broker(
         password_file.write_text("".join(password_line(u, p) + "\n" for u, p in users.items()))
         os.chmod(password_file, 0o600)
     acl_file = None
-    if acl is not None:
+    devices: frozenset[str] = frozenset()
+    if acl is not None and acl.lstrip().startswith("{"):
+        acl_file = workdir / "dynsec.json"
+        acl_file.write_text(acl)
+        devices = frozenset(
+            c["username"] for c in json.loads(acl)["clients"] if c.get("clientid") == c["username"]
+        )
+    elif acl is not None:
         acl_file = workdir / "acl"
         acl_file.write_text(acl)
     log_file = workdir / "mosquitto.log"
@@ -298,6 +322,7 @@ def start_broker(
             tls_port=tls_port,
             users=dict(users or {}),
             certs=tls,
+            devices=devices,
         )
         try:
             broker.start()

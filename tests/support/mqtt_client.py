@@ -62,7 +62,9 @@ class TestClient:
         self._session_expiry_s = session_expiry_s
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"test-{uuid.uuid4().hex[:12]}",
+            # the broker binds a device's client id to its id; anyone else gets a fresh one
+            client_id=client_id
+            or (username if username in broker.devices else f"test-{uuid.uuid4().hex[:12]}"),
             protocol=mqtt.MQTTv5,
             reconnect_on_failure=False,
         )

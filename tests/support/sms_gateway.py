@@ -101,6 +101,11 @@ class SmsGateway:
         with self._condition:
             self._script.extend([_Answer(status, {"error": error}, dict(headers or {}))] * count)
 
+    def clear_failures(self) -> None:
+        """Forget the failures scripted with :meth:`fail_next` (the gateway is back)."""
+        with self._condition:
+            self._script.clear()
+
     # -- observing ----------------------------------------------------------------------------
 
     @property

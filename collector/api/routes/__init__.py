@@ -6,10 +6,17 @@ from fastapi import APIRouter, Depends
 
 from collector.api.deps import require_token
 from collector.api.responses import BUSY, UNAUTHORIZED
-from collector.api.routes import caregivers, dead_letters, devices, dispatches, households
+from collector.api.routes import (
+    caregivers,
+    dead_letters,
+    devices,
+    dispatches,
+    households,
+    privacy,
+)
 
 api_router = APIRouter(
     prefix="/api/v1", dependencies=[Depends(require_token)], responses=UNAUTHORIZED | BUSY
 )
-for module in (caregivers, households, devices, dispatches, dead_letters):
+for module in (caregivers, households, devices, dispatches, dead_letters, privacy):
     api_router.include_router(module.router)

@@ -1,0 +1,125 @@
+"""What each recipient reads: the minimum they need to act, worded for their role. Pure.
+
+An SMS passes through the gateway operator and both SMS and e-mail sit on phones and servers we do
+not control, so no message carries the resident's name or address. What it carries:
+
+==========================  ================================================================
+recipient                   text
+==========================  ================================================================
+caregiver, staff            the household's short reference (its id), the kind of alarm
+                            (SOS by button or by voice, repeated, cancelled, unanswered), the
+                            time, the dispatch number and the link to the dispatch page, where
+                            they log in to see who and where
+guardian                    that the household's device raised the alarm and that the
+                            caregiver was told (or that it was cancelled, or is unanswered and
+                            went to the district office); no link, since guardians have no login
+==========================  ================================================================
+
+The link is built in one place, :func:`dispatch_link`; signed links replace that function only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+GUARDIAN = "guardian"
+NEW_DISPATCH = "{dispatch_id}"
+"""Stands for the id of a dispatch not stored yet; the service fills it in."""
+
+
+def dispatch_link(dashboard_url: str, dispatch_ref: str) -> str:
+    """The link line to one dispatch's page (``dispatch_ref`` may be :data:`NEW_DISPATCH`)."""
+    return f"{dashboard_url}/dispatches/{dispatch_ref}"
+
+
+def household_ref(household_id: str) -> str:
+    """Short household reference used instead of name and address."""
+    return f"가구 {household_id}"
+
+
+def local_time(ts: dt.datetime) -> str:
+    kst = dt.timezone(dt.timedelta(hours=9), "KST")
+    return ts.astimezone(kst).strftime("%m-%d %H:%M KST")
+
+
+def alarm_kind(source: str) -> str:
+    return "SOS 버튼" if source == "button" else "음성 SOS"
+
+
+def sos_text(
+    role: str,
+    *,
+    household_id: str,
+    source: str,
+    now: dt.datetime,
+    dispatch_ref: str,
+    dashboard_url: str,
+    repeated: bool,
+) -> tuple[str, str]:
+    """Subject and body of an SOS message (new or repeated) for ``role``."""
+    ref, kind, when = household_ref(household_id), alarm_kind(source), local_time(now)
+    if role == GUARDIAN:
+        subject = "[안부] 도움 요청이 다시 접수되었습니다" if repeated else "[안부] 도움 요청 접수"
+        body = (
+            f"{ref}의 안부 기기로 도움 요청({kind})이 {when}에 "
+            f"{'다시 ' if repeated else ''}접수되어 담당 생활지원사에게 알렸습니다."
+        )
+        return subject, body
+    number = "" if dispatch_ref == NEW_DISPATCH else f" 출동 #{dispatch_ref}."
+    if repeated:
+        subject = f"[안부] SOS 반복: {ref}"
+        body = f"{ref}에서 다시 도움을 요청했습니다 ({kind}, {when}).{number} "
+    else:
+        subject = f"[안부] 긴급 SOS: {ref}"
+        body = f"{ref}에서 도움을 요청했습니다 ({kind}, {when}). 확인 후 응답해 주세요: "
+    return subject, body + dispatch_link(dashboard_url, dispatch_ref)
+
+
+def cancel_text(
+    role: str,
+    *,
+    household_id: str,
+    source: str,
+    now: dt.datetime,
+    dispatch_id: int,
+    dashboard_url: str,
+) -> tuple[str, str]:
+    """Subject and body of the message that the resident cancelled an SOS."""
+    ref, when = household_ref(household_id), local_time(now)
+    how = "버튼 길게 누름" if source == "button" else "음성"
+    if role == GUARDIAN:
+        return (
+            "[안부] 도움 요청 취소",
+            f"{ref}의 도움 요청이 {when}에 취소되었습니다 ({how}). "
+            "담당 생활지원사가 전화로 안부를 확인합니다.",
+        )
+    return (
+        f"[안부] SOS 취소: {ref}",
+        f"{ref}에서 도움 요청을 취소했습니다 ({how}, {when}). "
+        f"출동 #{dispatch_id}은 닫히지 않았습니다: 전화로 안부를 확인해 주세요. "
+        + dispatch_link(dashboard_url, str(dispatch_id)),
+    )
+
+
+def escalation_text(
+    role: str,
+    *,
+    household_id: str,
+    level: int,
+    waited_s: int,
+    dispatch_id: int,
+    dashboard_url: str,
+) -> tuple[str, str]:
+    """Subject and body of an escalation: nobody acknowledged the dispatch in time."""
+    ref = household_ref(household_id)
+    if role == GUARDIAN:
+        return (
+            "[안부] 도움 요청 확인 지연",
+            f"{ref}의 도움 요청이 {waited_s}초 동안 확인되지 않아 구청 담당자에게도 알렸습니다.",
+        )
+    tag = "미응답" if level == 1 else "긴급 미응답"
+    return (
+        f"[안부] {tag} SOS: {ref}",
+        f"출동 #{dispatch_id}({ref})이 {waited_s}초 동안 확인되지 않았습니다. "
+        + dispatch_link(dashboard_url, str(dispatch_id)),
+    )
