@@ -79,6 +79,7 @@ class Ingest:
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_message = self._on_message
 
     def start(self) -> None:
@@ -110,6 +111,13 @@ class Ingest:
         self.connected.set()
         log.info(
             "mqtt connected",
+            extra={"host": self.settings.mqtt_host, "port": self.settings.mqtt_port},
+        )
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        # paho retries by itself (reconnect_delay_set); without this line nothing is logged.
+        log.warning(
+            "mqtt broker unreachable, retrying",
             extra={"host": self.settings.mqtt_host, "port": self.settings.mqtt_port},
         )
 

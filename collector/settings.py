@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER = "changethis"
@@ -26,8 +26,9 @@ class CollectorSettings(BaseSettings):
 
     # Storage
     database_url: str = Field(
-        default="sqlite:///var/anbu.sqlite3",
-        description="sqlite:///PATH or postgresql+psycopg://USER:PASS@HOST:PORT/DB",
+        default="sqlite:////var/lib/anbu-collector/anbu.sqlite3",
+        description="sqlite:////ABSOLUTE/PATH (its directory must exist) or "
+        "postgresql+psycopg://USER:PASS@HOST:PORT/DB",
     )
 
     # HTTP API
@@ -76,6 +77,15 @@ class CollectorSettings(BaseSettings):
     influx_org: str = "anbu"
     influx_bucket: str = "anbu"
 
+    @field_validator("api_token", "mqtt_password")
+    @classmethod
+    def _not_placeholder(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A field validator (not the model one) so that every placeholder is reported at once.
+        if value == PLACEHOLDER and info.data.get("environment", "development") != "development":
+            name = str(info.field_name)
+            raise ValueError(f"still {PLACEHOLDER!r}: set ANBU_{name.upper()} in production")
+        return value
+
     @model_validator(mode="after")
     def _checks(self) -> CollectorSettings:
         scheme = urlsplit(self.mqtt_url).scheme
@@ -83,12 +93,6 @@ class CollectorSettings(BaseSettings):
             raise ValueError(f"mqtt_url={self.mqtt_url!r} must look like mqtt://host:1883")
         if not self.database_url.startswith(("sqlite", "postgresql")):
             raise ValueError(f"database_url={self.database_url!r} must be sqlite:// or postgresql")
-        if self.environment != "development":
-            for name in ("api_token", "mqtt_password"):
-                if getattr(self, name) == PLACEHOLDER:
-                    raise ValueError(
-                        f"{name} is still {PLACEHOLDER!r}: set ANBU_{name.upper()} in production"
-                    )
         return self
 
     @property

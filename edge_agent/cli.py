@@ -46,7 +46,30 @@ def _parser() -> argparse.ArgumentParser:
     manifest.add_argument("--manifest", type=Path)
 
     sub.add_parser("config-schema", help="print the device config JSON schema")
+    sub.add_parser("example-config", help="print an example agent.toml to start from")
     return p
+
+
+def example_config_text() -> str:
+    """The example configuration shipped in the package (firmware_config/templates/)."""
+    from importlib.resources import files
+
+    return (files("firmware_config") / "templates" / "agent.example.toml").read_text("utf-8")
+
+
+def load_config_or_explain(path: Path) -> DeviceConfig | None:
+    """The config, or None after one message on stderr that says how to give another one."""
+    try:
+        return load_device_config(path)
+    except ContractError as exc:
+        message = str(exc)
+        if not path.exists():
+            message += (
+                "; give the right one with --config PATH "
+                "(start from `anbu agent example-config > agent.toml`)"
+            )
+        print(f"anbu agent: {message}", file=sys.stderr)
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,12 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         manifest = args.manifest or args.model / "anbu-manifest.json"
         return write_manifest_cmd(args.model, manifest)
+    if args.command == "example-config":
+        print(example_config_text(), end="")
+        return 0
     if args.command == "check-model":
         return _check_model(args)
-    try:
-        config = load_device_config(args.config)
-    except ContractError as exc:
-        print(f"anbu agent: {exc}", file=sys.stderr)
+    config = load_config_or_explain(args.config)
+    if config is None:
         return 2
     if args.command == "check-config":
         print(config.model_dump_json(indent=2, exclude={"broker": {"password"}}))
@@ -81,10 +105,8 @@ def _check_model(args: argparse.Namespace) -> int:
 
     config: DeviceConfig | None = None
     if args.config is not None:
-        try:
-            config = load_device_config(args.config)
-        except ContractError as exc:
-            print(f"anbu agent: {exc}", file=sys.stderr)
+        config = load_config_or_explain(args.config)
+        if config is None:
             return 2
     model = args.model or (config.voice.model_path if config else None)
     if model is None:
@@ -113,8 +135,8 @@ def _run(config: DeviceConfig, args: argparse.Namespace) -> int:
             recognizer_stand_in=args.recognizer_stand_in,
         )
     except (ContractError, RuntimeError, OSError) as exc:
+        # One structured line (stderr, so the journal has it), never a traceback.
         log.error("agent cannot start", extra={"error": str(exc)})
-        print(f"anbu agent: {exc}", file=sys.stderr)
         return 2
     control = None
     if args.gpio_control is not None:

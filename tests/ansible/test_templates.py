@@ -30,6 +30,7 @@ from firmware_config.device import load_device_config
 from tests.support.certs import CertBundle, make_cert_bundle
 from tests.support.mosquitto import Broker
 from tests.support.mqtt_client import ConnectFailed, TestClient
+from tests.support.tools import find_tool
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the Ansible inventory")
 
@@ -415,7 +416,7 @@ def test_agent_unit_runs_as_its_user_with_device_groups(tmp_path: Path) -> None:
 # --- mosquitto: configuration and ACL in a real broker ---------------------------------------
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd")
+MOSQUITTO_PASSWD = find_tool("mosquitto_passwd")
 needs_mosquitto = pytest.mark.skipif(
     not (Path(MOSQUITTO).exists() and MOSQUITTO_PASSWD),
     reason="mosquitto and mosquitto_passwd are not installed",
@@ -610,13 +611,19 @@ def test_mosquitto_refuses_a_revoked_device(tmp_path: Path) -> None:
 
 # --- Ansible itself ----------------------------------------------------------------------------
 
-ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook")
-ANSIBLE_LINT = shutil.which("ansible-lint")
+# Found beside the interpreter first: bootstrap installs both into .venv/bin, never on PATH.
+ANSIBLE_PLAYBOOK = find_tool("ansible-playbook")
+ANSIBLE_LINT = find_tool("ansible-lint")
 
 
 def _ansible_env() -> dict[str, str]:
-    """The caller's environment, minus any ANSIBLE_CONFIG: ansible/ansible.cfg applies."""
+    """The caller's environment, minus any ANSIBLE_CONFIG: ansible/ansible.cfg applies.
+
+    The tools' own directory goes first on PATH: ansible-lint runs ansible-playbook itself.
+    """
     env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
+    tools = [str(Path(t).parent) for t in (ANSIBLE_PLAYBOOK, ANSIBLE_LINT) if t]
+    env["PATH"] = os.pathsep.join([*dict.fromkeys(tools), env.get("PATH", "")])
     env.update(ANSIBLE_NOCOLOR="1", NO_COLOR="1")
     return env
 
