@@ -314,3 +314,35 @@ def test_demo_stopped_by_a_signal_prints_and_writes_the_summary_and_cleans_up(
     assert printed["homes"] == 3 and printed["heartbeats_ingested"] >= 1
     assert json.loads(summary.read_text()) == printed
     assert not list(temp.glob("anbu-demo-*")), "the temp folder is removed"
+
+
+@pytest.mark.slow
+def test_collector_logs_while_the_broker_is_unreachable(tmp_path: Path) -> None:
+    import json
+    import time
+
+    from anbu.broker import free_port
+
+    env = clean_env(
+        ANBU_DATABASE_URL=f"sqlite:///{tmp_path / 'anbu.sqlite3'}",
+        ANBU_MQTT_URL=f"mqtt://127.0.0.1:{free_port()}",  # nothing listens there
+        ANBU_HTTP_PORT=str(free_port()),
+    )
+    log = (tmp_path / "stderr").open("w+")
+    process = subprocess.Popen([*ANBU, "collector", "serve"], stderr=log, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        entries: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            log.seek(0)
+            entries = [json.loads(line) for line in log.read().splitlines() if line.strip()]
+            if any(e["msg"] == "mqtt broker unreachable, retrying" for e in entries):
+                break
+            time.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+    unreachable = [e for e in entries if e["msg"] == "mqtt broker unreachable, retrying"]
+    assert unreachable, entries
+    assert "exc" not in unreachable[0] and unreachable[0]["host"] == "127.0.0.1"
