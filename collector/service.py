@@ -34,6 +34,8 @@ from collector.domain.dispatch import (
     decide_sos,
 )
 from collector.domain.escalation import DispatchState, EscalationPolicy, decide_escalation
+from collector.domain.sos_test import incoming_sos
+from collector.sos_tests import reack_test_sos, record_test_sos
 from collector.store.db import Database
 from collector.store.models import (
     DeadLetter,
@@ -71,7 +73,7 @@ class Outcome:
     """What handling one message produced."""
 
     kind: str
-    """heartbeat | state | sos | sos_cancel | motion | duplicate | dead_letter"""
+    """heartbeat | state | sos | sos_test | sos_cancel | motion | duplicate | dead_letter"""
     commands: list[tuple[DeviceAddress, CommandMessage]] = field(default_factory=list)
     notify: bool = False
     dispatch_id: int | None = None
@@ -228,6 +230,11 @@ class Service:
     ) -> Outcome:
         # The device may not have heard our acknowledgement: say it again (idempotent on its side).
         outcome = Outcome("duplicate")
+        if isinstance(message, SosEvent) and message.test:  # issue 10 hook (see _sos)
+            test_ack = reack_test_sos(session, message, now)
+            if test_ack is not None:
+                outcome.commands.append((address, test_ack))
+            return outcome
         if isinstance(message, SosEvent):
             dispatch = session.scalar(
                 select(Dispatch).where(Dispatch.sos_message_id == message.message_id)
@@ -314,6 +321,11 @@ class Service:
         address: DeviceAddress,
         now: dt.datetime,
     ) -> Outcome:
+        # Issue 10 hook: a test SOS is recorded and acknowledged, and goes no further.
+        if not incoming_sos(test=sos.test).open_dispatch:
+            ack = record_test_sos(session, device, household, sos, now)
+            log.info("test sos", extra={"household": household.id, "device": device.id})
+            return Outcome("sos_test", [(address, ack)])
         session.add(self._event(device, household, "sos", sos, now))
         device.last_life_sign_at = now
         existing = self._open_sos(session, household.id)
