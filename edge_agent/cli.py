@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,6 +16,7 @@ from firmware_config import ContractError
 from firmware_config.device import DeviceConfig, device_config_json_schema, load_device_config
 
 DEFAULT_CONFIG = Path("/etc/anbu/agent.toml")
+VERIFY_CHECKS = ("microphone", "model", "pir", "button", "broker", "heartbeat", "test sos")
 log = logging.getLogger("anbu.agent")
 
 
@@ -44,6 +46,47 @@ def _parser() -> argparse.ArgumentParser:
     manifest = sub.add_parser("write-manifest", help="record the model's checksums (once)")
     manifest.add_argument("--model", type=Path, required=True)
     manifest.add_argument("--manifest", type=Path)
+
+    verify = sub.add_parser(
+        "verify",
+        help="the on-site check: microphone, model, PIR, button, broker, collector, test SOS",
+        description="The technician's check before leaving the home: one PASS/FAIL/SKIP line per "
+        "check, exit 0 when nothing failed. Stop the anbu-agent service first. The test SOS is "
+        "marked as a test: the collector records and acknowledges it and dispatches nobody.",
+    )
+    verify.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="device config")
+    verify.add_argument(
+        "--collector-url",
+        default=os.environ.get("ANBU_VERIFY_COLLECTOR_URL"),
+        help="collector base URL, to see it record the heartbeat and the test SOS "
+        "(default $ANBU_VERIFY_COLLECTOR_URL)",
+    )
+    verify.add_argument(
+        "--api-token-file",
+        type=Path,
+        help="file holding the collector API token (default $ANBU_VERIFY_API_TOKEN)",
+    )
+    verify.add_argument(
+        "--no-prompt",
+        action="store_true",
+        help="do not ask the technician to speak, wave and press (automation; waits still apply)",
+    )
+    verify.add_argument("--listen-s", type=float, default=4.0, help="microphone seconds (4)")
+    verify.add_argument(
+        "--gpio-timeout-s", type=float, default=30.0, help="wait for wave / press (30)"
+    )
+    verify.add_argument(
+        "--timeout-s", type=float, default=20.0, help="wait for the broker and collector (20)"
+    )
+    verify.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=list(VERIFY_CHECKS),
+        help="leave a check out (repeatable), e.g. --skip microphone on a Pi without one",
+    )
+    verify.add_argument("--log-level", default="WARNING")
+    verify.add_argument("--gpio-control", type=Path, help=argparse.SUPPRESS)  # tests: mock pins
 
     sub.add_parser("config-schema", help="print the device config JSON schema")
     sub.add_parser("example-config", help="print an example agent.toml to start from")
@@ -96,7 +139,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         print(config.model_dump_json(indent=2, exclude={"broker": {"password"}}))
         return 0
+    if args.command == "verify":
+        return _verify(config, args)
     return _run(config, args)
+
+
+def _verify(config: DeviceConfig, args: argparse.Namespace) -> int:
+    from anbu import logs
+    from edge_agent.verify import VerifyOptions, verify
+
+    for name, value in (
+        ("--listen-s", args.listen_s),
+        ("--gpio-timeout-s", args.gpio_timeout_s),
+        ("--timeout-s", args.timeout_s),
+    ):
+        if not value > 0:
+            print(f"anbu agent verify: {name} must be more than 0", file=sys.stderr)
+            return 2
+    token = os.environ.get("ANBU_VERIFY_API_TOKEN")
+    if args.api_token_file is not None:
+        try:
+            token = args.api_token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            print(f"anbu agent verify: --api-token-file: {exc}", file=sys.stderr)
+            return 2
+    logs.setup(args.log_level.upper())
+    control = None
+    if args.gpio_control is not None:
+        from gpiozero import Device
+
+        from edge_agent.gpio_control import GpioControl
+
+        if Device.pin_factory is None and os.environ.get("GPIOZERO_PIN_FACTORY") == "mock":
+            from gpiozero.pins.mock import MockFactory
+
+            Device.pin_factory = MockFactory()  # gpiozero would make it at the first device
+        control = GpioControl(args.gpio_control)
+    options = VerifyOptions(
+        prompt=not args.no_prompt,
+        listen_s=args.listen_s,
+        gpio_timeout_s=args.gpio_timeout_s,
+        broker_timeout_s=args.timeout_s,
+        collector_timeout_s=args.timeout_s,
+        collector_url=args.collector_url,
+        api_token=token,
+        skip=frozenset(args.skip),
+    )
+    try:
+        return verify(config, options, out=sys.stdout)
+    finally:
+        if control is not None:
+            control.close()
 
 
 def _check_model(args: argparse.Namespace) -> int:
