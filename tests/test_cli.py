@@ -23,6 +23,8 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         ("agent", "run", "--help"),
         ("agent", "check-model", "--help"),
         ("agent", "write-manifest", "--help"),
+        ("agent", "verify", "--help"),
+        ("agent", "example-config", "--help"),
         ("collector", "--help"),
         ("collector", "serve", "--help"),
         ("demo", "--help"),

@@ -27,7 +27,7 @@ import pytest
 
 from firmware_config.acl import broker_acl
 from firmware_config.device import load_device_config
-from tests.support.certs import CertBundle, make_cert_bundle
+from tests.support.certs import CertBundle, ClientCert, make_cert_bundle
 from tests.support.mosquitto import Broker
 from tests.support.mqtt_client import ConnectFailed, TestClient
 from tests.support.tools import find_tool
@@ -563,48 +563,102 @@ def test_mosquitto_password_listener_over_tls(tmp_path: Path) -> None:
         broker.stop()
 
 
-def _revoke(certs: CertBundle, revoked: Path, dest: Path) -> Path:
-    """A CRL signed by the bundle's CA that lists the certificate in ``revoked``."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    ca = x509.load_pem_x509_certificate(certs.ca_file.read_bytes())
-    ca_key = serialization.load_pem_private_key(certs.ca_key_file.read_bytes(), password=None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    serial = x509.load_pem_x509_certificate(revoked.read_bytes()).serial_number
-    now = datetime.datetime.now(datetime.UTC)
-    entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
-    crl = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(ca.subject)
-        .last_update(now - datetime.timedelta(minutes=1))
-        .next_update(now + datetime.timedelta(days=1))
-        .add_revoked_certificate(entry)
-        .sign(ca_key, hashes.SHA256())
+def _issue_with_pki_playbook(
+    directory: Path, devices: tuple[str, ...], **extra_vars: str
+) -> tuple[CertBundle, subprocess.CompletedProcess[str]]:
+    """Run ansible/pki.yml (the district CA, on the control node) for ``devices``."""
+    inventory = directory / "inventory.yml"
+    if not inventory.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        inventory.write_text(
+            yaml.safe_dump(
+                {
+                    "all": {
+                        "vars": {
+                            "anbu_pki_dir": str(directory / "pki"),
+                            "anbu_pki_ca_dir": str(directory / "ca"),
+                            "anbu_broker_host": "localhost",
+                            "anbu_pki_broker_extra_names": ["IP:127.0.0.1"],
+                        },
+                        "children": {
+                            "brokers": {"hosts": {"cloud-1": {}}},
+                            "edge_agents": {
+                                "hosts": {d: {"edge_agent_device_id": d} for d in devices}
+                            },
+                        },
+                    }
+                }
+            )
+        )
+    assert ANSIBLE_PLAYBOOK is not None
+    args = [ANSIBLE_PLAYBOOK, "-i", str(inventory), "pki.yml"]
+    for name, value in extra_vars.items():
+        args += ["-e", f"{name}={value}"]
+    result = subprocess.run(
+        args, cwd=ANSIBLE_DIR, env=_ansible_env(), capture_output=True, text=True, timeout=300
     )
-    dest.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
-    return dest
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    pki = directory / "pki"
+    bundle = CertBundle(
+        directory=pki,
+        ca_file=pki / "ca.crt",
+        ca_key_file=directory / "ca" / "ca.key",
+        server_cert_file=pki / "broker" / "server.crt",
+        server_key_file=pki / "broker" / "server.key",
+        clients={
+            d: ClientCert(d, pki / "devices" / f"{d}.crt", pki / "devices" / f"{d}.key")
+            for d in devices
+            if (pki / "devices" / f"{d}.crt").exists()
+        },
+    )
+    return bundle, result
 
 
 @pytest.mark.slow
 @needs_mosquitto
-def test_mosquitto_refuses_a_revoked_device(tmp_path: Path) -> None:
-    kept, lost = EDGE_HOSTS
-    certs = make_cert_bundle(tmp_path / "pki", [kept, lost])
-    crl = _revoke(certs, certs.client(lost).cert_file, tmp_path / "crl.pem")
+def test_pki_playbook_issues_rotates_and_revokes_and_the_broker_refuses_revoked(
+    tmp_path: Path,
+) -> None:
+    """Identities from ansible/pki.yml, checked by a broker running the rendered config + CRL."""
+    rotated, removed, untouched = "pi-dongjak-0001", "pi-dongjak-0002", "pi-dongjak-0003"
+    devices = (rotated, removed, untouched)
+    control = tmp_path / "control-node"
+    certs, first = _issue_with_pki_playbook(control, devices)
+    assert _recap(first.stdout, "cloud-1")["changed"] > 0
+    assert set(certs.clients) == set(devices)
+    assert (control / "ca" / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert not (control / "pki" / "ca.key").exists()  # the CA key stays out of the PKI folder
+    _, again = _issue_with_pki_playbook(control, devices)
+    for host in ("cloud-1", *devices):
+        assert _recap(again.stdout, host)["changed"] == 0, again.stdout[-4000:]
+
+    # What the rotated and the removed Pi still hold: their certificates of before.
+    before: list[ClientCert] = []
+    for device in (rotated, removed):
+        kept = tmp_path / "before" / device
+        kept.mkdir(parents=True)
+        shutil.copy(certs.clients[device].cert_file, kept / "device.crt")
+        shutil.copy(certs.clients[device].key_file, kept / "device.key")
+        before.append(ClientCert(device, kept / "device.crt", kept / "device.key"))
+    certs, _ = _issue_with_pki_playbook(
+        control, devices, anbu_pki_rotate=rotated, anbu_pki_revoke=removed
+    )
+    assert set(certs.clients) == {rotated, untouched}
+    assert len(list((control / "pki" / "revoked").glob("*.crt"))) == 2
+    crl = control / "pki" / "crl.pem"
+
     broker, variables = _start_rendered_broker(
         tmp_path / "broker", certs, {"mosquitto_tls_crl_src": str(crl)}, crl=crl
     )
     try:
         assert f"\ncrlfile {variables['__mosquitto_crl_file']}\n" in broker.config_file.read_text()
-        with TestClient(broker, cert=certs.client(kept)) as device:
-            # 0x10: accepted, no subscriber yet
-            assert device.publish(f"anbu/v1/dongjak/hh-0001/{kept}/heartbeat", b"{}") == 0x10
-        with pytest.raises(ConnectFailed):
-            TestClient(broker, cert=certs.client(lost)).connect(timeout_s=3)
+        for device in (rotated, untouched):
+            with TestClient(broker, cert=certs.client(device)) as pi:
+                # 0x10: accepted, no subscriber yet
+                assert pi.publish(f"anbu/v1/dongjak/hh-0001/{device}/heartbeat", b"{}") == 0x10
+        for cert in before:  # the rotated-out and the revoked certificate are both refused
+            with pytest.raises(ConnectFailed):
+                TestClient(broker, cert=cert).connect(timeout_s=3)
     finally:
         broker.stop()
 
