@@ -10,11 +10,13 @@ simulated caregivers who acknowledge and resolve dispatches through the HTTP API
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
 import random
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
@@ -62,11 +64,51 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
     p.add_argument("--log-level", default="ERROR", help="structured log level (default ERROR)")
     args = p.parse_args(argv)
+    # Every argument is checked here, before anything starts (a broker left behind by a bad
+    # --http-port was the alternative).
     if args.homes < 1 or args.caregivers < 1:
         p.error("--homes and --caregivers must be at least 1")
     if args.heartbeat_interval_s < 1:
         p.error("--heartbeat-interval-s must be at least 1")
+    if not 1 <= args.http_port <= 65535:
+        p.error(f"--http-port {args.http_port} is not a port (1-65535)")
+    if not args.sos_interval_s > 0:
+        p.error("--sos-interval-s must be more than 0")
+    if args.duration < 0:
+        p.error("--duration must be 0 (until Ctrl-C) or more")
+    if args.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        p.error("--log-level must be DEBUG, INFO, WARNING or ERROR")
     return args
+
+
+# What the demo imports beyond the contract, and the extra that brings it.
+NEEDED_MODULES = ("aiosmtpd", "fastapi", "uvicorn", "sqlalchemy", "httpx", "paho.mqtt")
+
+
+def missing_module() -> str | None:
+    """The first module the demo needs that is not installed, or None."""
+    import importlib.util
+
+    for name in NEEDED_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:  # the parent package of a dotted name is missing
+            found = False
+        if not found:
+            return name
+    return None
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> str | None:
+    """Why ``host:port`` cannot be listened on, or None when it can."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 @dataclass
@@ -113,16 +155,45 @@ class Caregivers:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    missing = missing_module()
+    if missing is not None:
+        print(
+            f"anbu demo: the Python package {missing!r} is not installed: pip install 'anbu[demo]'",
+            file=sys.stderr,
+        )
+        return 2
+    busy = port_in_use(args.http_port)
+    if busy is not None:
+        print(
+            f"anbu demo: cannot listen on 127.0.0.1:{args.http_port} ({busy}): "
+            "choose another port with --http-port",
+            file=sys.stderr,
+        )
+        return 2
     from anbu import logs
 
     logs.setup(args.log_level.upper())
+    # Ctrl-C and SIGTERM both end the run the same way: summary printed, --summary-json written.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    own_workdir = args.workdir is None
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="anbu-demo-"))
     try:
-        return run(args)
-    except KeyboardInterrupt:
-        return 0
+        return run(args, workdir, stop)
+    finally:
+        if own_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, workdir: Path, stop: threading.Event) -> int:
+    with contextlib.ExitStack() as cleanup:
+        return _run(args, workdir, stop, cleanup)
+
+
+def _run(
+    args: argparse.Namespace, workdir: Path, stop: threading.Event, cleanup: contextlib.ExitStack
+) -> int:
     import httpx
     import uvicorn
     from sqlalchemy import func, select
@@ -140,7 +211,6 @@ def run(args: argparse.Namespace) -> int:
     from firmware_config.device import DeviceConfig
 
     rng = random.Random(args.seed)  # noqa: S311 - a simulation, not security
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="anbu-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     say = print
 
@@ -157,11 +227,18 @@ def run(args: argparse.Namespace) -> int:
     broker = DemoBroker(
         workdir / "broker", {"collector": collector_password, **passwords}, "collector"
     )
-    broker.start(binary)
+    cleanup.callback(broker.stop)
+    try:
+        broker.start(binary)
+    except BrokerUnavailable as exc:
+        print(f"anbu demo: {exc}", file=sys.stderr)
+        return 1
     mailbox = DemoMailbox()
     mailbox.start()
+    cleanup.callback(mailbox.stop)
     sms = DemoSmsGateway()
     sms.start()
+    cleanup.callback(sms.stop)
 
     public_url = f"http://127.0.0.1:{args.http_port}"
     settings = CollectorSettings(
@@ -194,12 +271,22 @@ def run(args: argparse.Namespace) -> int:
     )
     server_thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     server_thread.start()
+
+    def stop_server() -> None:
+        server.should_exit = True
+        server_thread.join(timeout=10)
+
+    cleanup.callback(stop_server)
     deadline = time.monotonic() + 15
-    while not server.started and time.monotonic() < deadline:
+    # uvicorn's thread ends at once when it cannot bind: no need to wait out the deadline then.
+    while not server.started and server_thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
     if not server.started:
-        print("anbu demo: the collector's HTTP server did not start", file=sys.stderr)
-        broker.stop()
+        print(
+            f"anbu demo: the collector's HTTP server could not start on 127.0.0.1:"
+            f"{args.http_port}: choose another port with --http-port",
+            file=sys.stderr,
+        )
         return 1
 
     agents: list[Agent] = []
@@ -224,8 +311,16 @@ def run(args: argparse.Namespace) -> int:
             }
         )
         agents.append(build_agent(config, gpio=False, voice=False, announcer=LogAnnouncer()))
+    running: list[Agent] = []
+
+    def stop_agents() -> None:
+        while running:
+            running.pop().stop()
+
+    cleanup.callback(stop_agents)
     for agent in agents:
         agent.start()
+        running.append(agent)
 
     say(f"Anbu demo: {args.homes} homes, {args.caregivers} caregivers, district {DISTRICT!r}")
     say(f"  broker      {broker.url} (passwords + ACL; log {workdir / 'broker' / 'mosquitto.log'})")
@@ -236,13 +331,11 @@ def run(args: argparse.Namespace) -> int:
     say(f"  data        {workdir}")
     say("  Ctrl-C stops." if not args.duration else f"  running for {args.duration:g} s")
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     caregivers = Caregivers(public_url, settings.api_token, rng)
     started = time.monotonic()
     next_report = started + 10
     sos_sent = cancels = 0
-    http = httpx.Client(timeout=5)
+    http = cleanup.enter_context(httpx.Client(timeout=5))
     try:
         while not stop.is_set():
             now = time.monotonic()
@@ -276,8 +369,7 @@ def run(args: argparse.Namespace) -> int:
         # let the last SOS reach the collector and its notifications go out
         time.sleep(min(3.0, args.heartbeat_interval_s))
     finally:
-        for agent in agents:
-            agent.stop()
+        stop_agents()  # the rest stops when ``cleanup`` closes, after the counts are read
         with collector.db.session() as s:
 
             def n(model: Any, *where: Any) -> int:
@@ -299,12 +391,6 @@ def run(args: argparse.Namespace) -> int:
                 "sms_received_by_gateway": sms.count,
                 "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             }
-        server.should_exit = True
-        server_thread.join(timeout=10)
-        http.close()
-        mailbox.stop()
-        sms.stop()
-        broker.stop()
     say(json.dumps(summary, ensure_ascii=False))
     if args.summary_json:
         args.summary_json.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
@@ -94,13 +95,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings is None:
         return 2
     command = args.command or "serve"
-    if command == "serve":
-        return _serve(settings)
-    if command == "init-db":
-        return _init_db(settings)
-    if command == "seed":
-        return _seed(settings, args)
-    return _import(settings, args.file)
+    try:
+        if command == "serve":
+            return _serve(settings)
+        if command == "init-db":
+            return _init_db(settings)
+        if command == "seed":
+            return _seed(settings, args)
+        return _import(settings, args.file)
+    except _Refused as refused:
+        return refused.code
 
 
 # Settings
@@ -166,18 +170,36 @@ def _field_in(message: str) -> str | None:
 # Commands
 
 
-def _prepare_sqlite(url: str) -> None:
-    """Create the directory of a SQLite file, which SQLite will not do itself."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+class _Refused(Exception):
+    """Start-up refused; the message was already printed and logged."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
 
 
-def _database(settings: CollectorSettings) -> Database:
-    _prepare_sqlite(settings.database_url)
+def _database(settings: CollectorSettings, *, log_too: bool = False) -> Database:
+    """The database with its tables, or :class:`_Refused` after one line on stderr."""
+    from collector.startup import StartupError, check_sqlite_path, database_problem
+
+    try:
+        check_sqlite_path(settings.database_url)
+    except StartupError as exc:
+        _refuse(str(exc), log_too=log_too)
+        raise _Refused(2) from exc
     db = Database(settings.database_url)
-    db.create_schema()
+    problem = database_problem(db)
+    if problem is not None:
+        db.dispose()
+        _refuse(problem, log_too=log_too)
+        raise _Refused(1)
     return db
+
+
+def _refuse(message: str, *, log_too: bool) -> None:
+    if log_too:  # serve: one structured line for the journal, no traceback
+        logging.getLogger("anbu.collector").error("cannot start", extra={"error": message})
+    else:
+        print(f"{PROG}: {message}", file=sys.stderr)
 
 
 def _report(**fields: object) -> None:
@@ -192,7 +214,7 @@ def _serve(settings: CollectorSettings) -> int:
     from collector.runtime import Collector
 
     logs.setup(settings.log_level)
-    _prepare_sqlite(settings.database_url)
+    _database(settings, log_too=True).dispose()  # one clear line, not a traceback per request
     runtime = Collector(settings)
     app = create_app(runtime, settings=settings)
     # log_config=None keeps our JSON logging; the app logs each request itself.

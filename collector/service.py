@@ -43,7 +43,9 @@ from collector.domain.intake import (
     device_time,
     latest_per_device,
 )
+from collector.domain.sos_test import incoming_sos
 from collector.registry import DeviceHome, DeviceRegistry, store_lookup
+from collector.sos_tests import reack_test_sos, record_test_sos
 from collector.store import bulk
 from collector.store.db import Database
 from collector.store.models import (
@@ -87,7 +89,7 @@ class Outcome:
     """What handling one message produced."""
 
     kind: str
-    """heartbeat | state | sos | sos_cancel | motion | duplicate | dead_letter"""
+    """heartbeat | state | sos | sos_test | sos_cancel | motion | duplicate | dead_letter"""
     commands: list[tuple[DeviceAddress, CommandMessage]] = field(default_factory=list)
     notify: bool = False
     dispatch_id: int | None = None
@@ -500,6 +502,11 @@ class Service:
     ) -> Outcome:
         # The device may not have heard our acknowledgement: say it again (idempotent on its side).
         outcome = Outcome("duplicate")
+        if isinstance(message, SosEvent) and message.test:
+            test_ack = reack_test_sos(session, message, now)
+            if test_ack is not None:
+                outcome.commands.append((address, test_ack))
+            return outcome
         if isinstance(message, SosEvent):
             dispatch = session.scalar(
                 select(Dispatch).where(Dispatch.sos_message_id == message.message_id)
@@ -587,6 +594,12 @@ class Service:
         at: dt.datetime,
         now: dt.datetime,
     ) -> Outcome:
+        # A test SOS (the technician's check, a resident trying it) is recorded and
+        # acknowledged, and goes no further: nobody is dispatched.
+        if not incoming_sos(test=sos.test).open_dispatch:
+            ack = record_test_sos(session, device, household, sos, now)
+            log.info("test sos", extra={"household": household.id, "device": device.id})
+            return Outcome("sos_test", [(address, ack)])
         event = self._event(device, household, "sos", sos, at, now)
         session.add(event)
         if device.last_life_sign_at is None or device.last_life_sign_at < at:

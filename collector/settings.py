@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from collector import remote_tls
@@ -31,8 +31,9 @@ class CollectorSettings(BaseSettings):
 
     # Storage
     database_url: str = Field(
-        default="sqlite:///var/anbu.sqlite3",
-        description="sqlite:///PATH or postgresql+psycopg://USER:PASS@HOST:PORT/DB",
+        default="sqlite:////var/lib/anbu-collector/anbu.sqlite3",
+        description="sqlite:////ABSOLUTE/PATH (its directory must exist) or "
+        "postgresql+psycopg://USER:PASS@HOST:PORT/DB",
     )
     db_pool_size: int = Field(default=20, ge=2, le=1000, description="database connections")
     api_db_sessions: int = Field(
@@ -115,6 +116,15 @@ class CollectorSettings(BaseSettings):
     )
     influx_retry_max_s: float = Field(default=30.0, gt=0, le=3600, description="back-off ceiling")
     influx_timeout_ms: int = Field(default=5000, ge=100, le=120_000)
+
+    @field_validator("api_token", "mqtt_password")
+    @classmethod
+    def _not_placeholder(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A field validator (not the model one) so that every placeholder is reported at once.
+        if value == PLACEHOLDER and info.data.get("environment", "development") != "development":
+            name = str(info.field_name)
+            raise ValueError(f"still {PLACEHOLDER!r}: set ANBU_{name.upper()} in production")
+        return value
 
     @model_validator(mode="after")
     def _checks(self) -> CollectorSettings:

@@ -108,8 +108,12 @@ class Agent:
 
     # -- events from the sensors and the voice pipeline ---------------------------------------
 
-    def raise_sos(self, source: str, phrase: str | None = None) -> str:
-        """Store an SOS durably, then tell the resident; returns its message id."""
+    def raise_sos(self, source: str, phrase: str | None = None, *, test: bool = False) -> str:
+        """Store an SOS durably, then tell the resident; returns its message id.
+
+        ``test`` marks it as a test (``anbu agent verify``): delivered and acknowledged like any
+        SOS, but the collector dispatches nobody.
+        """
         with self._lock:
             event = SosEvent(
                 device_ts=self.clocks.wall(),
@@ -117,6 +121,7 @@ class Agent:
                 source="voice" if source == "voice" else "button",
                 phrase=phrase,
                 language="ko" if self.phrases.language == "ko" else "en",
+                test=test,
             )
             item_id = self.outbox.put_held(
                 event.message_id, self.address.topic(Channel.SOS), event.to_payload()
@@ -125,7 +130,9 @@ class Agent:
             if source == "button":
                 self._button_presses += 1
             feedback = self.tracker.sos(event.message_id, self.clocks.monotonic())
-        log.warning("sos raised", extra={"source": source, "message_id": event.message_id})
+        log.warning(
+            "sos raised", extra={"source": source, "message_id": event.message_id, "test": test}
+        )
         self._show(feedback)
         self._say("sos_sent")
         if self.link is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,6 +16,7 @@ from firmware_config import ContractError
 from firmware_config.device import DeviceConfig, device_config_json_schema, load_device_config
 
 DEFAULT_CONFIG = Path("/etc/anbu/agent.toml")
+VERIFY_CHECKS = ("microphone", "model", "pir", "button", "broker", "heartbeat", "test sos")
 log = logging.getLogger("anbu.agent")
 
 
@@ -45,8 +47,72 @@ def _parser() -> argparse.ArgumentParser:
     manifest.add_argument("--model", type=Path, required=True)
     manifest.add_argument("--manifest", type=Path)
 
+    verify = sub.add_parser(
+        "verify",
+        help="the on-site check: microphone, model, PIR, button, broker, collector, test SOS",
+        description="The technician's check before leaving the home: one PASS/FAIL/SKIP line per "
+        "check, exit 0 when nothing failed. Stop the anbu-agent service first. The test SOS is "
+        "marked as a test: the collector records and acknowledges it and dispatches nobody.",
+    )
+    verify.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="device config")
+    verify.add_argument(
+        "--collector-url",
+        default=os.environ.get("ANBU_VERIFY_COLLECTOR_URL"),
+        help="collector base URL, to see it record the heartbeat and the test SOS "
+        "(default $ANBU_VERIFY_COLLECTOR_URL)",
+    )
+    verify.add_argument(
+        "--api-token-file",
+        type=Path,
+        help="file holding the collector API token (default $ANBU_VERIFY_API_TOKEN)",
+    )
+    verify.add_argument(
+        "--no-prompt",
+        action="store_true",
+        help="do not ask the technician to speak, wave and press (automation; waits still apply)",
+    )
+    verify.add_argument("--listen-s", type=float, default=4.0, help="microphone seconds (4)")
+    verify.add_argument(
+        "--gpio-timeout-s", type=float, default=30.0, help="wait for wave / press (30)"
+    )
+    verify.add_argument(
+        "--timeout-s", type=float, default=20.0, help="wait for the broker and collector (20)"
+    )
+    verify.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=list(VERIFY_CHECKS),
+        help="leave a check out (repeatable), e.g. --skip microphone on a Pi without one",
+    )
+    verify.add_argument("--log-level", default="WARNING")
+    verify.add_argument("--gpio-control", type=Path, help=argparse.SUPPRESS)  # tests: mock pins
+
     sub.add_parser("config-schema", help="print the device config JSON schema")
+    sub.add_parser("example-config", help="print an example agent.toml to start from")
     return p
+
+
+def example_config_text() -> str:
+    """The example configuration shipped in the package (firmware_config/templates/)."""
+    from importlib.resources import files
+
+    return (files("firmware_config") / "templates" / "agent.example.toml").read_text("utf-8")
+
+
+def load_config_or_explain(path: Path) -> DeviceConfig | None:
+    """The config, or None after one message on stderr that says how to give another one."""
+    try:
+        return load_device_config(path)
+    except ContractError as exc:
+        message = str(exc)
+        if not path.exists():
+            message += (
+                "; give the right one with --config PATH "
+                "(start from `anbu agent example-config > agent.toml`)"
+            )
+        print(f"anbu agent: {message}", file=sys.stderr)
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,17 +128,68 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         manifest = args.manifest or args.model / "anbu-manifest.json"
         return write_manifest_cmd(args.model, manifest)
+    if args.command == "example-config":
+        print(example_config_text(), end="")
+        return 0
     if args.command == "check-model":
         return _check_model(args)
-    try:
-        config = load_device_config(args.config)
-    except ContractError as exc:
-        print(f"anbu agent: {exc}", file=sys.stderr)
+    config = load_config_or_explain(args.config)
+    if config is None:
         return 2
     if args.command == "check-config":
         print(config.model_dump_json(indent=2, exclude={"broker": {"password"}}))
         return 0
+    if args.command == "verify":
+        return _verify(config, args)
     return _run(config, args)
+
+
+def _verify(config: DeviceConfig, args: argparse.Namespace) -> int:
+    from anbu import logs
+    from edge_agent.verify import VerifyOptions, verify
+
+    for name, value in (
+        ("--listen-s", args.listen_s),
+        ("--gpio-timeout-s", args.gpio_timeout_s),
+        ("--timeout-s", args.timeout_s),
+    ):
+        if not value > 0:
+            print(f"anbu agent verify: {name} must be more than 0", file=sys.stderr)
+            return 2
+    token = os.environ.get("ANBU_VERIFY_API_TOKEN")
+    if args.api_token_file is not None:
+        try:
+            token = args.api_token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            print(f"anbu agent verify: --api-token-file: {exc}", file=sys.stderr)
+            return 2
+    logs.setup(args.log_level.upper())
+    control = None
+    if args.gpio_control is not None:
+        from gpiozero import Device
+
+        from edge_agent.gpio_control import GpioControl
+
+        if Device.pin_factory is None and os.environ.get("GPIOZERO_PIN_FACTORY") == "mock":
+            from gpiozero.pins.mock import MockFactory
+
+            Device.pin_factory = MockFactory()  # gpiozero would make it at the first device
+        control = GpioControl(args.gpio_control)
+    options = VerifyOptions(
+        prompt=not args.no_prompt,
+        listen_s=args.listen_s,
+        gpio_timeout_s=args.gpio_timeout_s,
+        broker_timeout_s=args.timeout_s,
+        collector_timeout_s=args.timeout_s,
+        collector_url=args.collector_url,
+        api_token=token,
+        skip=frozenset(args.skip),
+    )
+    try:
+        return verify(config, options, out=sys.stdout)
+    finally:
+        if control is not None:
+            control.close()
 
 
 def _check_model(args: argparse.Namespace) -> int:
@@ -81,10 +198,8 @@ def _check_model(args: argparse.Namespace) -> int:
 
     config: DeviceConfig | None = None
     if args.config is not None:
-        try:
-            config = load_device_config(args.config)
-        except ContractError as exc:
-            print(f"anbu agent: {exc}", file=sys.stderr)
+        config = load_config_or_explain(args.config)
+        if config is None:
             return 2
     model = args.model or (config.voice.model_path if config else None)
     if model is None:
@@ -113,8 +228,8 @@ def _run(config: DeviceConfig, args: argparse.Namespace) -> int:
             recognizer_stand_in=args.recognizer_stand_in,
         )
     except (ContractError, RuntimeError, OSError) as exc:
+        # One structured line (stderr, so the journal has it), never a traceback.
         log.error("agent cannot start", extra={"error": str(exc)})
-        print(f"anbu agent: {exc}", file=sys.stderr)
         return 2
     control = None
     if args.gpio_control is not None:

@@ -14,6 +14,15 @@ from firmware_config.phrases import load_phrase_set
 
 log = logging.getLogger("anbu.agent")
 
+NO_GPIO_DRIVER = (
+    "no GPIO driver: on a Raspberry Pi install the pin library (pip install 'anbu[edge]' brings "
+    "lgpio; or apt-get install python3-lgpio), elsewhere run with --no-gpio"
+)
+
+
+class GpioUnavailable(RuntimeError):
+    """gpiozero found no pin factory (not a Pi, or the pin library is missing)."""
+
 
 def build_agent(
     config: DeviceConfig,
@@ -44,7 +53,7 @@ def build_agent(
         on_command=agent.on_command,
     )
     if gpio:
-        attach_gpio(agent, config)
+        attach_gpio_or_explain(agent, config)
     if voice and config.audio.enabled:
         attach_voice(agent, config, stand_in=recognizer_stand_in)
     return agent
@@ -52,6 +61,26 @@ def build_agent(
 
 def _ignore(_result: object) -> None:
     return None
+
+
+def attach_gpio_or_explain(agent: Agent, config: DeviceConfig) -> None:
+    """:func:`attach_gpio`, turning gpiozero's missing pin factory into :class:`GpioUnavailable`."""
+    import warnings
+
+    from gpiozero.exc import BadPinFactory, PinFactoryFallback
+
+    with warnings.catch_warnings():
+        # gpiozero warns once per factory it tries before giving up; the error says it all.
+        warnings.simplefilter("ignore", PinFactoryFallback)
+        try:
+            attach_gpio(agent, config)
+        except BadPinFactory as exc:
+            for part in agent.parts:
+                close = getattr(part, "close", None)
+                if callable(close):
+                    close()
+            agent.parts.clear()
+            raise GpioUnavailable(NO_GPIO_DRIVER) from exc
 
 
 def attach_gpio(agent: Agent, config: DeviceConfig) -> None:

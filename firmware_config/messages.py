@@ -119,6 +119,10 @@ class SosEvent(_Message):
     source: Literal["button", "voice"]
     phrase: Phrase | None = Field(default=None, description="the matched phrase, voice only")
     language: Literal["ko", "en"] | None = None
+    test: bool = Field(
+        default=False,
+        description="a test (anbu agent verify): recorded and acknowledged, nobody is dispatched",
+    )
 
 
 class SosCancel(_Message):

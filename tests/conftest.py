@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from tests.support.mosquitto import (
     anbu_users,
     start_broker,
 )
+from tests.support.tools import bootstrap_installs, in_ci
 
 
 @pytest.fixture
@@ -45,3 +47,20 @@ def tls_broker(tmp_path: Path) -> Iterator[Broker]:
         yield instance
     finally:
         instance.kill()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    """In CI, a skip blamed on a tool that scripts/bootstrap.sh installs is a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if not (in_ci() and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    tool = bootstrap_installs(str(reason))
+    if tool is not None:
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped for {tool!r}, which scripts/bootstrap.sh installs ({reason}): "
+            "a skip that cannot happen on a bootstrapped machine fails under CI"
+        )

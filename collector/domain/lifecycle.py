@@ -54,6 +54,8 @@ class Outcome(enum.StrEnum):
     """Could not reach the resident; handed to the welfare office or emergency services."""
     FALSE_ALARM = "false_alarm"
     """Pressed or said by mistake, or a device fault; nobody needed help."""
+    TEST = "test"
+    """The resident or a technician was trying the SOS out; counted apart in reports."""
     OTHER = "other"
     """Anything else; say what in the note."""
 

@@ -30,9 +30,10 @@ import pytest
 from firmware_config.acl import MAX_PACKET_BYTES, DeviceGrant, dynsec_config, find_dynsec_plugin
 from firmware_config.device import load_device_config
 from firmware_config.messages import MAX_PAYLOAD_BYTES
-from tests.support.certs import CertBundle, make_cert_bundle
+from tests.support.certs import CertBundle, ClientCert, make_cert_bundle
 from tests.support.mosquitto import Broker
 from tests.support.mqtt_client import ConnectFailed, TestClient
+from tests.support.tools import find_tool
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the Ansible inventory")
 
@@ -415,7 +416,7 @@ def test_agent_unit_runs_as_its_user_with_device_groups(tmp_path: Path) -> None:
 # --- mosquitto: configuration and ACL in a real broker ---------------------------------------
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd")
+MOSQUITTO_PASSWD = find_tool("mosquitto_passwd")
 needs_mosquitto = pytest.mark.skipif(
     not (Path(MOSQUITTO).exists() and MOSQUITTO_PASSWD),
     reason="mosquitto and mosquitto_passwd are not installed",
@@ -588,71 +589,138 @@ def test_mosquitto_password_listener_over_tls(tmp_path: Path) -> None:
         broker.stop()
 
 
-def _revoke(certs: CertBundle, revoked: Path, dest: Path) -> Path:
-    """A CRL signed by the bundle's CA that lists the certificate in ``revoked``."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    ca = x509.load_pem_x509_certificate(certs.ca_file.read_bytes())
-    ca_key = serialization.load_pem_private_key(certs.ca_key_file.read_bytes(), password=None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    serial = x509.load_pem_x509_certificate(revoked.read_bytes()).serial_number
-    now = datetime.datetime.now(datetime.UTC)
-    entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
-    crl = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(ca.subject)
-        .last_update(now - datetime.timedelta(minutes=1))
-        .next_update(now + datetime.timedelta(days=1))
-        .add_revoked_certificate(entry)
-        .sign(ca_key, hashes.SHA256())
+def _issue_with_pki_playbook(
+    directory: Path, devices: tuple[str, ...], **extra_vars: str
+) -> tuple[CertBundle, subprocess.CompletedProcess[str]]:
+    """Run ansible/pki.yml (the district CA, on the control node) for ``devices``."""
+    inventory = directory / "inventory.yml"
+    if not inventory.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        inventory.write_text(
+            yaml.safe_dump(
+                {
+                    "all": {
+                        "vars": {
+                            "anbu_pki_dir": str(directory / "pki"),
+                            "anbu_pki_ca_dir": str(directory / "ca"),
+                            "anbu_broker_host": "localhost",
+                            "anbu_pki_broker_extra_names": ["IP:127.0.0.1"],
+                        },
+                        "children": {
+                            "brokers": {"hosts": {"cloud-1": {}}},
+                            "edge_agents": {
+                                "hosts": {d: {"edge_agent_device_id": d} for d in devices}
+                            },
+                        },
+                    }
+                }
+            )
+        )
+    assert ANSIBLE_PLAYBOOK is not None
+    args = [ANSIBLE_PLAYBOOK, "-i", str(inventory), "pki.yml"]
+    for name, value in extra_vars.items():
+        args += ["-e", f"{name}={value}"]
+    result = subprocess.run(
+        args, cwd=ANSIBLE_DIR, env=_ansible_env(), capture_output=True, text=True, timeout=300
     )
-    dest.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
-    return dest
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    pki = directory / "pki"
+    bundle = CertBundle(
+        directory=pki,
+        ca_file=pki / "ca.crt",
+        ca_key_file=directory / "ca" / "ca.key",
+        server_cert_file=pki / "broker" / "server.crt",
+        server_key_file=pki / "broker" / "server.key",
+        clients={
+            d: ClientCert(d, pki / "devices" / f"{d}.crt", pki / "devices" / f"{d}.key")
+            for d in devices
+            if (pki / "devices" / f"{d}.crt").exists()
+        },
+    )
+    return bundle, result
 
 
 @pytest.mark.slow
 @needs_mosquitto
-def test_mosquitto_refuses_a_revoked_device(tmp_path: Path) -> None:
-    kept, lost = EDGE_HOSTS
-    certs = make_cert_bundle(tmp_path / "pki", [kept, lost])
-    crl = _revoke(certs, certs.client(lost).cert_file, tmp_path / "crl.pem")
+def test_pki_playbook_issues_rotates_and_revokes_and_the_broker_refuses_revoked(
+    tmp_path: Path,
+) -> None:
+    """Identities from ansible/pki.yml, checked by a broker running the rendered config + CRL."""
+    rotated, removed, untouched = "pi-dongjak-0001", "pi-dongjak-0002", "pi-dongjak-0003"
+    devices = (rotated, removed, untouched)
+    control = tmp_path / "control-node"
+    certs, first = _issue_with_pki_playbook(control, devices)
+    assert _recap(first.stdout, "cloud-1")["changed"] > 0
+    assert set(certs.clients) == set(devices)
+    assert (control / "ca" / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert not (control / "pki" / "ca.key").exists()  # the CA key stays out of the PKI folder
+    _, again = _issue_with_pki_playbook(control, devices)
+    for host in ("cloud-1", *devices):
+        assert _recap(again.stdout, host)["changed"] == 0, again.stdout[-4000:]
+
+    # What the rotated and the removed Pi still hold: their certificates of before.
+    before: list[ClientCert] = []
+    for device in (rotated, removed):
+        kept = tmp_path / "before" / device
+        kept.mkdir(parents=True)
+        shutil.copy(certs.clients[device].cert_file, kept / "device.crt")
+        shutil.copy(certs.clients[device].key_file, kept / "device.key")
+        before.append(ClientCert(device, kept / "device.crt", kept / "device.key"))
+    certs, _ = _issue_with_pki_playbook(
+        control, devices, anbu_pki_rotate=rotated, anbu_pki_revoke=removed
+    )
+    assert set(certs.clients) == {rotated, untouched}
+    assert len(list((control / "pki" / "revoked").glob("*.crt"))) == 2
+    crl = control / "pki" / "crl.pem"
+
     broker, variables = _start_rendered_broker(
         tmp_path / "broker", certs, {"mosquitto_tls_crl_src": str(crl)}, crl=crl
     )
     try:
         assert f"\ncrlfile {variables['__mosquitto_crl_file']}\n" in broker.config_file.read_text()
-        with TestClient(broker, cert=certs.client(kept)) as device:
-            # 0x10: accepted, no subscriber yet
-            assert device.publish(f"anbu/v1/dongjak/hh-0001/{kept}/heartbeat", b"{}") == 0x10
-        with pytest.raises(ConnectFailed):
-            TestClient(broker, cert=certs.client(lost)).connect(timeout_s=3)
+        for device in (rotated, untouched):
+            with TestClient(broker, cert=certs.client(device)) as pi:
+                # 0x10: accepted, no subscriber yet
+                assert pi.publish(f"anbu/v1/dongjak/hh-0001/{device}/heartbeat", b"{}") == 0x10
+        for cert in before:  # the rotated-out and the revoked certificate are both refused
+            with pytest.raises(ConnectFailed):
+                TestClient(broker, cert=cert).connect(timeout_s=3)
     finally:
         broker.stop()
 
 
 # --- Ansible itself ----------------------------------------------------------------------------
 
-ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook")
-ANSIBLE_LINT = shutil.which("ansible-lint")
+# Found beside the interpreter first: bootstrap installs both into .venv/bin, never on PATH.
+ANSIBLE_PLAYBOOK = find_tool("ansible-playbook")
+ANSIBLE_LINT = find_tool("ansible-lint")
 
 
 def _ansible_env() -> dict[str, str]:
-    """The caller's environment, minus any ANSIBLE_CONFIG: ansible/ansible.cfg applies."""
+    """The caller's environment, minus any ANSIBLE_CONFIG: ansible/ansible.cfg applies.
+
+    The tools' own directory goes first on PATH: ansible-lint runs ansible-playbook itself.
+    """
     env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
+    tools = [str(Path(t).parent) for t in (ANSIBLE_PLAYBOOK, ANSIBLE_LINT) if t]
+    env["PATH"] = os.pathsep.join([*dict.fromkeys(tools), env.get("PATH", "")])
     env.update(ANSIBLE_NOCOLOR="1", NO_COLOR="1")
     return env
 
 
+PLAYBOOKS = ("site.yml", "pki.yml", "register.yml", "rollback.yml", "verify.yml")
+
+
+def test_every_playbook_is_syntax_checked() -> None:
+    assert {p.name for p in ANSIBLE_DIR.glob("*.yml")} == set(PLAYBOOKS)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(ANSIBLE_PLAYBOOK is None, reason="ansible is not installed")
-def test_site_playbook_syntax() -> None:
+def test_playbooks_syntax() -> None:
     assert ANSIBLE_PLAYBOOK is not None
     result = subprocess.run(
-        [ANSIBLE_PLAYBOOK, "--syntax-check", "-i", "inventories/example/hosts.yml", "site.yml"],
+        [ANSIBLE_PLAYBOOK, "--syntax-check", "-i", "inventories/example/hosts.yml", *PLAYBOOKS],
         cwd=ANSIBLE_DIR,
         env=_ansible_env(),
         capture_output=True,
@@ -882,6 +950,10 @@ def test_edge_agent_role_applies_to_a_chroot_and_is_idempotent(tmp_path: Path) -
             "edge_agent_vosk_model_archive": str(model),
             "edge_agent_vosk_model_sha256": model_sha256,
             "edge_agent_gpio_packages": [],  # python3-lgpio is in Raspberry Pi OS only
+            # No collector here, and no systemd running in a chroot: neither registration nor
+            # the rolling update's health gate (both have tests of their own).
+            "anbu_register_homes": False,
+            "edge_agent_health_gate": False,
         }
         inventory = tmp_path / "inventory.yml"
 

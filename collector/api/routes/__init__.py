@@ -13,10 +13,11 @@ from collector.api.routes import (
     dispatches,
     households,
     privacy,
+    sos_tests,
 )
 
 api_router = APIRouter(
     prefix="/api/v1", dependencies=[Depends(require_token)], responses=UNAUTHORIZED | BUSY
 )
-for module in (caregivers, households, devices, dispatches, dead_letters, privacy):
+for module in (caregivers, households, devices, dispatches, dead_letters, privacy, sos_tests):
     api_router.include_router(module.router)
