@@ -4,7 +4,8 @@
     uvicorn.run(app, host=settings.http_host, port=settings.http_port)
 
 The app's lifespan starts and stops the runtime (MQTT ingest, notification worker, escalation
-scheduler), so whatever serves the app also runs the collector. Interactive docs: ``/docs``.
+scheduler), so whatever serves the app also runs the collector. Interactive docs: ``/docs``; pages
+for caregivers and staff: ``/login`` (see ``collector/web``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collector.api.deps import Runtime
 from collector.api.routes import api_router
 from collector.domain.lifecycle import InvalidTransition
 from collector.settings import CollectorSettings
+from collector.web import install_web
 
 log = logging.getLogger("collector.http")
 
@@ -57,6 +59,8 @@ def create_app(runtime: Runtime, *, settings: CollectorSettings | None = None) -
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by collector.web (Swagger UI from a wheel, no CDN)
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.state.api_token = settings.api_token
@@ -74,6 +78,7 @@ def create_app(runtime: Runtime, *, settings: CollectorSettings | None = None) -
         return JSONResponse(report, status_code=code)
 
     app.include_router(api_router)
+    install_web(app, settings)
     _add_error_handlers(app)
     app.middleware("http")(_log_request)
     return app

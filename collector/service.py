@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
@@ -34,6 +35,7 @@ from collector.domain.dispatch import (
     decide_sos,
 )
 from collector.domain.escalation import DispatchState, EscalationPolicy, decide_escalation
+from collector.domain.links import LinkSigner, fill_links
 from collector.store.db import Database
 from collector.store.models import (
     DeadLetter,
@@ -113,7 +115,11 @@ def _open_view(dispatch: Dispatch | None) -> OpenDispatchView | None:
 
 
 def _add_notifications(
-    session: Session, dispatch_id: int, messages: tuple[Message, ...], now: dt.datetime
+    session: Session,
+    dispatch_id: int,
+    messages: tuple[Message, ...],
+    now: dt.datetime,
+    links: LinkSigner,
 ) -> int:
     for m in messages:
         session.add(
@@ -124,7 +130,7 @@ def _add_notifications(
                 recipient_role=m.recipient_role,
                 recipient=m.recipient,
                 subject=m.subject,
-                body=m.body.replace("{dispatch_id}", str(dispatch_id)),
+                body=fill_links(m.body, dispatch_id, now=now, signer=links),
                 status=NotificationStatus.PENDING,
                 attempts=0,
                 created_at=now,
@@ -142,10 +148,15 @@ class Service:
         db: Database,
         dispatch_policy: DispatchPolicy | None = None,
         escalation_policy: EscalationPolicy | None = None,
+        links: LinkSigner | None = None,
     ) -> None:
         self.db = db
         self.dispatch_policy = dispatch_policy or DispatchPolicy()
         self.escalation_policy = escalation_policy or EscalationPolicy()
+        # Without a configured secret the links still work as links; only the pages verify them.
+        self.links = links or LinkSigner(
+            secrets.token_bytes(32), self.dispatch_policy.dashboard_url
+        )
         self.counts: dict[str, int] = {}
 
     def _count(self, kind: str) -> None:
@@ -344,7 +355,7 @@ class Service:
         else:
             assert decision.existing_dispatch_id is not None  # noqa: S101
             dispatch_id = decision.existing_dispatch_id
-        _add_notifications(session, dispatch_id, decision.messages, now)
+        _add_notifications(session, dispatch_id, decision.messages, now, self.links)
         log.info(
             "sos",
             extra={
@@ -387,7 +398,7 @@ class Service:
         )
         if dispatch is not None and decision.dispatch_id is not None:
             dispatch.cancelled_by_resident_at = dispatch.cancelled_by_resident_at or now
-            _add_notifications(session, dispatch.id, decision.messages, now)
+            _add_notifications(session, dispatch.id, decision.messages, now, self.links)
         ack = CancelAck(
             device_ts=now.timestamp(),
             seq=0,
@@ -445,6 +456,6 @@ class Service:
                 )
                 if session.execute(claim).rowcount != 1 or step is None:  # type: ignore[attr-defined]
                     continue
-                queued += _add_notifications(session, dispatch.id, step.messages, now)
+                queued += _add_notifications(session, dispatch.id, step.messages, now, self.links)
                 log.warning("escalated", extra={"dispatch": dispatch.id, "level": step.new_level})
         return queued

@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from collector.domain.links import LINK_PLACEHOLDER
+
 
 @dataclass(frozen=True, slots=True)
 class Contact:
@@ -120,7 +122,7 @@ def decide_sos(
         body = (
             f"{household.resident_name}님({household.address})이 다시 도움을 요청했습니다 "
             f"({how}, {_local(now)}). 출동 #{open_sos.id}. "
-            f"{policy.dashboard_url}/dispatches/{open_sos.id}"
+            f"{LINK_PLACEHOLDER}"
         )
         return SosDecision(
             open_new=False,
@@ -132,7 +134,7 @@ def decide_sos(
     body = (
         f"{household.resident_name}님({household.address})이 도움을 요청했습니다 "
         f"({how}, {_local(now)}). 확인 후 응답해 주세요: "
-        f"{policy.dashboard_url}/dispatches/{{dispatch_id}}"
+        f"{LINK_PLACEHOLDER}"
     )
     return SosDecision(
         open_new=True,
@@ -165,7 +167,7 @@ def decide_cancel(
     body = (
         f"{household.resident_name}님이 도움 요청을 취소했습니다 ({how}, {_local(now)}). "
         f"출동 #{dispatch_for_sos.id}은 닫히지 않았습니다: 전화로 안부를 확인해 주세요. "
-        f"{policy.dashboard_url}/dispatches/{dispatch_for_sos.id}"
+        f"{LINK_PLACEHOLDER}"
     )
     people = _recipients(household, policy)
     return CancelDecision(dispatch_for_sos.id, messages_for(people, "cancel", subject, body))

@@ -18,6 +18,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from collector.domain.dispatch import Contact, HouseholdView, Message, messages_for
+from collector.domain.links import LINK_PLACEHOLDER
 
 MAX_LEVEL = 2
 
@@ -65,7 +66,7 @@ def decide_escalation(
     subject = f"[안부] {tag} SOS: {household.resident_name}"
     body = (
         f"출동 #{dispatch.id}({household.resident_name}님, {household.address})이 "
-        f"{waited}초 동안 확인되지 않았습니다. {policy.dashboard_url}/dispatches/{dispatch.id}"
+        f"{waited}초 동안 확인되지 않았습니다. {LINK_PLACEHOLDER}"
     )
     messages = messages_for(people, f"escalation-{level}", subject, body)
     next_due = now + dt.timedelta(seconds=policy.repeat_after_s) if level < MAX_LEVEL else None

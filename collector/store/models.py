@@ -64,6 +64,7 @@ class RiskLevel(enum.StrEnum):
 class DispatchStatus(enum.StrEnum):
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"
+    ON_SITE = "on_site"
     RESOLVED = "resolved"
 
 
@@ -260,3 +261,8 @@ class DeadLetter(Base):
     reason: Mapped[str] = mapped_column(Text)
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
     details: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+
+
+# Accounts, sessions, audit log and dispatch steps live in their own module; importing it here
+# registers those tables with Base so create_schema() makes them too.
+from collector.store import accounts as _accounts  # noqa: E402, F401

@@ -1,0 +1,77 @@
+"""The supervisor's desk: the district map with live updates, and the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+
+from collector.api.deps import SessionDep, utc_now
+from collector.domain.livestate import changed
+from collector.web import audit, records
+from collector.web.access import Viewer, check, may_read_audit, may_see_map
+from collector.web.deps import ViewerDep, render
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/map")
+def map_page(request: Request, viewer: ViewerDep) -> HTMLResponse:
+    check(may_see_map(viewer), "the map is for supervisors")
+    web = request.app.state.web
+    config = {"tiles": web.tile_url, "attribution": web.tile_attribution, "lang": viewer.language}
+    return render(request, "map.html", viewer=viewer, map_config=json.dumps(config))
+
+
+@router.get("/map/data.json")
+def map_data(session: SessionDep, viewer: ViewerDep) -> JSONResponse:
+    check(may_see_map(viewer), "the map is for supervisors")
+    homes = records.map_snapshot(session, viewer, now=utc_now())
+    return JSONResponse({"households": homes}, headers={"Cache-Control": "no-store"})
+
+
+def _snapshot(request: Request, viewer: Viewer) -> list[dict[str, Any]]:
+    with request.app.state.runtime.db.session() as session:
+        return records.map_snapshot(session, viewer, now=utc_now())
+
+
+@router.get("/map/events")
+async def map_events(request: Request, viewer: ViewerDep) -> StreamingResponse:
+    """Server-sent events: ``households`` with every household whose colour or state changed.
+
+    The store is the truth (several collectors may share it), so each stream polls it every
+    ``map_poll_s`` and sends only differences; the first event is the full list.
+    """
+    check(may_see_map(viewer), "the map is for supervisors")
+    poll_s: float = request.app.state.web.map_poll_s
+
+    async def stream() -> AsyncIterator[str]:
+        last: dict[str, tuple[str, str]] = {}
+        yield "retry: 3000\n\n"
+        while not await request.is_disconnected():
+            homes = await run_in_threadpool(_snapshot, request, viewer)
+            now_state = {h["id"]: (h["risk"], h["state"]) for h in homes}
+            ids = set(changed(last, now_state))
+            if ids or not last:
+                update = [h for h in homes if h["id"] in ids]
+                yield f"event: households\ndata: {json.dumps(update, ensure_ascii=False)}\n\n"
+            last = now_state
+            await asyncio.sleep(poll_s)
+
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+@router.get("/audit")
+def audit_page(
+    request: Request, session: SessionDep, viewer: ViewerDep, household: str | None = None
+) -> HTMLResponse:
+    check(may_read_audit(viewer), "the audit log is for supervisors")
+    district = None if viewer.role.value == "admin" else viewer.district
+    rows = audit.entries(session, district=district, household_id=household)
+    return render(request, "audit.html", viewer=viewer, rows=rows)

@@ -1,0 +1,131 @@
+// The supervisor's district map: households coloured by risk, outlined by live state, kept up to
+// date by server-sent events from /map/events. Everything here is served by the collector.
+(function () {
+  "use strict";
+  var config = JSON.parse(document.getElementById("map-config").textContent);
+  var words = JSON.parse(document.getElementById("map-words").textContent);
+  var RISK = { red: "#d62828", orange: "#f77f00", blue: "#1d4ed8" };
+  var SOS_FILL = "#c2188b";
+  var homes = {};   // id -> household
+  var markers = {}; // id -> Leaflet circle marker
+  var rows = {};    // id -> <tr>
+
+  var map = L.map("map", { zoomControl: true, attributionControl: !!config.tiles });
+  map.setView([37.57, 126.94], 14);
+  if (config.tiles) {
+    var failed = 0, loaded = 0;
+    var layer = L.tileLayer(config.tiles, { maxZoom: 19, attribution: config.attribution || "" });
+    layer.on("tileerror", function () { failed += 1; if (!loaded) showNoTiles(); });
+    layer.on("tileload", function () { loaded += 1; hideNoTiles(); });
+    layer.addTo(map);
+  } else {
+    showNoTiles();
+  }
+  function showNoTiles() { document.getElementById("no-tiles").hidden = false; }
+  function hideNoTiles() { document.getElementById("no-tiles").hidden = true; }
+
+  function style(h) {
+    var s = { radius: 7, weight: 1, color: "#ffffff", fillColor: RISK[h.risk] || "#555", fillOpacity: 0.9 };
+    if (h.state === "sos") { s.radius = 12; s.weight = 3; s.color = "#000000"; s.fillColor = SOS_FILL; }
+    else if (h.state === "silent") { s.radius = 9; s.weight = 3; s.color = "#e0a800"; }
+    else if (h.state === "offline") { s.weight = 2; s.color = "#6b7280"; s.dashArray = "3"; }
+    else { s.dashArray = null; }
+    return s;
+  }
+
+  function visible(h) {
+    var risks = checked("risk"), states = checked("state");
+    return risks.indexOf(h.risk) >= 0 && states.indexOf(h.state) >= 0;
+  }
+  function checked(name) {
+    return Array.prototype.map.call(
+      document.querySelectorAll("#filters input[name=" + name + "]:checked"),
+      function (i) { return i.value; });
+  }
+
+  function label(h) { return h.name + " · " + words[h.risk] + " · " + words[h.state]; }
+
+  function upsert(h) {
+    homes[h.id] = h;
+    if (h.lat !== null && h.lon !== null) {
+      var m = markers[h.id];
+      if (!m) {
+        m = L.circleMarker([h.lat, h.lon], style(h)).addTo(map);
+        m.on("click", function () { window.location = "/care/households/" + encodeURIComponent(h.id); });
+        markers[h.id] = m;
+      } else {
+        m.setStyle(style(h));
+        m.setRadius(style(h).radius);
+      }
+      m.bindTooltip(label(h));
+      var el = m.getElement();
+      if (el) {
+        el.setAttribute("data-household", h.id);
+        el.setAttribute("data-state", h.state);
+        el.setAttribute("data-risk", h.risk);
+      }
+      if (visible(h)) { if (!map.hasLayer(m)) { m.addTo(map); tag(h); } } else { m.remove(); }
+      if (h.state === "sos") { m.bringToFront(); }
+    }
+    row(h);
+  }
+  function tag(h) {
+    var el = markers[h.id].getElement();
+    if (el) { el.setAttribute("data-household", h.id); el.setAttribute("data-state", h.state); el.setAttribute("data-risk", h.risk); }
+  }
+
+  function row(h) {
+    var tr = rows[h.id];
+    if (!tr) {
+      tr = document.createElement("tr");
+      tr.setAttribute("data-household", h.id);
+      var name = document.createElement("td");
+      var a = document.createElement("a");
+      a.href = "/care/households/" + encodeURIComponent(h.id);
+      name.appendChild(a);
+      tr.appendChild(name);
+      tr.appendChild(document.createElement("td"));
+      tr.appendChild(document.createElement("td"));
+      document.querySelector("#homes tbody").appendChild(tr);
+      rows[h.id] = tr;
+    }
+    tr.firstChild.firstChild.textContent = h.name;
+    tr.children[1].textContent = words[h.risk];
+    tr.children[1].className = "risk-" + h.risk;
+    tr.children[2].textContent = words[h.state];
+    tr.children[2].className = "live-" + h.state;
+    tr.setAttribute("data-state", h.state);
+    tr.hidden = !visible(h);
+    if (h.state === "sos") { tr.parentNode.insertBefore(tr, tr.parentNode.firstChild); }
+    count();
+  }
+  function count() {
+    document.getElementById("count").textContent =
+      Object.keys(homes).filter(function (id) { return visible(homes[id]); }).length;
+  }
+
+  document.getElementById("filters").addEventListener("change", function () {
+    Object.keys(homes).forEach(function (id) { upsert(homes[id]); });
+  });
+
+  fetch("/map/data.json", { credentials: "same-origin" })
+    .then(function (r) { return r.json(); })
+    .then(function (data) {
+      var points = [];
+      data.households.forEach(function (h) { upsert(h); if (h.lat !== null) points.push([h.lat, h.lon]); });
+      if (points.length) { map.fitBounds(points, { padding: [20, 20] }); }
+      document.body.setAttribute("data-map-ready", "true");
+      listen();
+    });
+
+  function listen() {
+    var source = new EventSource("/map/events");
+    var live = document.getElementById("live");
+    source.addEventListener("open", function () { live.setAttribute("data-connected", "true"); });
+    source.addEventListener("error", function () { live.setAttribute("data-connected", "false"); });
+    source.addEventListener("households", function (e) {
+      live.setAttribute("data-connected", "true");
+      JSON.parse(e.data).forEach(upsert);
+    });
+  }
+})();
