@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, Unpack, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, Select, case, false, func, select, update
 from sqlalchemy.orm import Session, selectinload
@@ -30,7 +30,7 @@ from collector.store.models import (
 from collector.web import audit
 from collector.web.access import Forbidden, Viewer, check, may_see_household
 
-_Q = TypeVar("_Q", bound="Select[Unpack[tuple[Any, ...]]]")
+_Q = TypeVar("_Q", bound="Select[*tuple[Any, ...]]")
 
 STEP_OF_EVENT: dict[type[Any], str] = {
     lifecycle.Acknowledge: "acknowledged",

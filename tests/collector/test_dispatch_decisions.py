@@ -30,7 +30,8 @@ def test_sos_opens_an_urgent_dispatch_and_tells_caregiver_and_guardian() -> None
         ("sms", "guardian", "010-3333-4444"),
     }
     assert all(
-        m.purpose == "sos" and "박순자" in m.body and "{dispatch_link}" in m.body for m in d.messages
+        m.purpose == "sos" and "박순자" in m.body and "{dispatch_link}" in m.body
+        for m in d.messages
     )
 
 

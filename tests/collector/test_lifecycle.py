@@ -193,7 +193,9 @@ def test_arriving_after_acknowledge_keeps_who_acknowledged() -> None:
 
 
 def test_nobody_arrives_twice_and_the_message_says_who_is_there() -> None:
-    with pytest.raises(InvalidTransition, match=r"cannot mark on site .*\(김미영\) is already on site"):
+    with pytest.raises(
+        InvalidTransition, match=r"cannot mark on site .*\(김미영\) is already on site"
+    ):
         apply(ON_SITE, ArriveOnSite("박정호"), now=T2)
 
 
@@ -214,7 +216,7 @@ def test_a_note_changes_nothing_in_any_state(status: Status) -> None:
 
 @pytest.mark.parametrize(("note", "by"), [("  ", "박정호"), ("약", " ")])
 def test_a_note_needs_text_and_a_name(note: str, by: str) -> None:
-    with pytest.raises(ValueError, match="empty|by must name"):
+    with pytest.raises(ValueError, match=r"empty|by must name"):
         apply(OPEN, AddNote(note, by), now=T1)
 
 
