@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(mosquitto mosquitto-clients libportaudio2 alsa-utils espeak-ng sox postgresql python3-venv chromium)
+APT_PACKAGES=(mosquitto mosquitto-clients libportaudio2 alsa-utils espeak-ng sox postgresql python3-venv chromium fonts-nanum)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -178,7 +178,13 @@ def login(app: FastAPI) -> Iterator[Callable[[str], TestClient]]:
         client.__exit__(None, None, None)
 
 
-def raise_sos(db: Database, household_id: str, *, when: dt.datetime | None = None) -> int:
+def raise_sos(
+    db: Database,
+    household_id: str,
+    *,
+    when: dt.datetime | None = None,
+    base_url: str = "http://testserver",
+) -> int:
     """An SOS from the household's device through the collector's real ingest path; the
     dispatch id. Links are signed with the same secret the app verifies with."""
     from collector.domain.dispatch import DispatchPolicy
@@ -194,8 +200,8 @@ def raise_sos(db: Database, household_id: str, *, when: dt.datetime | None = Non
     now = when or dt.datetime.now(dt.UTC)
     service = Service(
         db,
-        DispatchPolicy(dashboard_url="http://testserver"),
-        links=LinkSigner(LINK_SECRET.encode(), "http://testserver"),
+        DispatchPolicy(dashboard_url=base_url),
+        links=LinkSigner(LINK_SECRET.encode(), base_url),
     )
     event = SosEvent(device_ts=now.timestamp(), seq=1, source="button")
     address = DeviceAddress(district, household_id, f"d-{household_id}")
