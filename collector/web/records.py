@@ -27,17 +27,11 @@ from collector.store.models import (
     NotificationStatus,
     Priority,
 )
+from collector.store.trail import record_change
 from collector.web import audit
 from collector.web.access import Forbidden, Viewer, check, may_see_household
 
 _Q = TypeVar("_Q", bound="Select[*tuple[Any, ...]]")
-
-STEP_OF_EVENT: dict[type[Any], str] = {
-    lifecycle.Acknowledge: "acknowledged",
-    lifecycle.ArriveOnSite: "on_site",
-    lifecycle.Resolve: "resolved",
-    lifecycle.AddNote: "note",
-}
 
 
 class Missing(LookupError):
@@ -220,29 +214,16 @@ def act(
             session.refresh(dispatch)
             fresh = lifecycle_of(dispatch, steps_of(session, dispatch_id))
             raise lifecycle.InvalidTransition(fresh, event)
-    step = STEP_OF_EVENT[type(event)]
-    outcome = event.outcome.value if isinstance(event, lifecycle.Resolve) else None
-    note = event.note if isinstance(event, lifecycle.Resolve | lifecycle.AddNote) else None
-    session.add(
-        DispatchStep(
-            dispatch_id=dispatch_id,
-            step=step,
-            at=now,
-            account_id=viewer.account_id,
-            by=viewer.display_name,
-            outcome=outcome,
-            note=(note or "").strip() or None,
-        )
-    )
-    audit.record(
+    record_change(
         session,
-        viewer,
-        step if step != "acknowledged" else "acknowledge",
-        now=now,
-        district=dispatch.household.district,
-        household_id=dispatch.household_id,
         dispatch_id=dispatch_id,
-        detail=outcome,
+        household_id=dispatch.household_id,
+        district=dispatch.household.district,
+        event=event,
+        by=viewer.display_name,
+        actor=viewer.username,
+        account_id=viewer.account_id,
+        now=now,
     )
     session.flush()
     session.refresh(dispatch)

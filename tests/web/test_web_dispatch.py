@@ -163,3 +163,21 @@ def test_english_is_chosen_per_account(login: Login) -> None:
     phone.post("/me/language", data={"csrf": csrf_of(page.text), "language": "en", "next": "/care"})
     assert "My dispatches" in phone.get("/care").text
     assert "내 출동" in login("care-b").get("/care").text
+
+
+def test_a_change_through_the_api_is_audited_and_shown_on_the_timeline(
+    app: FastAPI, login: Login, database: Database
+) -> None:
+    from tests.web.conftest import API_TOKEN
+
+    dispatch_id = raise_sos(database, "h-a1")
+    with TestClient(app, headers={"Authorization": f"Bearer {API_TOKEN}"}) as api:
+        reply = api.post(f"/api/v1/dispatches/{dispatch_id}/acknowledge", json={"by": "상황실"})
+        assert reply.status_code == 200
+    with database.session() as s:
+        rows = s.execute(
+            select(AuditEntry.actor, AuditEntry.action).where(AuditEntry.dispatch_id == dispatch_id)
+        ).all()
+    assert rows == [("api-token", "acknowledge")]
+    page = login("care-a").get(f"/care/dispatches/{dispatch_id}")
+    assert 'data-status="acknowledged"' in page.text and "상황실" in page.text
