@@ -198,3 +198,33 @@ def test_docs_are_offline_and_public_in_development(app: FastAPI) -> None:
             assert client.get(asset).status_code == 200
         assert client.get("/static/docs-init.js").status_code == 200
         assert client.get("/redoc").status_code == 404
+
+
+def test_in_production_docs_need_a_staff_login_and_placeholder_link_secret_is_refused(
+    database: Database, seeded: object
+) -> None:
+    from collector.main import create_app
+    from collector.settings import CollectorSettings
+    from tests.web.conftest import FakeRuntime
+
+    with pytest.raises(ValueError, match="link_secret is still 'changethis'"):
+        CollectorSettings(
+            environment="production", api_token="a" * 20, mqtt_password="b" * 20,
+            database_url=database.url,
+        )  # fmt: skip
+    settings = CollectorSettings(
+        environment="production",
+        api_token="a" * 20,
+        mqtt_password="b" * 20,
+        link_secret="c" * 32,
+        database_url=database.url,
+    )
+    app = create_app(FakeRuntime(database, settings), settings=settings)
+    with TestClient(app) as client:
+        first = client.get("/docs", follow_redirects=False)
+        assert (first.status_code, first.headers["location"]) == (303, "/login?next=/docs")
+        assert log_in(client, "care-a").status_code == 303
+        assert client.get("/docs").status_code == 403
+    with TestClient(app) as client:
+        log_in(client, "tech")
+        assert client.get("/docs").status_code == 200
