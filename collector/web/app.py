@@ -19,6 +19,7 @@ from collector.web.access import Forbidden
 from collector.web.deps import HERE, CsrfFailed, LoginRequired, optional_viewer, render
 from collector.web.records import BadForm, Missing
 from collector.web.routes import care, docs, login, supervise
+from collector.web.snapshots import SnapshotCache
 
 
 @dataclass
@@ -33,6 +34,8 @@ class WebConfig:
     tile_url: str | None
     tile_attribution: str
     map_poll_s: float = 1.0
+    map_cache: SnapshotCache | None = None
+    """Made on first use, over the runtime's database (see ``routes/supervise.py``)."""
 
 
 def install_web(app: FastAPI, settings: CollectorSettings) -> None:

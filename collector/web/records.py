@@ -21,6 +21,7 @@ from collector.store.models import (
     Caregiver,
     Device,
     Dispatch,
+    DispatchReason,
     DispatchStatus,
     Household,
     Notification,
@@ -295,67 +296,75 @@ def map_snapshot(
 ) -> list[dict[str, Any]]:
     """Every household ``viewer`` may see with its position, risk colour and live state.
 
-    Three queries whatever the district's size: households, their devices, their open dispatches.
+    One query whatever the district's size: households left-joined to their devices and their
+    unresolved dispatches, each already reduced to one row per household by the database.
     """
+    devices = (
+        select(
+            Device.household_id.label("hid"),
+            func.count().label("n"),
+            func.min(case((Device.online, 1), else_=0)).label("all_online"),
+            func.max(Device.last_life_sign_at).label("life"),
+        )
+        .group_by(Device.household_id)
+        .subquery()
+    )
+    open_ = (
+        select(
+            Dispatch.household_id.label("hid"),
+            func.max(case((Dispatch.reason == DispatchReason.SOS, 1), else_=0)).label("sos"),
+            func.max(case((Dispatch.reason == DispatchReason.SILENCE, 1), else_=0)).label(
+                "silence"
+            ),
+            func.max(Dispatch.id).label("dispatch_id"),
+        )
+        .where(Dispatch.status != DispatchStatus.RESOLVED)
+        .group_by(Dispatch.household_id)
+        .subquery()
+    )
     query = _scope(
         select(
             Household.id,
             Household.resident_name,
-            Household.address,
             Household.latitude,
             Household.longitude,
             Household.risk_level,
             Household.silence_period_h,
-            Household.caregiver_id,
-        ).order_by(Household.id),
+            devices.c.n,
+            devices.c.all_online,
+            devices.c.life,
+            open_.c.sos,
+            open_.c.silence,
+            open_.c.dispatch_id,
+        )
+        .outerjoin(devices, devices.c.hid == Household.id)
+        .outerjoin(open_, open_.c.hid == Household.id)
+        .order_by(Household.id),
         viewer,
     )
     if household_id is not None:
         query = query.where(Household.id == household_id)
-    homes = session.execute(query).all()
-    ids = [h.id for h in homes]
-    devices: dict[str, list[tuple[bool, dt.datetime | None]]] = {}
-    reasons: dict[str, set[str]] = {}
-    open_ids: dict[str, int] = {}
-    for chunk in _chunks(ids, 5000):
-        for hid, online, life in session.execute(
-            select(Device.household_id, Device.online, Device.last_life_sign_at).where(
-                Device.household_id.in_(chunk)
-            )
-        ):
-            devices.setdefault(hid, []).append((online, life))
-        for hid, reason, did in session.execute(
-            select(Dispatch.household_id, Dispatch.reason, Dispatch.id).where(
-                Dispatch.household_id.in_(chunk), Dispatch.status != DispatchStatus.RESOLVED
-            )
-        ):
-            reasons.setdefault(hid, set()).add(str(reason.value))
-            open_ids[hid] = max(open_ids.get(hid, 0), did)
     out: list[dict[str, Any]] = []
-    for h in homes:
-        own = devices.get(h.id, [])
-        lives = [life for _, life in own if life is not None]
-        signals = HomeSignals(
-            frozenset(reasons.get(h.id, set())),
-            tuple(online for online, _ in own),
-            max(lives) if lives else None,
-            h.silence_period_h,
+    for row in session.execute(query):
+        reasons = frozenset(
+            name for name, flag in (("sos", row.sos), ("silence", row.silence)) if flag
         )
+        life = row.life
+        if isinstance(life, str):  # SQLite hands an aggregate back untyped
+            life = dt.datetime.fromisoformat(life)
+        if life is not None and life.tzinfo is None:
+            life = life.replace(tzinfo=dt.UTC)
+        online = (bool(row.all_online),) * int(row.n or 0)
+        signals = HomeSignals(reasons, online, life, row.silence_period_h)
         out.append(
             {
-                "id": h.id,
-                "name": h.resident_name,
-                "address": h.address,
-                "lat": h.latitude,
-                "lon": h.longitude,
-                "risk": h.risk_level.value,
+                "id": row.id,
+                "name": row.resident_name,
+                "lat": row.latitude,
+                "lon": row.longitude,
+                "risk": row.risk_level.value,
                 "state": live_state(signals, now=now).value,
-                "caregiver_id": h.caregiver_id,
-                "dispatch_id": open_ids.get(h.id),
+                "dispatch_id": row.dispatch_id,
             }
         )
     return out
-
-
-def _chunks(items: list[str], size: int) -> list[list[str]]:
-    return [items[i : i + size] for i in range(0, len(items), size)] or [[]]

@@ -195,8 +195,9 @@ def raise_sos(
 
     with db.session() as s:
         household = s.get(Household, household_id)
-        assert household is not None
+        assert household is not None and household.devices, household_id
         district = household.district
+        device_id = household.devices[0].id
     now = when or dt.datetime.now(dt.UTC)
     service = Service(
         db,
@@ -204,7 +205,7 @@ def raise_sos(
         links=LinkSigner(LINK_SECRET.encode(), base_url),
     )
     event = SosEvent(device_ts=now.timestamp(), seq=1, source="button")
-    address = DeviceAddress(district, household_id, f"d-{household_id}")
+    address = DeviceAddress(district, household_id, device_id)
     outcome = service.handle(address.topic(Channel.SOS), event.to_payload(), now)
     assert outcome.kind == "sos" and outcome.dispatch_id is not None, outcome
     return outcome.dispatch_id

@@ -11,6 +11,9 @@
   var rows = {};    // id -> <tr>
 
   var map = L.map("map", { zoomControl: true, attributionControl: !!config.tiles });
+  // SVG markers are DOM elements (tests and screen readers can find them); past a few thousand
+  // a canvas draws far faster.
+  var renderer = L.svg();
   map.setView([37.57, 126.94], 14);
   if (config.tiles) {
     var failed = 0, loaded = 0;
@@ -33,9 +36,10 @@
     return s;
   }
 
+  var filters = readFilters();
+  function readFilters() { return { risk: checked("risk"), state: checked("state") }; }
   function visible(h) {
-    var risks = checked("risk"), states = checked("state");
-    return risks.indexOf(h.risk) >= 0 && states.indexOf(h.state) >= 0;
+    return filters.risk.indexOf(h.risk) >= 0 && filters.state.indexOf(h.state) >= 0;
   }
   function checked(name) {
     return Array.prototype.map.call(
@@ -50,14 +54,16 @@
     if (h.lat !== null && h.lon !== null) {
       var m = markers[h.id];
       if (!m) {
-        m = L.circleMarker([h.lat, h.lon], style(h)).addTo(map);
+        var options = style(h);
+        options.renderer = renderer;
+        m = L.circleMarker([h.lat, h.lon], options).addTo(map);
         m.on("click", function () { window.location = "/care/households/" + encodeURIComponent(h.id); });
         markers[h.id] = m;
       } else {
         m.setStyle(style(h));
         m.setRadius(style(h).radius);
       }
-      m.bindTooltip(label(h));
+      if (m.getTooltip()) { m.setTooltipContent(label(h)); } else { m.bindTooltip(label(h)); }
       var el = m.getElement();
       if (el) {
         el.setAttribute("data-household", h.id);
@@ -97,7 +103,6 @@
     tr.setAttribute("data-state", h.state);
     tr.hidden = !visible(h);
     if (h.state === "sos") { tr.parentNode.insertBefore(tr, tr.parentNode.firstChild); }
-    count();
   }
   function count() {
     document.getElementById("count").textContent =
@@ -105,14 +110,18 @@
   }
 
   document.getElementById("filters").addEventListener("change", function () {
+    filters = readFilters();
     Object.keys(homes).forEach(function (id) { upsert(homes[id]); });
+    count();
   });
 
   fetch("/map/data.json", { credentials: "same-origin" })
     .then(function (r) { return r.json(); })
     .then(function (data) {
       var points = [];
+      if (data.households.length > 1500) { renderer = L.canvas({ padding: 0.2 }); }
       data.households.forEach(function (h) { upsert(h); if (h.lat !== null) points.push([h.lat, h.lon]); });
+      count();
       if (points.length) { map.fitBounds(points, { padding: [20, 20] }); }
       document.body.setAttribute("data-map-ready", "true");
       listen();
@@ -126,6 +135,7 @@
     source.addEventListener("households", function (e) {
       live.setAttribute("data-connected", "true");
       JSON.parse(e.data).forEach(upsert);
+      count();
     });
   }
 })();
