@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import sys
 import tempfile
@@ -40,7 +41,7 @@ from collector.store.seed import seed_district
 from tests.support.smtp import free_port
 from tests.web.conftest import FakeRuntime, raise_sos
 
-PASSWORD = "bench-password-1"
+PASSWORD = secrets.token_urlsafe(12)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -96,8 +97,7 @@ def browser_paint(base: str, homes: int) -> dict[str, float]:
         page.wait_for_selector("body[data-map-ready=true]", timeout=120_000)
         ready_s = time.perf_counter() - started
         paint = page.evaluate(
-            "performance.getEntriesByType('paint')"
-            ".map(e => [e.name, e.startTime])"
+            "performance.getEntriesByType('paint').map(e => [e.name, e.startTime])"
         )
         browser.close()
     firsts = dict(paint)
@@ -128,7 +128,7 @@ def main() -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     settings = CollectorSettings(
-        database_url=db.url, public_url=base, link_secret="bench-link-secret-0123456789"
+        database_url=db.url, public_url=base, link_secret=secrets.token_urlsafe(32)
     )
     app = create_app(FakeRuntime(db, settings), settings=settings)
     server = uvicorn.Server(
