@@ -65,6 +65,7 @@ _WORDS: dict[str, tuple[str, str]] = {
         "No map tiles available: markers on a plain background.",
     ),
     "live": ("실시간", "Live"),
+    "more": ("더 보기", "Show more"),
     "when": ("시각", "When"),
     "who": ("누가", "Who"),
     "what": ("무엇", "What"),

@@ -8,7 +8,6 @@
   var SOS_FILL = "#c2188b";
   var homes = {};   // id -> household
   var markers = {}; // id -> Leaflet circle marker
-  var rows = {};    // id -> <tr>
 
   var map = L.map("map", { zoomControl: true, attributionControl: !!config.tiles });
   // SVG markers are DOM elements (tests and screen readers can find them); past a few thousand
@@ -80,34 +79,43 @@
     if (el) { el.setAttribute("data-household", h.id); el.setAttribute("data-state", h.state); el.setAttribute("data-risk", h.risk); }
   }
 
+  // The list behind the map: the most urgent first (SOS, silent, offline, ok), at most
+  // `listLimit` rows, rebuilt at most once per frame however many updates arrive.
+  var SEVERITY = { sos: 0, silent: 1, offline: 2, ok: 3 };
+  var listLimit = 300, listQueued = false;
   function row(h) {
-    var tr = rows[h.id];
-    if (!tr) {
-      tr = document.createElement("tr");
+    if (!listQueued) { listQueued = true; window.requestAnimationFrame(renderList); }
+  }
+  function renderList() {
+    listQueued = false;
+    var shown = Object.keys(homes).map(function (id) { return homes[id]; }).filter(visible);
+    shown.sort(function (a, b) {
+      return (SEVERITY[a.state] - SEVERITY[b.state]) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+    });
+    var body = document.createElement("tbody");
+    shown.slice(0, listLimit).forEach(function (h) {
+      var tr = document.createElement("tr");
       tr.setAttribute("data-household", h.id);
-      var name = document.createElement("td");
-      var a = document.createElement("a");
+      tr.setAttribute("data-state", h.state);
+      var name = document.createElement("td"), a = document.createElement("a");
       a.href = "/care/households/" + encodeURIComponent(h.id);
+      a.textContent = h.name;
       name.appendChild(a);
-      tr.appendChild(name);
-      tr.appendChild(document.createElement("td"));
-      tr.appendChild(document.createElement("td"));
-      document.querySelector("#homes tbody").appendChild(tr);
-      rows[h.id] = tr;
-    }
-    tr.firstChild.firstChild.textContent = h.name;
-    tr.children[1].textContent = words[h.risk];
-    tr.children[1].className = "risk-" + h.risk;
-    tr.children[2].textContent = words[h.state];
-    tr.children[2].className = "live-" + h.state;
-    tr.setAttribute("data-state", h.state);
-    tr.hidden = !visible(h);
-    if (h.state === "sos") { tr.parentNode.insertBefore(tr, tr.parentNode.firstChild); }
+      var risk = document.createElement("td"), state = document.createElement("td");
+      risk.textContent = words[h.risk]; risk.className = "risk-" + h.risk;
+      state.textContent = words[h.state]; state.className = "live-" + h.state;
+      tr.appendChild(name); tr.appendChild(risk); tr.appendChild(state);
+      body.appendChild(tr);
+    });
+    var table = document.getElementById("homes");
+    table.replaceChild(body, table.tBodies[0]);
+    document.getElementById("count").textContent = shown.length;
+    document.getElementById("more").hidden = shown.length <= listLimit;
   }
-  function count() {
-    document.getElementById("count").textContent =
-      Object.keys(homes).filter(function (id) { return visible(homes[id]); }).length;
-  }
+  function count() { row(null); }
+  document.getElementById("more").addEventListener("click", function () {
+    listLimit += 300; renderList();
+  });
 
   document.getElementById("filters").addEventListener("change", function () {
     filters = readFilters();
