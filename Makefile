@@ -28,3 +28,4 @@ bench: bootstrap  ## every benchmark; each prints one JSON line last
 	$(VENV)/python bench/silence.py --log $(SILENCE_LOG) --format ordonez --learn-days 10
 	$(VENV)/python bench/silence_scale.py --homes 1000000
 	$(VENV)/python bench/faults.py
+	$(VENV)/python bench/pages.py

@@ -121,6 +121,8 @@ class Caregivers:
     plan: dict[int, tuple[float, float]] = field(default_factory=dict)
     acknowledged: int = 0
     resolved: int = 0
+    leave_to_people: int | None = None
+    """A caregiver id whose dispatches are left for the person logged in to the pages."""
 
     def tick(self, client: Any, now: float) -> None:
         reply = client.get(
@@ -133,6 +135,8 @@ class Caregivers:
         data = reply.json()
         items = data["data"] if isinstance(data, dict) else data
         for d in items:
+            if self.leave_to_people is not None and d.get("caregiver_id") == self.leave_to_people:
+                continue
             plan = self.plan.setdefault(
                 d["id"], (now + self.rng.uniform(5, 40), now + self.rng.uniform(45, 90))
             )
@@ -254,6 +258,7 @@ def _run(
         smtp_from="anbu-demo@localhost",
         sms_gateway_url=sms.url,
         sms_gateway_token=secrets.token_urlsafe(8),
+        link_secret=secrets.token_urlsafe(32),
         staff_email="staff@seodaemun.example",
         log_level=args.log_level.upper(),
     )
@@ -261,6 +266,11 @@ def _run(
     collector.db.create_schema()
     seed_district(
         collector.db, DISTRICT, homes=args.homes, caregivers=args.caregivers, rng_seed=args.seed
+    )
+    from collector.auth.seed import seed_accounts
+
+    logins = seed_accounts(
+        collector.db, DISTRICT, password=secrets.token_urlsafe(9), now=dt.datetime.now(dt.UTC)
     )
 
     app = create_app(collector)
@@ -327,11 +337,18 @@ def _run(
     say(f"  API docs    {public_url}/docs   health {public_url}/health")
     auth = f"-H 'Authorization: Bearer {settings.api_token}'"
     say(f"  dispatches  curl {auth} {public_url}/api/v1/dispatches")
+    for login in logins:
+        say(
+            f"  {login.role.value:<11} {public_url}{login.page}   "
+            f"login {login.username} / {login.password}"
+        )
+    say(f"  login page  {public_url}/login (the caregiver's dispatches are left for you to answer)")
     say(f"  e-mail      SMTP server on {mailbox.host}:{mailbox.port}; SMS gateway {sms.url}")
     say(f"  data        {workdir}")
     say("  Ctrl-C stops." if not args.duration else f"  running for {args.duration:g} s")
 
     caregivers = Caregivers(public_url, settings.api_token, rng)
+    caregivers.leave_to_people = next((x.caregiver_id for x in logins if x.caregiver_id), None)
     started = time.monotonic()
     next_report = started + 10
     sos_sent = cancels = 0

@@ -4,7 +4,8 @@
     uvicorn.run(app, host=settings.http_host, port=settings.http_port)
 
 The app's lifespan starts and stops the runtime (MQTT ingest, notification worker, escalation
-scheduler), so whatever serves the app also runs the collector. Interactive docs: ``/docs``.
+scheduler), so whatever serves the app also runs the collector. Interactive docs: ``/docs``; pages
+for caregivers and staff: ``/login`` (see ``collector/web``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collector.api.routes import api_router
 from collector.notify.metrics import render_metrics
 from collector.security_headers import SecurityHeaders
 from collector.settings import CollectorSettings
+from collector.web import install_web
 
 log = logging.getLogger("collector.http")
 
@@ -58,6 +60,8 @@ def create_app(runtime: Runtime, *, settings: CollectorSettings | None = None) -
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by collector.web (Swagger UI from a wheel, no CDN)
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.state.api_token = settings.api_token
@@ -90,6 +94,7 @@ def create_app(runtime: Runtime, *, settings: CollectorSettings | None = None) -
         return PlainTextResponse(render_metrics(report), media_type="text/plain; version=0.0.4")
 
     app.include_router(api_router)
+    install_web(app, settings)
     add_error_handlers(app)
     app.add_middleware(RequestLog)
     # outermost, so that error responses and 404s get the headers too

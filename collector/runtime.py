@@ -9,6 +9,7 @@ from typing import Any
 
 from collector.domain.dispatch import Contact, DispatchPolicy
 from collector.domain.escalation import EscalationPolicy
+from collector.domain.links import LinkSigner
 from collector.ingest import Ingest, utcnow
 from collector.notify.base import Notifier
 from collector.notify.email import SmtpNotifier
@@ -32,6 +33,13 @@ def notifiers_from_settings(settings: CollectorSettings) -> dict[str, Notifier]:
     if settings.sms_gateway_url:
         notifiers["sms"] = HttpSmsNotifier.from_settings(settings)
     return notifiers
+
+
+def link_signer(settings: CollectorSettings) -> LinkSigner:
+    """The signer of SMS/e-mail links; the pages verify with the same one."""
+    return LinkSigner(
+        settings.link_secret.encode(), settings.public_url, ttl_s=settings.link_ttl_h * 3600
+    )
 
 
 class Collector:
@@ -65,6 +73,7 @@ class Collector:
                 dashboard_url=settings.public_url,
             ),
             registry=self.registry,
+            links=link_signer(settings),
         )
         self.notifiers = notifiers_from_settings(settings) if notifiers is None else notifiers
         self.notifier = NotificationWorker(

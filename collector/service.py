@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ from collector.domain.intake import (
     device_time,
     latest_per_device,
 )
+from collector.domain.links import LinkSigner, fill_links
 from collector.domain.sos_test import incoming_sos
 from collector.registry import DeviceHome, DeviceRegistry, store_lookup
 from collector.sos_tests import reack_test_sos, record_test_sos
@@ -163,7 +165,11 @@ def _open_view(dispatch: Dispatch | None) -> OpenDispatchView | None:
 
 
 def _add_notifications(
-    session: Session, dispatch_id: int, messages: tuple[Message, ...], now: dt.datetime
+    session: Session,
+    dispatch_id: int,
+    messages: tuple[Message, ...],
+    now: dt.datetime,
+    links: LinkSigner,
 ) -> int:
     """Queue ``messages``; one already queued for the same purpose and person is kept as it is."""
     if not messages:
@@ -176,7 +182,7 @@ def _add_notifications(
             "recipient_role": m.recipient_role,
             "recipient": m.recipient,
             "subject": m.subject,
-            "body": m.body.replace("{dispatch_id}", str(dispatch_id)),
+            "body": fill_links(m.body, dispatch_id, now=now, signer=links),
             "status": NotificationStatus.PENDING,
             "attempts": 0,
             "created_at": now,
@@ -224,10 +230,15 @@ class Service:
         *,
         registry: DeviceRegistry | None = None,
         clock_policy: ClockPolicy | None = None,
+        links: LinkSigner | None = None,
     ) -> None:
         self.db = db
         self.dispatch_policy = dispatch_policy or DispatchPolicy()
         self.escalation_policy = escalation_policy or EscalationPolicy()
+        # Without a configured secret the links still work as links; only the pages verify them.
+        self.links = links or LinkSigner(
+            secrets.token_bytes(32), self.dispatch_policy.dashboard_url
+        )
         self.clock_policy = clock_policy or ClockPolicy()
         self.registry = registry or DeviceRegistry(store_lookup(db.sessions))
         self.counts: dict[str, int] = {}
@@ -633,7 +644,7 @@ class Service:
             assert decision.existing_dispatch_id is not None  # noqa: S101
             dispatch_id = decision.existing_dispatch_id
         event.dispatch_id = dispatch_id
-        queued = _add_notifications(session, dispatch_id, decision.messages, now)
+        queued = _add_notifications(session, dispatch_id, decision.messages, now, self.links)
         queued += self._cancel_that_overtook(session, household, sos, dispatch_id, now)
         log.info(
             "sos",
@@ -678,7 +689,7 @@ class Service:
             policy=self.dispatch_policy,
             message_id=cancel.message_id,
         )
-        return _add_notifications(session, dispatch_id, decision.messages, now)
+        return _add_notifications(session, dispatch_id, decision.messages, now, self.links)
 
     def _cancel(
         self,
@@ -717,7 +728,7 @@ class Service:
         if dispatch is not None and decision.dispatch_id is not None:
             dispatch.cancelled_by_resident_at = dispatch.cancelled_by_resident_at or now
             event.dispatch_id = dispatch.id
-            queued = _add_notifications(session, dispatch.id, decision.messages, now)
+            queued = _add_notifications(session, dispatch.id, decision.messages, now, self.links)
         ack = CancelAck(
             device_ts=now.timestamp(),
             seq=0,
@@ -780,7 +791,7 @@ class Service:
                 )
                 if session.execute(claim).rowcount != 1 or step is None:  # type: ignore[attr-defined]
                     continue
-                queued += _add_notifications(session, dispatch.id, step.messages, now)
+                queued += _add_notifications(session, dispatch.id, step.messages, now, self.links)
                 log.warning("escalated", extra={"dispatch": dispatch.id, "level": step.new_level})
         return queued
 

@@ -49,6 +49,17 @@ class CollectorSettings(BaseSettings):
     api_token: str = Field(default=PLACEHOLDER, repr=False, description="staff API bearer token")
     public_url: str = Field(default="http://localhost:8000", description="base of message links")
 
+    # Pages for people (collector/web): logins, sessions, signed message links, the map
+    link_secret: str = Field(default=PLACEHOLDER, repr=False, description="HMAC key of SMS links")
+    link_ttl_h: float = Field(default=72.0, gt=0, le=24 * 31, description="SMS/e-mail link life")
+    session_ttl_h: float = Field(default=12.0, gt=0, le=24 * 31, description="login lifetime")
+    login_max_failures: int = Field(default=5, ge=1, le=1000, description="per user and address")
+    login_window_s: float = Field(default=300.0, gt=0, description="window of login_max_failures")
+    map_tile_url: str | None = Field(
+        default=None, description="{z}/{x}/{y} tile URL; unset: markers on a plain background"
+    )
+    map_tile_attribution: str = ""
+
     # MQTT
     mqtt_url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt:// or mqtts://")
     mqtt_username: str | None = "collector"

@@ -30,6 +30,7 @@ from collector.store.models import (
     Household,
 )
 from collector.store.queries import caregiver_loads
+from collector.store.trail import record_change
 
 RECENT_DISPATCHES = 20
 
@@ -359,6 +360,12 @@ def transition_dispatch(
             ),
         )
         if result.rowcount == 1:
+            by = getattr(event, "by", None) or "api-token"
+            record_change(
+                session, dispatch_id=dispatch_id, household_id=dispatch.household_id,
+                district=dispatch.household.district, event=event, by=by, actor="api-token",
+                account_id=None, now=now,
+            )  # fmt: skip
             session.commit()
             session.refresh(dispatch)
             return dispatch

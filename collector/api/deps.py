@@ -232,8 +232,13 @@ HouseholdFilter = Annotated[
 ]
 
 
-async def utc_now() -> dt.datetime:
+def wall_clock() -> dt.datetime:
+    """Now, in UTC: for code outside a route (a route takes ``NowDep``)."""
     return dt.datetime.now(dt.UTC)
+
+
+async def utc_now() -> dt.datetime:
+    return wall_clock()
 
 
 # A dependency rather than a call inside the route, so tests can pin the clock.

@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import datetime as dt
 
+from collector.domain.links import LINK_PLACEHOLDER
+
 GUARDIAN = "guardian"
 NEW_DISPATCH = "{dispatch_id}"
 """Stands for the id of a dispatch not stored yet; the service fills it in."""
 
 
 def dispatch_link(dashboard_url: str, dispatch_ref: str) -> str:
-    """The link line to one dispatch's page (``dispatch_ref`` may be :data:`NEW_DISPATCH`)."""
-    return f"{dashboard_url}/dispatches/{dispatch_ref}"
+    """The link line to one dispatch's page: a placeholder the service fills with a signed,
+    expiring link (:func:`collector.domain.links.fill_links`) once the dispatch id is known."""
+    del dashboard_url, dispatch_ref  # the signer knows the base URL; the id comes at filling
+    return LINK_PLACEHOLDER
 
 
 def household_ref(household_id: str) -> str:

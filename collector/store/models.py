@@ -65,6 +65,7 @@ class RiskLevel(enum.StrEnum):
 class DispatchStatus(enum.StrEnum):
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"
+    ON_SITE = "on_site"
     RESOLVED = "resolved"
 
 
@@ -303,3 +304,8 @@ class DeadLetter(Base):
 
     # The API lists newest first.
     __table_args__ = (Index("ix_dead_letters_received_at_id", "received_at", "id"),)
+
+
+# Accounts, sessions, audit log and dispatch steps live in their own module; importing it here
+# registers those tables with Base so create_schema() makes them too.
+from collector.store import accounts as _accounts  # noqa: E402, F401

@@ -1061,6 +1061,7 @@ def test_broker_and_collector_roles_apply_to_a_chroot_and_work(tmp_path: Path) -
             "collector_package_src": str(wheel),
             "collector_public_url": "https://anbu.example.org",
             "collector_api_token": secrets.token_urlsafe(32),
+            "collector_link_secret": secrets.token_urlsafe(32),
             "collector_mqtt_url": f"mqtt://127.0.0.1:{password_port}",
             "collector_mqtt_password": password,
             "collector_http_port": http_port,

@@ -33,7 +33,7 @@ def test_sos_opens_an_urgent_dispatch_and_tells_caregiver_and_guardian() -> None
     for m in d.messages:
         if m.recipient_role == "caregiver":
             assert "가구 h0001" in m.subject and "SOS 버튼" in m.body
-            assert m.body.endswith("/dispatches/{dispatch_id}")
+            assert m.body.endswith("{dispatch_link}")
         else:  # the guardian: own wording, no link (no login)
             assert "담당 생활지원사에게 알렸습니다" in m.body and "/dispatches/" not in m.body
 

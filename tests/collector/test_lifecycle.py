@@ -9,17 +9,24 @@ import pytest
 from sqlalchemy import String
 
 from collector.domain.lifecycle import (
+    PAGE_OUTCOMES,
     TRANSITIONS,
     Acknowledge,
+    AddNote,
+    ArriveOnSite,
     Event,
     InvalidTransition,
     Lifecycle,
     Outcome,
     Resolve,
+    Stage,
     Status,
+    Step,
     acknowledge,
     apply,
     resolve,
+    stage_of,
+    timeline,
 )
 from collector.store.models import Dispatch, DispatchStatus
 
@@ -37,13 +44,34 @@ RESOLVED = Lifecycle(
     outcome=Outcome.PHONED_OK,
     note="통화함",
 )
-STATES = {Status.OPEN: OPEN, Status.ACKNOWLEDGED: ACKED, Status.RESOLVED: RESOLVED}
-EVENTS: list[Event] = [Acknowledge("박정호"), Resolve(Outcome.VISITED_OK, "괜찮으심", "박정호")]
+ON_SITE = Lifecycle(
+    Status.ON_SITE,
+    acknowledged_at=T0,
+    acknowledged_by="김미영",
+    on_site_at=T1,
+    on_site_by="김미영",
+)
+STATES = {
+    Status.OPEN: OPEN,
+    Status.ACKNOWLEDGED: ACKED,
+    Status.ON_SITE: ON_SITE,
+    Status.RESOLVED: RESOLVED,
+}
+EVENTS: list[Event] = [
+    Acknowledge("박정호"),
+    ArriveOnSite("박정호"),
+    Resolve(Outcome.VISITED_OK, "괜찮으심", "박정호"),
+    AddNote("열쇠는 경비실", "박정호"),
+]
 
 ALLOWED = {
     (Status.OPEN, Acknowledge): Status.ACKNOWLEDGED,
+    (Status.OPEN, ArriveOnSite): Status.ON_SITE,
     (Status.OPEN, Resolve): Status.RESOLVED,
+    (Status.ACKNOWLEDGED, ArriveOnSite): Status.ON_SITE,
     (Status.ACKNOWLEDGED, Resolve): Status.RESOLVED,
+    (Status.ON_SITE, Resolve): Status.RESOLVED,
+    **{(s, AddNote): s for s in Status},
 }
 
 
@@ -148,3 +176,80 @@ def test_every_outcome_fits_the_outcome_column() -> None:
     length = column_type.length
     assert length is not None
     assert all(len(o.value) <= length for o in Outcome)
+
+
+def test_arriving_without_acknowledging_first_implies_it() -> None:
+    after = apply(OPEN, ArriveOnSite(" 박정호 "), now=T1)
+    assert after.status is Status.ON_SITE
+    assert (after.acknowledged_at, after.acknowledged_by) == (T1, "박정호")
+    assert (after.on_site_at, after.on_site_by) == (T1, "박정호")
+    assert not after.escalates
+
+
+def test_arriving_after_acknowledge_keeps_who_acknowledged() -> None:
+    after = apply(ACKED, ArriveOnSite("이순신"), now=T2)
+    assert (after.acknowledged_at, after.acknowledged_by) == (T0, "김미영")
+    assert (after.on_site_at, after.on_site_by) == (T2, "이순신")
+
+
+def test_nobody_arrives_twice_and_the_message_says_who_is_there() -> None:
+    with pytest.raises(
+        InvalidTransition, match=r"cannot mark on site .*\(김미영\) is already on site"
+    ):
+        apply(ON_SITE, ArriveOnSite("박정호"), now=T2)
+
+
+def test_resolve_records_who_resolved() -> None:
+    after = apply(ON_SITE, Resolve(Outcome.HELP_GIVEN, "장 봐드림", "박정호"), now=T2)
+    assert (after.resolved_by, after.resolved_at, after.outcome) == (
+        "박정호",
+        T2,
+        Outcome.HELP_GIVEN,
+    )
+    assert (after.on_site_at, after.on_site_by) == (T1, "김미영")
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_a_note_changes_nothing_in_any_state(status: Status) -> None:
+    assert apply(STATES[status], AddNote("약 챙겨드림", "박정호"), now=T2) == STATES[status]
+
+
+@pytest.mark.parametrize(("note", "by"), [("  ", "박정호"), ("약", " ")])
+def test_a_note_needs_text_and_a_name(note: str, by: str) -> None:
+    with pytest.raises(ValueError, match=r"empty|by must name"):
+        apply(OPEN, AddNote(note, by), now=T1)
+
+
+def test_stage_tells_raised_from_notified() -> None:
+    assert stage_of(OPEN, notified_at=None) is Stage.RAISED
+    assert stage_of(OPEN, notified_at=T0) is Stage.NOTIFIED
+    assert stage_of(ACKED, notified_at=None) is Stage.ACKNOWLEDGED
+    assert stage_of(ON_SITE, notified_at=T0) is Stage.ON_SITE
+    assert stage_of(RESOLVED, notified_at=T0) is Stage.RESOLVED
+
+
+def test_timeline_lists_every_stage_reached_in_order_with_who() -> None:
+    raised = T0 - dt.timedelta(minutes=1)
+    sent = T0 - dt.timedelta(seconds=30)
+    done = apply(ON_SITE, Resolve(Outcome.SAFE, None, "김미영"), now=T2)
+    assert timeline(done, raised_at=raised, notified_at=sent) == (
+        Step(Stage.RAISED, raised),
+        Step(Stage.NOTIFIED, sent),
+        Step(Stage.ACKNOWLEDGED, T0, "김미영"),
+        Step(Stage.ON_SITE, T1, "김미영"),
+        Step(Stage.RESOLVED, T2, "김미영"),
+    )
+    assert timeline(OPEN, raised_at=raised, notified_at=None) == (Step(Stage.RAISED, raised),)
+
+
+def test_the_page_offers_the_issues_eight_outcomes() -> None:
+    assert [o.value for o in PAGE_OUTCOMES] == [
+        "safe",
+        "help_given",
+        "taken_to_hospital",
+        "door_opened",
+        "false_alarm",
+        "test",
+        "device_problem",
+        "deceased",
+    ]

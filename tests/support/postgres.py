@@ -152,7 +152,9 @@ class PostgresServer:
         ``fast``, not ``immediate``: this server runs with ``fsync=off``, so an immediate stop
         would lose committed work, which a real server would not.
         """
-        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+        self._run(
+            str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"
+        )
 
     def stop(self) -> None:
         """Stop the server at once and remove its directory."""

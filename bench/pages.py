@@ -1,0 +1,215 @@
+"""The pages at district scale: the caregiver's dispatch page and the supervisor's map data over
+N households (default 10,000), requests/s and latency percentiles, with ``/health`` measured in
+the same run as the reference; then the map's time to first paint and to markers drawn in
+Debian's Chromium.
+
+The collector's app runs under uvicorn in this process (one worker, SQLite on a temp file, no
+MQTT); one keep-alive HTTP client sends requests one after another for ``--seconds`` per
+endpoint, so the figures are per-request service times, not a concurrency test.
+
+    python bench/pages.py [--homes 10000] [--seconds 5] [--no-browser]
+
+Prints progress, then one JSON line with the figures and the conditions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from collector.auth.seed import seed_accounts
+from collector.main import create_app
+from collector.settings import CollectorSettings
+from collector.store.db import Database
+from collector.store.seed import seed_district
+from tests.support.smtp import free_port
+from tests.web.conftest import FakeRuntime, raise_sos
+
+PASSWORD = secrets.token_urlsafe(12)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def measure(client: httpx.Client, path: str, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        started = time.perf_counter()
+        reply = client.get(path)
+        latencies.append(time.perf_counter() - started)
+        assert reply.status_code == 200, (path, reply.status_code)
+    total = sum(latencies)
+    return {
+        "requests": len(latencies),
+        "requests_per_s": round(len(latencies) / total, 1),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+        "max_ms": round(max(latencies) * 1000, 1),
+        "bytes": len(reply.content),
+    }
+
+
+def log_in(base: str, username: str) -> httpx.Client:
+    client = httpx.Client(base_url=base, timeout=30)
+    page = client.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf
+    reply = client.post(
+        "/login",
+        data={"username": username, "password": PASSWORD, "csrf": csrf.group(1), "next": "/"},
+    )
+    assert reply.status_code in (200, 303), reply.text
+    return client
+
+
+def browser_paint(base: str, homes: int) -> dict[str, float]:
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium")
+    assert executable, "chromium is missing"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{base}/login?next=/map")
+        page.fill("#username", "supervisor")
+        page.fill("#password", PASSWORD)
+        started = time.perf_counter()
+        page.click("button[type=submit]")
+        page.wait_for_selector("body[data-map-ready=true]", timeout=120_000)
+        ready_s = time.perf_counter() - started
+        paint = page.evaluate(
+            "performance.getEntriesByType('paint').map(e => [e.name, e.startTime])"
+        )
+        browser.close()
+    firsts = dict(paint)
+    return {
+        "first_paint_ms": round(firsts.get("first-paint", -1), 1),
+        "first_contentful_paint_ms": round(firsts.get("first-contentful-paint", -1), 1),
+        "markers_drawn_ms": round(ready_s * 1000, 1),
+        "markers": homes,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--homes", type=int, default=10_000)
+    parser.add_argument("--caregivers", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per endpoint")
+    parser.add_argument("--no-browser", action="store_true")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="anbu-bench-pages-"))
+    db = Database(f"sqlite:///{workdir / 'anbu.sqlite3'}")
+    db.create_schema()
+    t0 = time.perf_counter()
+    seed_district(db, "seodaemun", homes=args.homes, caregivers=args.caregivers, rng_seed=3)
+    seed_accounts(db, "seodaemun", password=PASSWORD, now=dt.datetime.now(dt.UTC))
+    print(f"seeded {args.homes} homes in {time.perf_counter() - t0:.1f} s", flush=True)
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = CollectorSettings(
+        database_url=db.url, public_url=base, link_secret=secrets.token_urlsafe(32)
+    )
+    app = create_app(FakeRuntime(db, settings), settings=settings)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                       timeout_graceful_shutdown=1)
+    )  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+
+    # A dispatch in the first caregiver's care, opened through the real ingest path.
+    with db.session() as s:
+        from sqlalchemy import select
+
+        from collector.store.accounts import Account
+        from collector.store.models import Household
+
+        caregiver_id = s.scalar(select(Account.caregiver_id).where(Account.username == "caregiver"))
+        household = s.scalar(
+            select(Household.id).where(Household.caregiver_id == caregiver_id).limit(1)
+        )
+    assert household is not None
+    dispatch_id = raise_sos(db, household, base_url=base)
+
+    caregiver = log_in(base, "caregiver")
+    supervisor = log_in(base, "supervisor")
+    # The first map request builds the district's snapshot; later ones share it (<= 1 s old).
+    started = time.perf_counter()
+    assert supervisor.get("/map/data.json").status_code == 200
+    cold_map_ms = round((time.perf_counter() - started) * 1000, 1)
+    print(f"first map request (cold snapshot build) {cold_map_ms} ms", flush=True)
+    results = {
+        "health_reference": measure(caregiver, "/health", args.seconds),
+        "dispatch_page": measure(caregiver, f"/care/dispatches/{dispatch_id}", args.seconds),
+        "caregiver_list": measure(caregiver, "/care", args.seconds),
+        "map_data": measure(supervisor, "/map/data.json", args.seconds),
+    }
+    for name, figures in results.items():
+        print(name, figures, flush=True)
+    reference = results["health_reference"]["p50_ms"]
+    ratios = {
+        name: round(figures["p50_ms"] / reference, 1)
+        for name, figures in results.items()
+        if name != "health_reference"
+    }
+    paint = None if args.no_browser else browser_paint(base, args.homes)
+    if paint:
+        print("map in chromium", paint, flush=True)
+    server.should_exit = True
+    thread.join(timeout=10)
+    db.dispose()
+    shutil.rmtree(workdir, ignore_errors=True)
+    print(
+        json.dumps(
+            {
+                "bench": "pages",
+                "homes": args.homes,
+                "caregivers": args.caregivers,
+                "seconds_per_endpoint": args.seconds,
+                "client": "1 keep-alive connection, sequential",
+                "server": "uvicorn, 1 worker, SQLite",
+                "results": results,
+                "map_data_cold_first_request_ms": cold_map_ms,
+                "p50_ratio_to_health": ratios,
+                "map_in_chromium": paint,
+                "machine": {
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                },
+                "p99_under_100ms": {
+                    name: figures["p99_ms"] < 100
+                    for name, figures in results.items()
+                    if name != "health_reference"
+                },
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""People logging in: password hashing, the login throttle, signed message links, sessions."""

@@ -1,0 +1,135 @@
+"""Wiring the pages into the FastAPI app: routes, static files, error pages, security headers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import swagger_ui_bundle
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from collector.auth.throttle import LoginThrottle
+from collector.domain.links import LinkSigner
+from collector.settings import CollectorSettings
+from collector.web.access import Forbidden
+from collector.web.deps import HERE, CsrfFailed, LoginRequired, optional_viewer, render
+from collector.web.records import BadForm, Missing
+from collector.web.routes import care, docs, login, supervise
+from collector.web.snapshots import SnapshotCache
+
+
+@dataclass
+class WebConfig:
+    """What the page routes read from ``app.state.web``."""
+
+    links: LinkSigner
+    throttle: LoginThrottle
+    session_ttl_h: float
+    cookie_secure: bool
+    docs_need_login: bool
+    tile_url: str | None
+    tile_attribution: str
+    map_poll_s: float = 1.0
+    map_cache: SnapshotCache | None = None
+    """Made on first use, over the runtime's database (see ``routes/supervise.py``)."""
+
+
+def install_web(app: FastAPI, settings: CollectorSettings) -> None:
+    """Add the pages to ``app``. The app must be made with ``docs_url=None, redoc_url=None``."""
+    from collector.runtime import link_signer  # runtime imports the whole collector
+
+    app.state.web = WebConfig(
+        links=link_signer(settings),
+        throttle=LoginThrottle(settings.login_max_failures, settings.login_window_s),
+        session_ttl_h=settings.session_ttl_h,
+        cookie_secure=urlsplit(settings.public_url).scheme == "https",
+        docs_need_login=settings.environment == "production",
+        tile_url=settings.map_tile_url,
+        tile_attribution=settings.map_tile_attribution,
+    )
+    for router in (login.router, care.router, supervise.router, docs.router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.mount(
+        "/docs/assets",
+        StaticFiles(directory=Path(swagger_ui_bundle.swagger_ui_path)),
+        name="swagger-ui",
+    )
+    _error_pages(app)
+    csp = _content_security_policy(settings.map_tile_url)
+    app.middleware("http")(_security_headers(csp))
+
+
+def _error_pages(app: FastAPI) -> None:
+    async def login_required(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, LoginRequired)  # noqa: S101
+        return RedirectResponse(f"/login?next={exc.next_path}", status_code=303)
+
+    def page(code: int, title_key: str) -> Callable[[Request, Exception], Awaitable[Response]]:
+        async def respond(request: Request, exc: Exception) -> Response:
+            if request.url.path.startswith("/api/"):
+                from fastapi.responses import JSONResponse
+
+                return JSONResponse({"detail": str(exc)}, status_code=code)
+            viewer = None
+            if request.cookies:
+                with request.app.state.runtime.db.session() as session:
+                    from collector.api.deps import wall_clock
+
+                    viewer = optional_viewer(request, session, wall_clock())
+            return render(
+                request, "error.html", viewer=viewer, status_code=code,
+                title_key=title_key, message=str(exc),
+            )  # fmt: skip
+
+        return respond
+
+    app.add_exception_handler(LoginRequired, login_required)
+    app.add_exception_handler(Forbidden, page(403, "forbidden"))
+    app.add_exception_handler(CsrfFailed, page(403, "forbidden"))
+    app.add_exception_handler(Missing, page(404, "not_found"))
+    app.add_exception_handler(BadForm, page(400, "bad_form"))
+
+
+def _content_security_policy(tile_url: str | None) -> str:
+    images = "'self' data:"
+    if tile_url:
+        parts = urlsplit(tile_url.replace("{s}", "a"))
+        host = parts.netloc.replace("a.", "*.", 1) if "{s}" in tile_url else parts.netloc
+        images += f" {parts.scheme}://{host}"
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
+        f"img-src {images}; connect-src 'self'; font-src 'self'; object-src 'none'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+def _security_headers(
+    csp: str,
+) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+    # Swagger UI sets inline styles; only its page gets 'unsafe-inline' for styles.
+    docs_csp = csp.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+
+    async def add(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        # The signed link is in the path: never send it on to another site.
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        if response.headers.get("content-type", "").startswith("text/html"):
+            path = request.url.path
+            headers.setdefault("Content-Security-Policy", docs_csp if path == "/docs" else csp)
+            headers.setdefault("Cache-Control", "no-store")
+        if request.url.scheme == "https":
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+    return add

@@ -1,0 +1,126 @@
+"""The pages' words in Korean (first) and English, chosen per account (``accounts.language``)."""
+
+from __future__ import annotations
+
+LANGUAGES = ("ko", "en")
+
+_WORDS: dict[str, tuple[str, str]] = {
+    # key: (Korean, English)
+    "app": ("안부", "Anbu"),
+    "login": ("로그인", "Log in"),
+    "logout": ("로그아웃", "Log out"),
+    "username": ("아이디", "Username"),
+    "password": ("비밀번호", "Password"),
+    "login_failed": ("아이디 또는 비밀번호가 맞지 않습니다.", "Wrong username or password."),
+    "login_throttled": (
+        "로그인 시도가 너무 많습니다. {s}초 후에 다시 시도해 주세요.",
+        "Too many login attempts. Try again in {s} seconds.",
+    ),
+    "login_to_open": (
+        "출동 #{id}을 열려면 로그인해 주세요.",
+        "Log in to open dispatch #{id}.",
+    ),
+    "my_dispatches": ("내 출동", "My dispatches"),
+    "open_dispatches": ("진행 중인 출동", "Open dispatches"),
+    "no_open": ("진행 중인 출동이 없습니다.", "No open dispatches."),
+    "dispatch": ("출동", "Dispatch"),
+    "household": ("가구", "Household"),
+    "resident": ("어르신", "Resident"),
+    "address": ("주소", "Address"),
+    "directions": ("길찾기", "Directions"),
+    "guardian": ("보호자", "Guardian"),
+    "call": ("전화", "Call"),
+    "needs": ("돌봄 메모", "Needs notes"),
+    "add_note": ("메모 추가", "Add note"),
+    "note": ("메모", "Note"),
+    "history": ("방문·지원 기록", "Visit and support history"),
+    "timeline": ("진행 기록", "Timeline"),
+    "acknowledge": ("확인했습니다", "Acknowledge"),
+    "on_site": ("현장 도착", "On site"),
+    "resolve_with": ("결과를 골라 종료", "Resolve with outcome"),
+    "status": ("상태", "Status"),
+    "outcome": ("결과", "Outcome"),
+    "reason": ("사유", "Reason"),
+    "map": ("지도", "Map"),
+    "audit": ("열람·변경 기록", "Audit log"),
+    "filters": ("필터", "Filters"),
+    "all": ("전체", "All"),
+    "households": ("가구 목록", "Households"),
+    "risk": ("위험도", "Risk"),
+    "state": ("현재 상태", "Live state"),
+    "caregiver": ("생활지원사", "Caregiver"),
+    "language": ("언어", "Language"),
+    "save": ("저장", "Save"),
+    "forbidden": ("볼 수 있는 권한이 없습니다.", "You may not see this."),
+    "not_found": ("찾을 수 없습니다.", "Not found."),
+    "bad_link": ("링크를 열 수 없습니다", "This link cannot be opened"),
+    "bad_form": ("입력이 올바르지 않습니다", "Please check the form"),
+    "login_stale": (
+        "로그인 화면이 오래되었습니다. 다시 시도해 주세요.",
+        "The login page was stale. Please try again.",
+    ),
+    "back": ("목록으로", "Back to the list"),
+    "no_tiles": (
+        "지도 타일 서버를 쓸 수 없어 배경 없이 표시합니다.",
+        "No map tiles available: markers on a plain background.",
+    ),
+    "live": ("실시간", "Live"),
+    "more": ("더 보기", "Show more"),
+    "when": ("시각", "When"),
+    "who": ("누가", "Who"),
+    "what": ("무엇", "What"),
+    # lifecycle stages
+    "stage_raised": ("발생", "Raised"),
+    "stage_notified": ("알림 발송", "Notified"),
+    "stage_acknowledged": ("확인", "Acknowledged"),
+    "stage_on_site": ("현장 도착", "On site"),
+    "stage_resolved": ("종료", "Resolved"),
+    # statuses
+    "status_open": ("미확인", "Not acknowledged"),
+    "status_acknowledged": ("확인됨", "Acknowledged"),
+    "status_on_site": ("현장", "On site"),
+    "status_resolved": ("종료됨", "Resolved"),
+    # reasons and priorities
+    "reason_sos": ("긴급 SOS", "SOS"),
+    "reason_silence": ("무응답(활동 없음)", "Silence"),
+    "priority_urgent": ("긴급", "Urgent"),
+    "priority_normal": ("보통", "Normal"),
+    # live states
+    "live_sos": ("SOS", "SOS"),
+    "live_silent": ("무활동", "Silent"),
+    "live_offline": ("기기 꺼짐", "Device offline"),
+    "live_ok": ("정상", "OK"),
+    "risk_red": ("고위험", "High risk"),
+    "risk_orange": ("주의", "Watch"),
+    "risk_blue": ("일반", "Low risk"),
+    # outcomes
+    "outcome_safe": ("안전 확인", "Safe"),
+    "outcome_help_given": ("도움 필요, 지원함", "Needed help, given"),
+    "outcome_taken_to_hospital": ("병원 이송", "Taken to hospital"),
+    "outcome_door_opened": (
+        "응답 없음, 경찰·119와 문 개방",
+        "No answer, door opened with police or 119",
+    ),
+    "outcome_false_alarm": ("오작동·오신고", "False alarm"),
+    "outcome_test": ("시험", "Test"),
+    "outcome_device_problem": ("기기 문제", "Device problem"),
+    "outcome_deceased": ("사망", "Deceased"),
+    "outcome_visited_ok": ("방문, 이상 없음", "Visited, all right"),
+    "outcome_phoned_ok": ("통화, 이상 없음", "Phoned, all right"),
+    "outcome_emergency_services_called": ("119·112 신고", "Emergency services called"),
+    "outcome_no_answer_escalated": ("응답 없음, 상부 보고", "No answer, escalated"),
+    "outcome_other": ("기타", "Other"),
+}
+
+
+def translate(language: str, key: str, **values: object) -> str:
+    """The word for ``key`` in ``language`` (Korean when unknown); ``{name}`` filled from values."""
+    pair = _WORDS.get(key)
+    if pair is None:
+        return key
+    text = pair[1] if language == "en" else pair[0]
+    return text.format(**values) if values else text
+
+
+def keys() -> frozenset[str]:
+    return frozenset(_WORDS)

@@ -1,0 +1,370 @@
+"""The store work behind the pages: scoped reads, dispatch steps with their history, map data.
+
+Every function takes the :class:`Viewer` and applies the scoping rules of ``access.py`` in the
+query itself (lists) or with :func:`access.check` (single records), so a page cannot forget it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import CursorResult, Select, case, false, func, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from collector.domain import lifecycle
+from collector.domain.livestate import HomeSignals, LiveState, live_state
+from collector.store.accounts import DispatchStep, HouseholdNote, Role
+from collector.store.models import (
+    Caregiver,
+    Device,
+    Dispatch,
+    DispatchReason,
+    DispatchStatus,
+    Household,
+    Notification,
+    NotificationStatus,
+    Priority,
+)
+from collector.store.trail import record_change
+from collector.web import audit
+from collector.web.access import Forbidden, Viewer, check, may_see_household
+
+_Q = TypeVar("_Q", bound="Select[*tuple[Any, ...]]")
+
+
+class Missing(LookupError):
+    """No such dispatch or household (404)."""
+
+
+class BadForm(ValueError):
+    """A form field is missing or wrong (400); the message says which."""
+
+
+def _scope(query: _Q, viewer: Viewer) -> _Q:
+    """``query`` (which must involve ``Household``) narrowed to what ``viewer`` may see."""
+    if viewer.role is Role.ADMIN:
+        return query
+    if viewer.role is Role.SUPERVISOR and viewer.district is not None:
+        return query.where(Household.district == viewer.district)
+    if viewer.role is Role.CAREGIVER and viewer.caregiver_id is not None:
+        return query.where(Household.caregiver_id == viewer.caregiver_id)
+    return query.where(false())
+
+
+def open_dispatches(session: Session, viewer: Viewer, *, limit: int = 200) -> Sequence[Dispatch]:
+    """Not yet resolved, most urgent first (urgent before normal, SOS before silence), newest
+    first within each."""
+    query = (
+        select(Dispatch)
+        .join(Household, Household.id == Dispatch.household_id)
+        .options(selectinload(Dispatch.household))
+        .where(Dispatch.status != DispatchStatus.RESOLVED)
+        .order_by(
+            case((Dispatch.priority == Priority.URGENT, 0), else_=1),
+            Dispatch.created_at.desc(),
+            Dispatch.id.desc(),
+        )
+        .limit(limit)
+    )
+    return session.scalars(_scope(query, viewer)).all()
+
+
+def _household_or_403(session: Session, viewer: Viewer, household_id: str) -> Household:
+    household = session.get(Household, household_id)
+    if household is None:
+        raise Missing(f"household {household_id!r} not found")
+    check(
+        may_see_household(viewer, district=household.district, caregiver_id=household.caregiver_id),
+        f"household {household_id} is not one of yours",
+    )
+    return household
+
+
+def _dispatch_or_403(session: Session, viewer: Viewer, dispatch_id: int) -> Dispatch:
+    dispatch = session.get(Dispatch, dispatch_id, options=[selectinload(Dispatch.household)])
+    if dispatch is None:
+        raise Missing(f"dispatch {dispatch_id} not found")
+    household = dispatch.household
+    allowed = may_see_household(
+        viewer, district=household.district, caregiver_id=household.caregiver_id
+    ) or (viewer.role is Role.CAREGIVER and viewer.caregiver_id == dispatch.caregiver_id)
+    check(allowed, f"dispatch {dispatch_id} is not one of yours")
+    return dispatch
+
+
+def steps_of(session: Session, dispatch_id: int) -> Sequence[DispatchStep]:
+    return session.scalars(
+        select(DispatchStep)
+        .where(DispatchStep.dispatch_id == dispatch_id)
+        .order_by(DispatchStep.at, DispatchStep.id)
+    ).all()
+
+
+def notified_at(session: Session, dispatch_id: int) -> dt.datetime | None:
+    return session.scalar(
+        select(func.min(Notification.sent_at)).where(
+            Notification.dispatch_id == dispatch_id,
+            Notification.status == NotificationStatus.SENT,
+        )
+    )
+
+
+def lifecycle_of(dispatch: Dispatch, steps: Sequence[DispatchStep]) -> lifecycle.Lifecycle:
+    """The stored row and its steps as the pure lifecycle's state."""
+    arrived = next((s for s in steps if s.step == "on_site"), None)
+    resolved = next((s for s in steps if s.step == "resolved"), None)
+    return lifecycle.Lifecycle(
+        status=lifecycle.Status(dispatch.status.value),
+        acknowledged_at=dispatch.acknowledged_at,
+        acknowledged_by=dispatch.acknowledged_by,
+        resolved_at=dispatch.resolved_at,
+        outcome=lifecycle.Outcome(dispatch.outcome) if dispatch.outcome else None,
+        note=dispatch.note,
+        on_site_at=arrived.at if arrived else None,
+        on_site_by=arrived.by if arrived else None,
+        resolved_by=resolved.by if resolved else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchPage:
+    dispatch: Dispatch
+    household: Household
+    state: lifecycle.Lifecycle
+    stage: lifecycle.Stage
+    timeline: tuple[lifecycle.Step, ...]
+    steps: Sequence[DispatchStep]
+    allowed: frozenset[str]
+    """Which actions the page offers: acknowledge, on_site, resolve, note."""
+
+
+def dispatch_page(
+    session: Session, viewer: Viewer, dispatch_id: int, *, now: dt.datetime
+) -> DispatchPage:
+    """The dispatch with its timeline; the view is written to the audit log."""
+    dispatch = _dispatch_or_403(session, viewer, dispatch_id)
+    steps = steps_of(session, dispatch_id)
+    state = lifecycle_of(dispatch, steps)
+    sent = notified_at(session, dispatch_id)
+    audit.record(
+        session,
+        viewer,
+        "view_dispatch",
+        now=now,
+        district=dispatch.household.district,
+        household_id=dispatch.household_id,
+        dispatch_id=dispatch_id,
+    )
+    probe: dict[str, lifecycle.Event] = {
+        "acknowledge": lifecycle.Acknowledge("x"),
+        "on_site": lifecycle.ArriveOnSite("x"),
+        "resolve": lifecycle.Resolve(lifecycle.Outcome.SAFE),
+        "note": lifecycle.AddNote("x", "x"),
+    }
+    return DispatchPage(
+        dispatch,
+        dispatch.household,
+        state,
+        lifecycle.stage_of(state, notified_at=sent),
+        lifecycle.timeline(state, raised_at=dispatch.created_at, notified_at=sent),
+        steps,
+        frozenset(name for name, event in probe.items() if state.allows(event)),
+    )
+
+
+def act(
+    session: Session, viewer: Viewer, dispatch_id: int, event: lifecycle.Event, *, now: dt.datetime
+) -> Dispatch:
+    """Apply ``event`` as ``viewer``: the row, a step and an audit entry in one transaction.
+
+    The row is written only if its status is still the one read, so two caregivers pressing
+    "acknowledge" at once cannot both win: the second gets :class:`lifecycle.InvalidTransition`.
+    """
+    dispatch = _dispatch_or_403(session, viewer, dispatch_id)
+    if viewer.role is Role.TECHNICIAN:
+        raise Forbidden("technicians do not act on dispatches")
+    before = lifecycle_of(dispatch, steps_of(session, dispatch_id))
+    after = lifecycle.apply(before, event, now=now)
+    if not isinstance(event, lifecycle.AddNote):
+        values: dict[str, Any] = {
+            "status": DispatchStatus(after.status.value),
+            "acknowledged_at": after.acknowledged_at,
+            "acknowledged_by": after.acknowledged_by,
+            "resolved_at": after.resolved_at,
+            "outcome": after.outcome.value if after.outcome else None,
+            "note": after.note,
+        }
+        if not after.escalates:
+            values["next_escalation_at"] = None
+        result = cast(
+            CursorResult[Any],
+            session.execute(
+                update(Dispatch)
+                .where(
+                    Dispatch.id == dispatch_id,
+                    Dispatch.status == DispatchStatus(before.status.value),
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ),
+        )
+        if result.rowcount != 1:
+            session.refresh(dispatch)
+            fresh = lifecycle_of(dispatch, steps_of(session, dispatch_id))
+            raise lifecycle.InvalidTransition(fresh, event)
+    record_change(
+        session,
+        dispatch_id=dispatch_id,
+        household_id=dispatch.household_id,
+        district=dispatch.household.district,
+        event=event,
+        by=viewer.display_name,
+        actor=viewer.username,
+        account_id=viewer.account_id,
+        now=now,
+    )
+    session.flush()
+    session.refresh(dispatch)
+    return dispatch
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdPage:
+    household: Household
+    caregiver: Caregiver | None
+    notes: Sequence[HouseholdNote]
+    dispatches: Sequence[Dispatch]
+    steps: dict[int, Sequence[DispatchStep]]
+    live: LiveState
+
+
+def household_page(
+    session: Session, viewer: Viewer, household_id: str, *, now: dt.datetime
+) -> HouseholdPage:
+    """Details, needs notes and visit history; the view is written to the audit log."""
+    household = _household_or_403(session, viewer, household_id)
+    notes = session.scalars(
+        select(HouseholdNote)
+        .where(HouseholdNote.household_id == household_id)
+        .order_by(HouseholdNote.at.desc(), HouseholdNote.id.desc())
+    ).all()
+    dispatches = session.scalars(
+        select(Dispatch)
+        .where(Dispatch.household_id == household_id)
+        .order_by(Dispatch.created_at.desc(), Dispatch.id.desc())
+        .limit(50)
+    ).all()
+    steps = {d.id: steps_of(session, d.id) for d in dispatches}
+    audit.record(
+        session, viewer, "view_household", now=now, district=household.district,
+        household_id=household_id,
+    )  # fmt: skip
+    snapshot = map_snapshot(session, viewer, now=now, household_id=household_id)
+    live = LiveState(snapshot[0]["state"]) if snapshot else LiveState.OK
+    return HouseholdPage(household, household.caregiver, notes, dispatches, steps, live)
+
+
+def add_household_note(
+    session: Session, viewer: Viewer, household_id: str, text: str, *, now: dt.datetime
+) -> None:
+    household = _household_or_403(session, viewer, household_id)
+    text = text.strip()
+    if not text:
+        raise ValueError("the note is empty")
+    if len(text) > 4000:
+        raise ValueError("a note has at most 4000 characters")
+    session.add(
+        HouseholdNote(
+            household_id=household_id,
+            at=now,
+            account_id=viewer.account_id,
+            by=viewer.display_name,
+            text=text,
+        )
+    )
+    audit.record(
+        session, viewer, "household_note", now=now, district=household.district,
+        household_id=household_id,
+    )  # fmt: skip
+
+
+def map_snapshot(
+    session: Session, viewer: Viewer, *, now: dt.datetime, household_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Every household ``viewer`` may see with its position, risk colour and live state.
+
+    One query whatever the district's size: households left-joined to their devices and their
+    unresolved dispatches, each already reduced to one row per household by the database.
+    """
+    devices = (
+        select(
+            Device.household_id.label("hid"),
+            func.count().label("n"),
+            func.min(case((Device.online, 1), else_=0)).label("all_online"),
+            func.max(Device.last_life_sign_at).label("life"),
+        )
+        .group_by(Device.household_id)
+        .subquery()
+    )
+    open_ = (
+        select(
+            Dispatch.household_id.label("hid"),
+            func.max(case((Dispatch.reason == DispatchReason.SOS, 1), else_=0)).label("sos"),
+            func.max(case((Dispatch.reason == DispatchReason.SILENCE, 1), else_=0)).label(
+                "silence"
+            ),
+            func.max(Dispatch.id).label("dispatch_id"),
+        )
+        .where(Dispatch.status != DispatchStatus.RESOLVED)
+        .group_by(Dispatch.household_id)
+        .subquery()
+    )
+    query = _scope(
+        select(
+            Household.id,
+            Household.resident_name,
+            Household.latitude,
+            Household.longitude,
+            Household.risk_level,
+            Household.silence_period_h,
+            devices.c.n,
+            devices.c.all_online,
+            devices.c.life,
+            open_.c.sos,
+            open_.c.silence,
+            open_.c.dispatch_id,
+        )
+        .outerjoin(devices, devices.c.hid == Household.id)
+        .outerjoin(open_, open_.c.hid == Household.id)
+        .order_by(Household.id),
+        viewer,
+    )
+    if household_id is not None:
+        query = query.where(Household.id == household_id)
+    out: list[dict[str, Any]] = []
+    for row in session.execute(query):
+        reasons = frozenset(
+            name for name, flag in (("sos", row.sos), ("silence", row.silence)) if flag
+        )
+        life = row.life
+        if isinstance(life, str):  # SQLite hands an aggregate back untyped
+            life = dt.datetime.fromisoformat(life)
+        if life is not None and life.tzinfo is None:
+            life = life.replace(tzinfo=dt.UTC)
+        online = (bool(row.all_online),) * int(row.n or 0)
+        signals = HomeSignals(reasons, online, life, row.silence_period_h)
+        out.append(
+            {
+                "id": row.id,
+                "name": row.resident_name,
+                "lat": row.latitude,
+                "lon": row.longitude,
+                "risk": row.risk_level.value,
+                "state": live_state(signals, now=now).value,
+                "dispatch_id": row.dispatch_id,
+            }
+        )
+    return out
