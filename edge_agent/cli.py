@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     manifest = sub.add_parser("write-manifest", help="record the model's checksums (once)")
     manifest.add_argument("--model", type=Path, required=True)
     manifest.add_argument("--manifest", type=Path)
+    manifest.add_argument(
+        "--language",
+        choices=["ko", "en"],
+        default=None,
+        help="the model's language (default: what its words are written in)",
+    )
 
     sub.add_parser("config-schema", help="print the device config JSON schema")
     return p
@@ -61,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from edge_agent.model_cli import write_manifest_cmd
 
         manifest = args.manifest or args.model / "anbu-manifest.json"
-        return write_manifest_cmd(args.model, manifest)
+        return write_manifest_cmd(args.model, manifest, language=args.language)
     if args.command == "check-model":
         return _check_model(args)
     try:
