@@ -23,7 +23,8 @@ from edge_agent.announce import Announcer
 from edge_agent.heartbeat import Counters, HeartbeatBuilder
 from edge_agent.outbox import Outbox
 from edge_agent.sos import Feedback, SosTracker
-from edge_agent.spotter import Detection, Kind
+from edge_agent.spotter import Detection
+from edge_agent.voice_sos import Action, Decision, VoiceSosDecider
 from firmware_config.device import DeviceConfig
 from firmware_config.messages import (
     CancelAck,
@@ -92,6 +93,9 @@ class Agent:
         self.clocks = clocks or Clocks()
         self.address = config.address
         self.tracker = SosTracker(config.cancel_window_s)
+        self.voice_sos = VoiceSosDecider(
+            config.voice.ask_below_confidence, config.voice.answer_timeout_s
+        )
         self.link: LinkLike | None = None
         self.led: FeedbackLike | None = None
         self.voice: VoiceLike | None = None
@@ -182,11 +186,29 @@ class Agent:
             self.link.wake()
 
     def on_detection(self, detection: Detection) -> None:
-        """The spotter recognised a phrase."""
-        if detection.kind is Kind.SOS:
-            self.raise_sos("voice", detection.phrase)
-        elif detection.kind is Kind.CANCEL:
-            self.request_cancel("voice", detection.phrase)
+        """The spotter recognised a phrase: :class:`VoiceSosDecider` says what to do."""
+        with self._lock:
+            decisions = self.voice_sos.hear(detection, self.clocks.monotonic())
+        self._act(decisions)
+
+    def check_voice_question(self) -> None:
+        """Send a doubtful voice SOS whose question went unanswered."""
+        with self._lock:
+            decisions = self.voice_sos.tick(self.clocks.monotonic())
+        self._act(decisions)
+
+    def _act(self, decisions: list[Decision]) -> None:
+        for decision in decisions:
+            extra = {"phrase": decision.phrase, "confidence": round(decision.confidence, 3)}
+            if decision.action is Action.SEND:
+                self.raise_sos("voice", decision.phrase)
+            elif decision.action is Action.ASK:
+                log.warning("voice sos unsure: asking the resident", extra=extra)
+                self._say("sos_ask")
+            elif decision.action is Action.DROP:
+                log.warning("voice sos declined by the resident", extra=extra)
+            elif decision.action is Action.CANCEL:
+                self.request_cancel("voice", decision.phrase)
 
     def on_command(self, command: CommandMessage) -> None:
         """The collector answered: an SOS or a cancel is stored on its side."""
@@ -270,6 +292,7 @@ class Agent:
         for period, work, name in (
             (self.config.heartbeat_interval_s, self.send_heartbeat, "heartbeat"),
             (0.1, self.check_delivery, "delivery"),
+            (0.2, self.check_voice_question, "voice-question"),
             (self.config.sos_resend_s, self.resend_unconfirmed, "resend"),
         ):
             t = threading.Thread(

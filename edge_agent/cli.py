@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     manifest = sub.add_parser("write-manifest", help="record the model's checksums (once)")
     manifest.add_argument("--model", type=Path, required=True)
     manifest.add_argument("--manifest", type=Path)
+    manifest.add_argument(
+        "--language",
+        choices=["ko", "en"],
+        default=None,
+        help="the model's language (default: what its words are written in)",
+    )
 
     verify = sub.add_parser(
         "verify",
@@ -127,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from edge_agent.model_cli import write_manifest_cmd
 
         manifest = args.manifest or args.model / "anbu-manifest.json"
-        return write_manifest_cmd(args.model, manifest)
+        return write_manifest_cmd(args.model, manifest, language=args.language)
     if args.command == "example-config":
         print(example_config_text(), end="")
         return 0

@@ -16,6 +16,7 @@ from edge_agent.audio import SAMPLE_RATE_HZ, AudioError, read_wav_16k
 from edge_agent.recognizer import (
     ModelError,
     ModelReport,
+    Recognizer,
     VoskRecognizer,
     check_model_dir,
     compare_manifest,
@@ -24,6 +25,7 @@ from edge_agent.recognizer import (
     write_manifest,
 )
 from edge_agent.spotter import Spotter
+from edge_agent.transcript import Transcript, Word
 from firmware_config.phrases import PhraseSet
 
 _VOICES = {"ko": "ko", "en": "en-us"}
@@ -40,18 +42,29 @@ def _report_lines(report: ModelReport) -> list[str]:
         lines.append("graph        OK: dynamic (graph/HCLr.fst + graph/Gr.fst), grammar mode works")
     else:
         lines.append(f"graph        PROBLEM: {report.graph_error}")
-    if report.vocabulary_size is None:
-        lines.append("vocabulary   UNKNOWN: no graph/words.txt, phrase words not checked")
+    if report.vocabulary_error is not None:
+        lines.append(f"vocabulary   PROBLEM: {report.vocabulary_error}")
+    elif report.vocabulary_size is None:
+        lines.append("vocabulary   SKIPPED: no model directory")
     elif report.missing_words:
         lines.append(
             f"vocabulary   PROBLEM: {len(report.missing_words)} of {report.phrase_words} phrase "
-            f"words are not in the model and will never be heard: "
+            f"words are not among the model's {report.vocabulary_size} words "
+            f"({report.vocabulary_source}) and would never be heard: "
             f"{', '.join(report.missing_words)}; change the phrase set or the model"
         )
     else:
         lines.append(
-            f"vocabulary   OK: all {report.phrase_words} phrase words among "
-            f"{report.vocabulary_size} model words"
+            f"vocabulary   OK: all {report.phrase_words} phrase words among the model's "
+            f"{report.vocabulary_size} words ({report.vocabulary_source})"
+        )
+    if report.language_error is not None:
+        lines.append(f"language     PROBLEM: {report.language_error}")
+    elif report.manifest_error is None and report.vocabulary_size is not None:
+        declared = report.declared_language or "not recorded"
+        lines.append(
+            f"language     OK: phrases {report.phrase_language!r}; manifest {declared}; "
+            f"words written in {report.vocabulary_language or 'no telling script'}"
         )
     return lines
 
@@ -71,17 +84,20 @@ def synthesise(text: str, language: str, directory: Path) -> bytes:
     return read_wav_16k(wav)
 
 
-def recognise(recognizer: VoskRecognizer, audio: bytes) -> str:
-    """Everything the recogniser makes of ``audio`` framed by silence, as one string."""
+def recognise(recognizer: Recognizer, audio: bytes) -> Transcript:
+    """Everything the recogniser makes of ``audio`` framed by silence, as one transcript."""
     silence = bytes(_BLOCK_BYTES * 3)
     padded = silence + audio + silence * 3
-    texts = []
+    words: list[Word] = []
+
+    def add(heard: Transcript | str | None) -> None:
+        if heard:
+            words.extend((Transcript.of(heard) if isinstance(heard, str) else heard).words)
+
     for i in range(0, len(padded), _BLOCK_BYTES):
-        if text := recognizer.accept(padded[i : i + _BLOCK_BYTES]):
-            texts.append(text)
-    if text := recognizer.flush():
-        texts.append(text)
-    return " ".join(texts)
+        add(recognizer.accept(padded[i : i + _BLOCK_BYTES]))
+    add(recognizer.flush())
+    return Transcript(tuple(words))
 
 
 def _recognition_line(
@@ -99,12 +115,13 @@ def _recognition_line(
     except ModelError as exc:
         return f"recognition  PROBLEM: {exc}", True
     detection = Spotter(phrases).hear(heard, now=0.0)
+    heard_text = heard.text
     verdict = (
         f"spotted as {detection.kind.value.upper()}"
         if detection is not None
         else "not spotted (synthetic speech is a rough test: try saying it yourself)"
     )
-    return f"recognition  espeak-ng said {phrase!r}, model heard {heard!r}: {verdict}", False
+    return f"recognition  espeak-ng said {phrase!r}, model heard {heard_text!r}: {verdict}", False
 
 
 def check_model(
@@ -130,9 +147,12 @@ def check_model(
 
 
 def write_manifest_cmd(
-    model_path: Path, manifest_path: Path | None = None, out: TextIO | None = None
+    model_path: Path,
+    manifest_path: Path | None = None,
+    out: TextIO | None = None,
+    language: str | None = None,
 ) -> int:
-    """Record the model's checksums; says what an existing manifest disagreed with."""
+    """Record the model's checksums and language; says what an existing manifest disagreed with."""
     out = out or sys.stdout
     model_path = Path(model_path)
     manifest_path = Path(manifest_path or default_manifest_path(model_path))
@@ -146,13 +166,13 @@ def write_manifest_cmd(
                 print(
                     f"replacing {manifest_path}, which disagreed: {problems.describe()}", file=out
                 )
-        manifest = write_manifest(model_path, manifest_path)
+        manifest = write_manifest(model_path, manifest_path, language=language)
     except (ModelError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(
         f"wrote checksums of {len(manifest.files)} files of model {manifest.model!r} "
-        f"to {manifest_path}",
+        f"(language {manifest.language or 'unknown'}) to {manifest_path}",
         file=out,
     )
     return 0

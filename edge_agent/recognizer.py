@@ -7,8 +7,11 @@ The Vosk model is a directory of files copied onto the device. Before it is load
   rather than by a resident whose call for help is never recognised;
 * it has a *dynamic* graph (``graph/HCLr.fst`` + ``graph/Gr.fst``, no ``graph/HCLG.fst``), because
   only such models honour a runtime grammar — big models with a static graph ignore it;
-* every word of the phrase set is in its vocabulary (``graph/words.txt``, a Kaldi symbol table:
-  ``word id`` per line); Vosk silently drops grammar words it does not know.
+* every word of the phrase set is in its vocabulary (``graph/words.txt``, or the output symbol
+  table of ``graph/Gr.fst`` when there is no words.txt: see :mod:`edge_agent.vocabulary`); Vosk
+  silently drops grammar words it does not know;
+* the model's language is the phrase set's: the language the manifest declares (recorded by
+  ``anbu agent write-manifest``) and the script most of its words are written in must both match.
 
 The model is only ever loaded from a path (``vosk.Model(path)``): ``vosk.Model(lang=...)`` would
 try to download one.
@@ -21,11 +24,14 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from edge_agent.grammar import build_grammar, filler_words
+from edge_agent.transcript import UNKNOWN, Transcript, Word
+from edge_agent.vocabulary import VocabularyError, infer_language, read_model_vocabulary
 from firmware_config.phrases import PhraseSet
 
 log = logging.getLogger("anbu.agent.recognizer")
@@ -35,7 +41,6 @@ MANIFEST_NAME = "anbu-manifest.json"
 
 DYNAMIC_GRAPH = ("graph/HCLr.fst", "graph/Gr.fst")
 STATIC_GRAPH = "graph/HCLG.fst"
-WORDS = "graph/words.txt"
 ACOUSTIC_MODEL = "am/final.mdl"
 SAMPLE_RATE_HZ = 16000
 
@@ -52,11 +57,11 @@ class ModelError(RuntimeError):
 class Recognizer(Protocol):
     """Turns 16 kHz mono int16 audio into transcripts."""
 
-    def accept(self, block: bytes) -> str | None:
+    def accept(self, block: bytes) -> Transcript | str | None:
         """Feed audio; returns a final transcript when the recogniser detects an endpoint."""
         ...
 
-    def flush(self) -> str | None:
+    def flush(self) -> Transcript | str | None:
         """The segment is over: the transcript of whatever is left, and start afresh."""
         ...
 
@@ -74,6 +79,8 @@ class Manifest:
     created_at: str
     files: dict[str, str]
     """Relative POSIX path → SHA-256 hex digest."""
+    language: str | None = None
+    """The language the model recognises, as declared when the manifest was written."""
 
 
 def _sha256(path: Path) -> str:
@@ -99,9 +106,13 @@ def default_manifest_path(model_dir: Path) -> Path:
 
 
 def write_manifest(
-    model_dir: Path, manifest_path: Path | None = None, now: datetime | None = None
+    model_dir: Path,
+    manifest_path: Path | None = None,
+    now: datetime | None = None,
+    language: str | None = None,
 ) -> Manifest:
-    """Record the SHA-256 of every file under ``model_dir`` (except the manifest itself)."""
+    """Record the SHA-256 of every file under ``model_dir`` (except the manifest itself) and the
+    model's language (``language``, else what its vocabulary is written in)."""
     model_dir = Path(model_dir)
     manifest_path = Path(manifest_path or default_manifest_path(model_dir))
     if not model_dir.is_dir():
@@ -109,16 +120,27 @@ def write_manifest(
     files = {rel: _sha256(model_dir / rel) for rel in _model_files(model_dir, manifest_path)}
     if not files:
         raise ModelError(f"speech model directory {model_dir} is empty")
+    if language is None:
+        try:
+            language = infer_language(read_model_vocabulary(model_dir)[0])
+        except VocabularyError:
+            language = None
     manifest = Manifest(
         model=model_dir.name,
         created_at=(now or datetime.now(UTC)).isoformat(timespec="seconds"),
         files=files,
+        language=language,
     )
     manifest_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = manifest_path.with_name(manifest_path.name + ".tmp")
     tmp.write_text(
         json.dumps(
-            {"model": manifest.model, "created_at": manifest.created_at, "files": files},
+            {
+                "model": manifest.model,
+                "language": manifest.language,
+                "created_at": manifest.created_at,
+                "files": files,
+            },
             indent=2,
             ensure_ascii=False,
         )
@@ -148,7 +170,13 @@ def read_manifest(manifest_path: Path) -> Manifest:
             f'speech model manifest {manifest_path} has no valid "files" table. '
             f"{_WRITE_MANIFEST_HINT}"
         )
-    return Manifest(str(data.get("model", "")), str(data.get("created_at", "")), dict(files))
+    language = data.get("language")
+    return Manifest(
+        str(data.get("model", "")),
+        str(data.get("created_at", "")),
+        dict(files),
+        language if isinstance(language, str) and language else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,17 +265,15 @@ def check_dynamic_graph(model_dir: Path) -> None:
         )
 
 
-def read_vocabulary(model_dir: Path) -> set[str] | None:
-    """Words of ``graph/words.txt``, or None when the model does not ship one."""
-    path = Path(model_dir) / WORDS
+def read_vocabulary(model_dir: Path) -> frozenset[str]:
+    """The model's words (``graph/words.txt``, else the symbol table of ``graph/Gr.fst``)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    return {line.split()[0] for line in text.splitlines() if line.strip()}
+        return read_model_vocabulary(Path(model_dir))[0]
+    except VocabularyError as exc:
+        raise ModelError(f"cannot read the words of the speech model: {exc}") from exc
 
 
-def missing_words(phrases: PhraseSet, vocabulary: set[str]) -> tuple[str, ...]:
+def missing_words(phrases: PhraseSet, vocabulary: frozenset[str] | set[str]) -> tuple[str, ...]:
     return tuple(sorted(w for w in phrases.words() if w not in vocabulary))
 
 
@@ -262,38 +288,107 @@ class ModelReport:
     graph_error: str | None
     """None when the model has a dynamic graph (grammar mode works)."""
     vocabulary_size: int | None
-    """Words in ``graph/words.txt``; None when the file is absent (the check could not run)."""
+    """Words the model knows; None when they could not be read (see ``vocabulary_error``)."""
     missing_words: tuple[str, ...]
     phrase_words: int
+    vocabulary_source: str | None = None
+    """``graph/words.txt`` or ``graph/Gr.fst``."""
+    vocabulary_error: str | None = None
+    declared_language: str | None = None
+    """What the manifest says the model speaks (None: not recorded)."""
+    vocabulary_language: str | None = None
+    """What the model's words are written in."""
+    language_error: str | None = None
+    phrase_language: str = ""
+    vocabulary: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
-        return self.manifest_error is None and self.graph_error is None and not self.missing_words
+        return (
+            self.manifest_error is None
+            and self.graph_error is None
+            and self.vocabulary_error is None
+            and self.language_error is None
+            and not self.missing_words
+        )
 
     @property
     def loadable(self) -> bool:
-        """Safe to hand to Vosk: intact and grammar-capable (missing words only warn)."""
+        """Safe to hand to Vosk: intact and grammar-capable (the other checks may still fail)."""
         return self.manifest_error is None and self.graph_error is None
+
+    def problems(self) -> list[str]:
+        """Every reason the agent must not listen with this model and phrase set."""
+        found = [
+            e
+            for e in (
+                self.manifest_error,
+                self.graph_error,
+                self.vocabulary_error,
+                self.language_error,
+            )
+            if e is not None
+        ]
+        if self.missing_words:
+            found.append(
+                f"{len(self.missing_words)} of {self.phrase_words} phrase words are not in the "
+                f"model's vocabulary and would never be heard: {', '.join(self.missing_words)}; "
+                "change the phrase set or the model"
+            )
+        return found
+
+
+def _language_error(
+    phrases: PhraseSet, declared: str | None, written: str | None, manifest_path: Path
+) -> str | None:
+    wanted = phrases.language
+    if declared is not None and declared != wanted:
+        return (
+            f"the phrase set is {wanted!r} but the manifest {manifest_path} declares a "
+            f"{declared!r} model; use a {wanted!r} model or the {declared!r} phrase set"
+        )
+    if written is not None and written != wanted:
+        return (
+            f"the phrase set is {wanted!r} but the model's words are {written!r}; use a "
+            f"{wanted!r} model or the {written!r} phrase set"
+        )
+    if declared is None and written is None:
+        return (
+            "the model's language is unknown: neither its manifest nor its words say; record it "
+            f"with `anbu agent write-manifest --language {wanted}`"
+        )
+    return None
 
 
 def check_model_dir(
     model_dir: Path, phrases: PhraseSet, manifest_path: Path | None = None
 ) -> ModelReport:
-    """Check manifest, graph and vocabulary; never raises for a bad model, reports it."""
+    """Check manifest, graph, vocabulary and language; never raises for a bad model, reports it."""
     model_dir = Path(model_dir)
     manifest_path = Path(manifest_path or default_manifest_path(model_dir))
-    manifest_error = graph_error = None
+    manifest_error = graph_error = vocabulary_error = language_error = None
+    declared = None
     try:
-        verify_manifest(model_dir, manifest_path)
+        declared = verify_manifest(model_dir, manifest_path).language
     except ModelError as exc:
         manifest_error = str(exc)
-    vocabulary = None
+    vocabulary: frozenset[str] | None = None
+    source = written = None
     if model_dir.is_dir():
         try:
             check_dynamic_graph(model_dir)
         except ModelError as exc:
             graph_error = str(exc)
-        vocabulary = read_vocabulary(model_dir)
+        try:
+            vocabulary, source = read_model_vocabulary(model_dir)
+        except VocabularyError as exc:
+            vocabulary_error = (
+                f"cannot read the model's words, so the phrases cannot be checked: {exc}"
+            )
+        else:
+            written = infer_language(vocabulary)
+        if manifest_error is None:
+            language_error = _language_error(phrases, declared, written, manifest_path)
     else:
         graph_error = f"speech model directory {model_dir} does not exist"
     return ModelReport(
@@ -304,57 +399,115 @@ def check_model_dir(
         vocabulary_size=None if vocabulary is None else len(vocabulary),
         missing_words=() if vocabulary is None else missing_words(phrases, vocabulary),
         phrase_words=len(phrases.words()),
+        vocabulary_source=source,
+        vocabulary_error=vocabulary_error,
+        declared_language=declared,
+        vocabulary_language=written,
+        language_error=language_error,
+        phrase_language=phrases.language,
+        vocabulary=vocabulary or frozenset(),
     )
 
 
 # --- the adapter --------------------------------------------------------------------------------
 
 
-def _text(result_json: str) -> str | None:
-    text = str(json.loads(result_json).get("text", "")).strip()
-    return text or None
+@dataclass(frozen=True, slots=True)
+class RecognizerSettings:
+    """How the grammar competes with other speech (measured in ``bench/speech.py``)."""
+
+    filler_count: int = 200
+    """Filler words from the model's vocabulary in the grammar (0: phrases only)."""
+    phrase_weight: int = 1
+    """Times each phrase is repeated in the grammar (its weight against the fillers)."""
+    min_word_confidence: float = 0.0
+    """Phrase words Vosk is less sure of than this are reported as ``[unk]``."""
+
+
+def load_vosk_model(model_path: Path) -> Any:
+    """Load the model itself (3-4 s, ~550 MiB for the small Korean one); share it between
+    recognisers. Only from a path: ``vosk.Model(lang=...)`` would try to download one."""
+    import vosk
+
+    vosk.SetLogLevel(-1)  # Kaldi warnings only
+    try:
+        return vosk.Model(str(model_path))
+    except Exception as exc:  # vosk raises a bare Exception("Failed to create a model")
+        raise ModelError(f"Vosk could not load the model in {model_path} ({exc})") from exc
+
+
+def _transcript(result_json: str, keep: frozenset[str], min_confidence: float) -> Transcript | None:
+    result = json.loads(result_json)
+    words = result.get("result")
+    if words is None:  # no word timings: only the text (an empty utterance)
+        text = str(result.get("text", "")).strip()
+        return Transcript.of(text) if text else None
+    heard = []
+    for w in words:
+        text, confidence = str(w.get("word", "")), float(w.get("conf", 1.0))
+        if text not in keep or confidence < min_confidence:
+            text = UNKNOWN
+        heard.append(Word(text, confidence))
+    return Transcript(tuple(heard)) if heard else None
 
 
 class VoskRecognizer:
-    """Vosk in grammar mode: only the phrase set's phrases (and ``[unk]``) can come out.
+    """Vosk in grammar mode: phrases and fillers can come out; fillers come out as ``[unk]``.
+
+    Every check of :func:`check_model_dir` must pass, or it raises :class:`ModelError` naming
+    what is wrong (missing phrase words, a model of another language, a damaged copy).
 
     >>> rec = VoskRecognizer(Path("/opt/anbu/model"), load_phrase_set("ko"))  # doctest: +SKIP
     >>> rec.accept(block)  # doctest: +SKIP
     """
 
     def __init__(
-        self, model_path: Path, phrases: PhraseSet, manifest_path: Path | None = None
+        self,
+        model_path: Path,
+        phrases: PhraseSet,
+        manifest_path: Path | None = None,
+        settings: RecognizerSettings | None = None,
+        *,
+        report: ModelReport | None = None,
+        vosk_model: Any = None,
     ) -> None:
-        self.report = check_model_dir(model_path, phrases, manifest_path)
-        if self.report.manifest_error is not None:
-            raise ModelError(self.report.manifest_error)
-        if self.report.graph_error is not None:
-            raise ModelError(self.report.graph_error)
-        if self.report.vocabulary_size is None:
-            log.warning("model %s has no %s; cannot check the phrase words", model_path, WORDS)
-        elif self.report.missing_words:
-            log.warning(
-                "phrase words missing from the model vocabulary will never be recognised: %s "
-                "(model %s); change the phrase set or the model",
-                ", ".join(self.report.missing_words),
-                model_path,
-            )
+        self.settings = settings or RecognizerSettings()
+        self.report = report or check_model_dir(model_path, phrases, manifest_path)
+        problems = self.report.problems()
+        if problems:
+            raise ModelError(f"speech model {model_path} cannot be used: " + "; ".join(problems))
+        phrase_words = phrases.words()
+        self.fillers = filler_words(
+            self.report.vocabulary, phrase_words, self.settings.filler_count, phrases.language
+        )
+        self.grammar = build_grammar(phrases, self.fillers, self.settings.phrase_weight)
+        self._keep = frozenset(phrase_words)
+        self._model: Any = vosk_model if vosk_model is not None else load_vosk_model(model_path)
         import vosk
 
-        vosk.SetLogLevel(-1)  # Kaldi warnings only
-        try:
-            self._model: Any = vosk.Model(str(model_path))
-        except Exception as exc:  # vosk raises a bare Exception("Failed to create a model")
-            raise ModelError(f"Vosk could not load the model in {model_path} ({exc})") from exc
-        self._rec: Any = vosk.KaldiRecognizer(self._model, SAMPLE_RATE_HZ, phrases.grammar_json())
+        self._rec: Any = vosk.KaldiRecognizer(
+            self._model, SAMPLE_RATE_HZ, json.dumps(self.grammar, ensure_ascii=False)
+        )
+        self._rec.SetWords(True)
+        log.info(
+            "recogniser ready",
+            extra={
+                "model": str(model_path),
+                "phrases": len(phrases.all_phrases()),
+                "fillers": len(self.fillers),
+            },
+        )
 
-    def accept(self, block: bytes) -> str | None:
+    def _heard(self, result_json: str) -> Transcript | None:
+        return _transcript(result_json, self._keep, self.settings.min_word_confidence)
+
+    def accept(self, block: bytes) -> Transcript | None:
         if self._rec.AcceptWaveform(block):
-            return _text(self._rec.Result())
+            return self._heard(self._rec.Result())
         return None
 
-    def flush(self) -> str | None:
-        return _text(self._rec.FinalResult())  # FinalResult also starts a fresh utterance
+    def flush(self) -> Transcript | None:
+        return self._heard(self._rec.FinalResult())  # FinalResult also starts a fresh utterance
 
     def reset(self) -> None:
         self._rec.Reset()

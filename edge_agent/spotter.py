@@ -2,14 +2,22 @@
 
 Rules, in order:
 
-1. The transcript and every phrase are *normalised* the same way: lower case, ``[unk]`` and
+1. The transcript's words and every phrase are *normalised* the same way: lower case,
    punctuation removed; Korean spacing ignored (``살려 줘`` = ``살려줘``), polite endings folded
    (``살려주세요`` = ``살려줘요`` = ``살려줘``, ``괜찮아요`` = ``괜찮아``), ``일일구`` = ``119``.
-2. An SOS phrase anywhere in the transcript is an SOS. SOS needs **no wake word**: a resident who
-   has fallen should not have to remember one.
-3. Otherwise a cancel phrase is a cancel (whether a cancel is still allowed is for
+2. A phrase matches a run of *whole* words of the transcript (``살려줘서`` is not ``살려줘``);
+   a run never crosses ``[unk]``, which is how the recogniser marks filler and doubtful words.
+3. A cancel phrase is a cancel, even when an SOS phrase is heard too: a resident saying
+   ``괜찮아`` must never raise an SOS (whether a cancel is still allowed is for
    :mod:`edge_agent.sos` to decide, not the spotter).
-4. Otherwise the wake word arms the spotter for ``wake_window_s``; a check-in answer heard while
+4. Otherwise an SOS phrase is an SOS — if the utterance has at most ``max_unknown_words``
+   ``[unk]`` words besides it: a call for help is short ("아이고 살려 주세요"), while a sentence
+   of talk or television that happens to contain the phrase's sounds is long. SOS needs **no wake
+   word**: a resident who has fallen should not have to remember one. Its ``confidence`` is the
+   lowest word confidence of the run.
+5. While an answer is expected (``answering=True``, after "도움을 요청할까요?"), a yes or no
+   phrase is an answer.
+6. Otherwise the wake word arms the spotter for ``wake_window_s``; a check-in answer heard while
    armed (or in the same utterance) is a check-in. A bare wake word is reported as a wake.
 
 Nothing here reads the clock or imports I/O: ``now`` is an argument.
@@ -22,6 +30,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from edge_agent.transcript import UNKNOWN, Transcript
 from firmware_config.phrases import PhraseSet
 
 
@@ -32,6 +41,10 @@ class Kind(enum.Enum):
     CANCEL = "cancel"
     WAKE = "wake"
     CHECKIN = "checkin"
+    YES = "yes"
+    """Yes to "shall I ask for help?"."""
+    NO = "no"
+    """No to "shall I ask for help?"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +52,8 @@ class Detection:
     kind: Kind
     phrase: str
     """The phrase from the phrase set that matched (never the raw transcript)."""
+    confidence: float = 1.0
+    """The recogniser's lowest word confidence over the matched words."""
 
 
 _PUNCT = re.compile(r"[^\w\s']|_", re.UNICODE)
@@ -65,55 +80,103 @@ def normalise(text: str, language: str) -> str:
     return " " + " ".join(text.split()) + " "
 
 
+def _fold(joined: str, language: str) -> str:
+    if language == "ko":
+        for old, new in _KO_FOLDS:
+            joined = joined.replace(old, new)
+    return joined
+
+
 class Spotter:
     """Phrase spotter for one phrase set; keeps only the wake-word window as state.
 
     >>> from firmware_config.phrases import load_phrase_set
     >>> s = Spotter(load_phrase_set("ko"))
     >>> s.hear("살려 주세요", now=0.0)
-    Detection(kind=<Kind.SOS: 'sos'>, phrase='살려줘')
+    Detection(kind=<Kind.SOS: 'sos'>, phrase='살려 주세요', confidence=1.0)
     """
 
-    def __init__(self, phrases: PhraseSet, wake_window_s: float = 8.0) -> None:
+    def __init__(
+        self, phrases: PhraseSet, wake_window_s: float = 8.0, max_unknown_words: int = 2
+    ) -> None:
         self.language = phrases.language
         self.wake_window_s = wake_window_s
+        self.max_unknown_words = max_unknown_words
         self._armed_until: float | None = None
-        self._table: dict[Kind, list[tuple[str, str]]] = {
-            kind: sorted(
-                ((normalise(p, self.language), p) for p in source),
-                key=lambda item: -len(item[0]),  # longest first: "help me" before "help"
-            )
-            for kind, source in (
-                (Kind.SOS, phrases.sos),
-                (Kind.CANCEL, phrases.cancel),
-                (Kind.WAKE, phrases.wake),
-                (Kind.CHECKIN, phrases.checkin),
-            )
-        }
+        self._sep = "" if self.language == "ko" else " "
+        self._table: dict[Kind, dict[str, str]] = {}
+        for kind, source in (
+            (Kind.SOS, phrases.sos),
+            (Kind.CANCEL, phrases.cancel),
+            (Kind.WAKE, phrases.wake),
+            (Kind.CHECKIN, phrases.checkin),
+            (Kind.YES, phrases.yes),
+            (Kind.NO, phrases.no),
+        ):
+            table: dict[str, str] = {}
+            for p in source:
+                key = self._key(normalise(p, self.language).split())
+                if key:
+                    table.setdefault(key, p)
+            self._table[kind] = table
 
-    def _find(self, kind: Kind, text: str) -> str | None:
-        for norm, original in self._table[kind]:
-            if norm.strip() and norm in text:
-                return original
-        return None
+    def _key(self, tokens: list[str]) -> str:
+        return _fold(self._sep.join(tokens), self.language)
 
-    def hear(self, transcript: str, now: float) -> Detection | None:
+    def _find(self, kind: Kind, tokens: list[tuple[str, float] | None]) -> tuple[str, float] | None:
+        """The longest run of whole words that is a phrase of ``kind``, with its confidence."""
+        table = self._table[kind]
+        best: tuple[int, str, float] | None = None
+        for i in range(len(tokens)):
+            run: list[str] = []
+            confidence = 1.0
+            for token in tokens[i:]:
+                if token is None:
+                    break
+                run.append(token[0])
+                confidence = min(confidence, token[1])
+                phrase = table.get(self._key(run))
+                if phrase is not None and (best is None or len(run) > best[0]):
+                    best = (len(run), phrase, confidence)
+        return None if best is None else (best[1], best[2])
+
+    def _tokens(self, heard: Transcript) -> list[tuple[str, float] | None]:
+        tokens: list[tuple[str, float] | None] = []
+        for word in heard.words:
+            if word.text.lower() == UNKNOWN:
+                tokens.append(None)
+                continue
+            parts = normalise(word.text, self.language).split()
+            tokens.extend((part, word.confidence) for part in parts)
+            if not parts:
+                tokens.append(None)
+        return tokens
+
+    def hear(
+        self, heard: str | Transcript, now: float, answering: bool = False
+    ) -> Detection | None:
         """Classify one recognised utterance heard at ``now`` (seconds, any monotonic origin)."""
-        text = normalise(transcript, self.language)
-        if not text.strip():
+        transcript = Transcript.of(heard) if isinstance(heard, str) else heard
+        tokens = self._tokens(transcript)
+        if not any(tokens):
             return None
-        if (phrase := self._find(Kind.SOS, text)) is not None:
+        if (found := self._find(Kind.CANCEL, tokens)) is not None:
+            return Detection(Kind.CANCEL, *found)
+        found = self._find(Kind.SOS, tokens)
+        if found is not None and tokens.count(None) <= self.max_unknown_words:
             self._armed_until = None
-            return Detection(Kind.SOS, phrase)
-        if (phrase := self._find(Kind.CANCEL, text)) is not None:
-            return Detection(Kind.CANCEL, phrase)
-        woke = self._find(Kind.WAKE, text)
+            return Detection(Kind.SOS, *found)
+        if answering:
+            for kind in (Kind.NO, Kind.YES):
+                if (found := self._find(kind, tokens)) is not None:
+                    return Detection(kind, *found)
+        woke = self._find(Kind.WAKE, tokens)
         armed = self._armed_until is not None and now <= self._armed_until
-        answer = self._find(Kind.CHECKIN, text)
+        answer = self._find(Kind.CHECKIN, tokens)
         if answer is not None and (armed or woke is not None):
             self._armed_until = None
-            return Detection(Kind.CHECKIN, answer)
+            return Detection(Kind.CHECKIN, *answer)
         if woke is not None:
             self._armed_until = now + self.wake_window_s
-            return Detection(Kind.WAKE, woke)
+            return Detection(Kind.WAKE, *woke)
         return None

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from edge_agent.audio import AudioSource
 from edge_agent.recognizer import Recognizer
 from edge_agent.spotter import Detection, Kind, Spotter
+from edge_agent.transcript import Transcript
 from edge_agent.vad import Audio, GateEvent, SegmentStart, VoiceActivityGate
 
 log = logging.getLogger("anbu.agent.voice")
@@ -40,6 +41,7 @@ class VoicePipeline:
         on_detection: Callable[[Detection], None],
         clock: Callable[[], float] = time.monotonic,
         read_timeout_s: float = 0.2,
+        answering: Callable[[], bool] = lambda: False,
     ) -> None:
         self.source = source
         self.gate = gate
@@ -48,6 +50,8 @@ class VoicePipeline:
         self.on_detection = on_detection
         self.clock = clock
         self.read_timeout_s = read_timeout_s
+        self.answering = answering
+        """True while the agent waits for a yes or no (the spotter then listens for one)."""
         self.utterances = 0
         """Non-empty transcripts (including ``[unk]``: someone said something)."""
         self.wake_word_count = 0
@@ -121,15 +125,20 @@ class VoicePipeline:
         if text:
             self._hear(text)
 
-    def _hear(self, transcript: str) -> None:
+    def _hear(self, transcript: Transcript | str) -> None:
         self.utterances += 1
-        detection = self.spotter.hear(transcript, self.clock())
+        detection = self.spotter.hear(transcript, self.clock(), answering=self.answering())
         if detection is None:
             return
         self.interactions += 1
         if detection.kind is Kind.WAKE:
             self.wake_word_count += 1
-        log.info("heard %s (%s)", detection.kind.value, detection.phrase)
+        log.info(
+            "heard %s (%s, confidence %.2f)",
+            detection.kind.value,
+            detection.phrase,
+            detection.confidence,
+        )
         try:
             self.on_detection(detection)
         except Exception:

@@ -127,6 +127,15 @@ class VoiceConfig(BaseModel):
         default=None, description="checksum manifest; default MODEL_PATH/anbu-manifest.json"
     )
     phrase_set: Path | None = Field(default=None, description="TOML phrase set; default: built-in")
+    ask_below_confidence: float = Field(
+        default=0.9,
+        ge=0,
+        le=1.01,
+        description="a voice SOS heard with less confidence asks 'shall I ask for help?' first",
+    )
+    answer_timeout_s: float = Field(
+        default=8.0, ge=1, le=60, description="no answer to that question within this sends it"
+    )
 
     @property
     def manifest(self) -> Path | None:

@@ -22,11 +22,15 @@ class PhraseSet:
     sos: tuple[str, ...]
     cancel: tuple[str, ...]
     checkin: tuple[str, ...] = ()
+    yes: tuple[str, ...] = ()
+    """Answers that confirm "shall I ask for help?" (prompt ``sos_ask``)."""
+    no: tuple[str, ...] = ()
+    """Answers that decline it (a cancel phrase declines too)."""
     prompts: dict[str, str] = field(default_factory=dict)
 
     def all_phrases(self) -> tuple[str, ...]:
         seen: dict[str, None] = {}
-        for p in (*self.wake, *self.sos, *self.cancel, *self.checkin):
+        for p in (*self.wake, *self.sos, *self.cancel, *self.checkin, *self.yes, *self.no):
             seen.setdefault(p, None)
         return tuple(seen)
 
@@ -35,8 +39,9 @@ class PhraseSet:
         return {w for p in self.all_phrases() for w in p.lower().split()}
 
     def grammar_json(self) -> str:
-        """A Vosk runtime grammar: every phrase, plus ``[unk]`` to absorb everything else."""
-        return json.dumps([p.lower() for p in self.all_phrases()] + ["[unk]"], ensure_ascii=False)
+        """Every phrase as a Vosk runtime grammar (the agent adds fillers from the model's own
+        vocabulary: see :mod:`edge_agent.grammar`)."""
+        return json.dumps([p.lower() for p in self.all_phrases()], ensure_ascii=False)
 
 
 def _parse(text: str, source: str) -> PhraseSet:
@@ -50,7 +55,7 @@ def _parse(text: str, source: str) -> PhraseSet:
             f"phrase set {source}: language={language!r} must be one of {LANGUAGES}"
         )
     lists: dict[str, tuple[str, ...]] = {}
-    for key in ("wake", "sos", "cancel", "checkin"):
+    for key in ("wake", "sos", "cancel", "checkin", "yes", "no"):
         value = data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             raise ContractError(f"phrase set {source}: {key}={value!r} must be a list of phrases")

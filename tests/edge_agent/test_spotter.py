@@ -1,6 +1,7 @@
 import pytest
 
 from edge_agent.spotter import Kind, Spotter, normalise
+from edge_agent.transcript import Transcript, Word
 from firmware_config.phrases import load_phrase_set
 
 
@@ -29,16 +30,18 @@ def en() -> Spotter:
 def test_korean_sos_tolerates_spacing_and_polite_endings(ko: Spotter, heard: str) -> None:
     detection = ko.hear(heard, now=0)
     assert detection is not None and detection.kind is Kind.SOS
-    assert detection.phrase == "살려줘"
+    assert detection.phrase in ("살려 줘", "살려 주세요")
 
 
 @pytest.mark.parametrize(
     ("heard", "phrase"),
     [
         ("도와 주세요", "도와줘"),
-        ("일일구 불러 줘", "119 불러줘"),
-        ("119 불러주세요", "119 불러줘"),
-        ("구급차 불러 주세요", "구급차 불러줘"),
+        ("도와주 세요", "도와줘"),
+        ("일일구 불러 줘", "일일 구 불러 줘"),
+        ("일일 구 불러 줘", "일일 구 불러 줘"),
+        ("119 불러주세요", "일일 구 불러 줘"),
+        ("구급차 불러 주세요", "구급차 불러 줘"),
     ],
 )
 def test_other_korean_sos_phrases(ko: Spotter, heard: str, phrase: str) -> None:
@@ -46,9 +49,46 @@ def test_other_korean_sos_phrases(ko: Spotter, heard: str, phrase: str) -> None:
     assert detection is not None and detection.kind is Kind.SOS and detection.phrase == phrase
 
 
-def test_sos_needs_no_wake_word_and_beats_other_phrases(ko: Spotter) -> None:
-    detection = ko.hear("취소 아니 살려줘", now=0)
+def test_sos_needs_no_wake_word(ko: Spotter) -> None:
+    detection = ko.hear("[unk] 도와줘", now=0)
     assert detection is not None and detection.kind is Kind.SOS
+
+
+@pytest.mark.parametrize("heard", ["취소 아니 살려줘", "괜찮아 도와줘", "살려 줘 괜찮아"])
+def test_cancel_is_decided_before_sos(ko: Spotter, heard: str) -> None:
+    """Where both match, the cancel wins: a cancel phrase never raises an SOS."""
+    detection = ko.hear(heard, now=0)
+    assert detection is not None and detection.kind is Kind.CANCEL
+
+
+@pytest.mark.parametrize(
+    "heard",
+    [
+        "살려줘서",  # one word that only begins like the phrase
+        "살려 [unk] 줘",  # a filler between the words
+        "도와 [unk] 주세요",
+        "[unk] [unk] [unk] 도와줘 [unk]",  # a long sentence that happens to contain it
+    ],
+)
+def test_sos_must_be_whole_words_in_a_short_utterance(ko: Spotter, heard: str) -> None:
+    assert ko.hear(heard, now=0) is None
+
+
+def test_confidence_is_the_weakest_word_of_the_phrase(ko: Spotter) -> None:
+    heard = Transcript((Word("[unk]", 0.3), Word("살려", 0.95), Word("줘", 0.6)))
+    detection = ko.hear(heard, now=0)
+    assert detection is not None and detection.kind is Kind.SOS
+    assert detection.confidence == 0.6
+
+
+def test_yes_and_no_only_while_an_answer_is_expected(ko: Spotter) -> None:
+    assert ko.hear("응", now=0) is None
+    yes = ko.hear("응", now=0, answering=True)
+    no = ko.hear("아니요", now=0, answering=True)
+    assert yes is not None and yes.kind is Kind.YES
+    assert no is not None and no.kind is Kind.NO
+    cancel = ko.hear("괜찮아", now=0, answering=True)
+    assert cancel is not None and cancel.kind is Kind.CANCEL
 
 
 @pytest.mark.parametrize("heard", ["취소", "취소해 줘", "괜찮아", "괜찮아요"])

@@ -112,7 +112,7 @@ def test_a_failing_recogniser_or_callback_does_not_stop_the_voice_path(
     )
     for i in range(0, len(audio), 3200):  # synchronously, without the thread
         pipeline.process(audio[i : i + 3200])
-    assert [d.phrase for d in heard] == ["도와줘", "살려줘"]
+    assert [d.phrase for d in heard] == ["도와줘", "살려 줘"]
     assert pipeline.errors == 2 and recognizer.resets >= 1
 
 

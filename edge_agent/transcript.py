@@ -1,0 +1,38 @@
+"""What a recogniser heard: words with the recogniser's confidence in each. Pure data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+UNKNOWN = "[unk]"
+"""Stands for speech the recogniser does not put in the phrase vocabulary (a filler, a word below
+its confidence floor): the spotter never lets a phrase match across it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    text: str
+    confidence: float = 1.0
+    """Vosk's per-word posterior (0..1); 1.0 when the recogniser gives none."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """One utterance as a sequence of words.
+
+    >>> Transcript.of("살려 줘").text
+    '살려 줘'
+    """
+
+    words: tuple[Word, ...]
+
+    @classmethod
+    def of(cls, text: str, confidence: float = 1.0) -> Transcript:
+        return cls(tuple(Word(w, confidence) for w in text.split()))
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text for w in self.words)
+
+    def __bool__(self) -> bool:
+        return bool(self.words)
