@@ -18,10 +18,12 @@ from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.orm import Session
 
 from collector.api.crud import Conflict, NotFound
+from collector.store.accounts import AuditEntry, DispatchStep, HouseholdNote
 from collector.store.audit import AuditRecord
 from collector.store.models import (
     Base,
     Device,
+    DeviceDay,
     Dispatch,
     DispatchStatus,
     EventRecord,
@@ -75,11 +77,29 @@ def export_household(
         .where(HeartbeatRecord.device_id.in_(device_ids))
         .order_by(HeartbeatRecord.id)
     ).all()
+    days = session.scalars(
+        select(DeviceDay)
+        .where(DeviceDay.device_id.in_(device_ids))
+        .order_by(DeviceDay.device_id, DeviceDay.day)
+    ).all()
+    steps = session.scalars(
+        select(DispatchStep)
+        .where(DispatchStep.dispatch_id.in_(dispatch_ids))
+        .order_by(DispatchStep.id)
+    ).all()
+    notes = session.scalars(
+        select(HouseholdNote)
+        .where(HouseholdNote.household_id == household_id)
+        .order_by(HouseholdNote.id)
+    ).all()
     data = {
         "household": _row(household),
         "devices": [_row(d) for d in household.devices],
         "events": [_row(e) for e in events],
         "heartbeats": [_row(h) for h in heartbeats],
+        "device_days": [_row(d) for d in days],
+        "dispatch_steps": [_row(st) for st in steps],
+        "household_notes": [_row(n) for n in notes],
         "dispatches": [_row(d) for d in dispatches],
         "notifications": [_row(n) for n in notifications],
     }
@@ -107,9 +127,16 @@ def delete_household(
     counts: dict[str, int] = {}
     for name, statement in (
         ("notifications", delete(Notification).where(Notification.dispatch_id.in_(dispatch_ids))),
-        ("dispatches", delete(Dispatch).where(Dispatch.household_id == household_id)),
+        ("dispatch_steps", delete(DispatchStep).where(DispatchStep.dispatch_id.in_(dispatch_ids))),
+        # events point at their dispatch: they go first
         ("events", delete(EventRecord).where(EventRecord.household_id == household_id)),
+        ("dispatches", delete(Dispatch).where(Dispatch.household_id == household_id)),
         ("heartbeats", delete(HeartbeatRecord).where(HeartbeatRecord.device_id.in_(device_ids))),
+        ("device_days", delete(DeviceDay).where(DeviceDay.device_id.in_(device_ids))),
+        (
+            "household_notes",
+            delete(HouseholdNote).where(HouseholdNote.household_id == household_id),
+        ),
         ("devices", delete(Device).where(Device.household_id == household_id)),
     ):
         result = session.execute(statement.execution_options(synchronize_session=False))
@@ -139,6 +166,15 @@ def _record(
             actor=actor[:100],
             reason=reason[:300],
             details={"rows": counts},
+        )
+    )
+    session.add(
+        AuditEntry(
+            at=now,
+            actor=actor[:100],
+            action=f"data_{action}"[:32],
+            household_id=household_id,
+            detail=reason[:300],
         )
     )
     session.flush()

@@ -18,9 +18,10 @@ from collector.notify.undelivered import UndeliveredPolicy
 from collector.notify.worker import NotificationWorker
 from collector.registry import DeviceRegistry, load_all, store_lookup
 from collector.scheduler import Scheduler
-from collector.service import Service
+from collector.service import BulkResult, Service
 from collector.settings import CollectorSettings
 from collector.store.db import Database
+from collector.telemetry import HeartbeatPoint, TelemetrySink, telemetry_from_settings
 
 log = logging.getLogger("anbu.collector")
 
@@ -87,7 +88,14 @@ class Collector:
                 dashboard_url=settings.public_url,
             ),
         )
-        self.ingest = Ingest(settings, self.service, on_notify=self.notifier.wake, clock=clock)
+        self.telemetry: TelemetrySink = telemetry_from_settings(settings)
+        self.ingest = Ingest(
+            settings,
+            self.service,
+            on_notify=self.notifier.wake,
+            after_bulk=self._after_bulk,
+            clock=clock,
+        )
         self.scheduler = Scheduler(
             self.service,
             interval_s=settings.scheduler_interval_s,
@@ -95,6 +103,16 @@ class Collector:
             on_notify=self.notifier.wake,
         )
         self.started_at: dt.datetime | None = None
+
+    def _after_bulk(self, result: BulkResult) -> None:
+        """After a bulk commit: each heartbeat's counters to the time-series sink (never blocks)."""
+        if result.heartbeats:
+            self.telemetry.submit(
+                [
+                    HeartbeatPoint.from_heartbeat(a.district, a.household, a.device, at, hb)
+                    for a, at, hb in result.heartbeats
+                ]
+            )
 
     def start(self) -> None:
         self.db.create_schema()
@@ -108,6 +126,7 @@ class Collector:
 
     def stop(self) -> None:
         self.ingest.stop()
+        self.telemetry.close()
         self.scheduler.stop()
         self.notifier.stop()
         for notifier in self.notifiers.values():
@@ -144,6 +163,7 @@ class Collector:
                 **ingest,
             },
             "notifications": self.notifier.counts(),
+            "telemetry": self.telemetry.health(),
             "notification_delivery": delivery,
             "scheduler_runs": self.scheduler.runs,
             "started_at": None if self.started_at is None else self.started_at.isoformat(),

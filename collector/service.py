@@ -129,7 +129,8 @@ class BulkResult:
     """What one bulk batch changed, for counters, life signs and the time-series sink."""
 
     counts: dict[str, int] = field(default_factory=dict)
-    heartbeats: list[tuple[DeviceAddress, HeartbeatFacts]] = field(default_factory=list)
+    heartbeats: list[tuple[DeviceAddress, dt.datetime, Heartbeat]] = field(default_factory=list)
+    """Each applied heartbeat with the time it is recorded at (the device's, or overruled)."""
     life_signs: list[tuple[str, str, dt.datetime]] = field(default_factory=list)
     """(household, kind, at) for every life sign in the batch."""
 
@@ -364,7 +365,7 @@ class Service:
                 )
                 heartbeats.append(facts)
                 offsets[address.device] = when.offset_s
-                result.heartbeats.append((address, facts))
+                result.heartbeats.append((address, when.at, message))
                 if facts.is_life_sign:
                     result.life_signs.append((address.household, "heartbeat", when.at))
             elif isinstance(message, MotionEvent):

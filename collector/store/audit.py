@@ -1,4 +1,7 @@
-"""The audit log: who exported or deleted a resident's data, and when. Personal data never goes in.
+"""Data requests: who exported or deleted a resident's data, and when. Personal data never goes in.
+
+Each request is also written to the general audit log (``audit_log``, ``collector/store/accounts``)
+that supervisors read; this table keeps the request's counts for the API's ``/audit`` listing.
 
 The table registers itself on the shared metadata; ``collector/store/db.py`` imports this module so
 ``create_schema`` makes it.
@@ -17,7 +20,7 @@ from collector.store.models import Base, UtcDateTime
 class AuditRecord(Base):
     """One recorded action on a resident's data."""
 
-    __tablename__ = "audit_log"
+    __tablename__ = "data_requests"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)

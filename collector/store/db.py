@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from collector.store import audit as _audit  # noqa: F401 - registers the audit_log table
+from collector.store import audit as _audit  # noqa: F401 - registers the data_requests table
 from collector.store.models import Base
 
 

@@ -12,6 +12,7 @@ from collector.store.db import Database
 from collector.store.models import (
     Caregiver,
     Device,
+    DeviceDay,
     Dispatch,
     DispatchStatus,
     EventRecord,
@@ -72,7 +73,8 @@ def test_export_returns_everything_about_the_household_and_is_recorded(
     assert [d["id"] for d in data["devices"]] == ["dev-1"]
     assert [d["id"] for d in data["dispatches"]] == [dispatch_id]
     assert len(data["notifications"]) == 3 and len(data["events"]) == 1
-    assert len(data["heartbeats"]) == 1
+    # heartbeats themselves live in the time series; the store keeps the day's rollup
+    assert len(data["device_days"]) == 1 and data["heartbeats"] == []
     [entry] = client.get("/api/v1/audit").json()["data"]
     assert (entry["action"], entry["household_id"], entry["reason"]) == (
         "export",
@@ -101,15 +103,18 @@ def test_deletion_removes_the_household_and_its_history_only(
     assert response.status_code == 200
     assert response.json() == {
         "notifications": 3,
-        "dispatches": 1,
+        "dispatch_steps": 0,
         "events": 1,
-        "heartbeats": 1,
+        "dispatches": 1,
+        "heartbeats": 0,
+        "device_days": 1,
+        "household_notes": 0,
         "devices": 1,
         "households": 1,
     }
     assert count(database, Household, id="h-1") == 0
     assert count(database, Device, household_id="h-1") == 0
-    for model in (Dispatch, Notification, EventRecord, HeartbeatRecord):
+    for model in (Dispatch, Notification, EventRecord, HeartbeatRecord, DeviceDay):
         assert count(database, model) == 0, model
     # the neighbour and the caregiver (staff, not the resident's data) stay
     assert count(database, Household, id="h-2") == 1
