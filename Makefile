@@ -25,6 +25,8 @@ audit: bootstrap  ## pip-audit of the installed packages (fails on a known vulne
 bench: bootstrap  ## every benchmark; each prints one JSON line last
 	$(VENV)/python bench/sos_latency.py
 	$(VENV)/python bench/agent_idle.py
+	$(VENV)/python bench/api_load.py
+	$(VENV)/python bench/seed.py
 	$(VENV)/python bench/silence.py --log $(SILENCE_LOG) --format ordonez --learn-days 10
 	$(VENV)/python bench/silence_scale.py --homes 1000000
 	$(VENV)/python bench/faults.py

@@ -58,6 +58,7 @@ from urllib.parse import urlsplit
 
 from anbu import __version__
 from anbu.activity import Counts, Resident, counts_between, resident_for
+from firmware_config.acl import simulator_acls
 from firmware_config.errors import ContractError
 from firmware_config.messages import Heartbeat, SosAck, SosEvent, State, decode_command
 from firmware_config.topics import PREFIX, Channel, Command, DeviceAddress, parse, validate_id
@@ -85,8 +86,18 @@ def device_id(number: int) -> str:
 
 
 def simulator_acl(user: str = "simulator") -> str:
-    """Mosquitto ``acl_file`` lines that let ``user`` publish for every home and read acks."""
-    return f"user {user}\ntopic write {PREFIX}/#\ntopic read {PREFIX}/+/+/+/cmd/#\n"
+    """``mosquitto_ctrl`` commands giving ``user`` the rules of
+    :func:`firmware_config.acl.simulator_acls` on a broker with dynamic security."""
+    lines = [
+        f"mosquitto_ctrl dynsec createClient {user}",
+        f"mosquitto_ctrl dynsec createRole {user}",
+        *(
+            f"mosquitto_ctrl dynsec addRoleACL {user} {a['acltype']} '{a['topic']}' allow"
+            for a in simulator_acls()
+        ),
+        f"mosquitto_ctrl dynsec addClientRole {user} {user}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True, slots=True)

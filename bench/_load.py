@@ -23,7 +23,8 @@ from sqlalchemy import insert
 
 from collector.store.db import Database
 from collector.store.models import Caregiver, Device, Household
-from firmware_config.topics import Channel, DeviceAddress
+from firmware_config.acl import simulator_acls
+from firmware_config.topics import PREFIX, Channel, DeviceAddress
 from tests.support.mosquitto import COLLECTOR_USER, Broker, anbu_acl, anbu_users, start_broker
 
 DISTRICT = "bench"
@@ -31,11 +32,15 @@ LOAD_USER = "loadgen"
 
 
 def start_bench_broker(workdir: Path) -> Broker:
+    """The field's rules (dynamic security) plus ``loadgen`` (publishes for every home, reads
+    every command, like ``anbu sim``) and ``bare`` (the reference subscriber)."""
     users = {**anbu_users(), LOAD_USER: "loadgen-secret", "bare": "bare-secret"}
-    acl = anbu_acl(COLLECTOR_USER) + (
-        f"\nuser {LOAD_USER}\ntopic readwrite anbu/v1/#\n\nuser bare\ntopic read anbu/v1/#\n"
-    )
-    return start_broker(workdir, users=users, acl=acl, max_queued_messages=1_000_000)
+    bare = [
+        {"acltype": "subscribePattern", "topic": f"$share/bare/{PREFIX}/#", "allow": True},
+        {"acltype": "publishClientReceive", "topic": f"{PREFIX}/#", "allow": True},
+    ]
+    rules = anbu_acl(COLLECTOR_USER, extra={LOAD_USER: simulator_acls(), "bare": bare})
+    return start_broker(workdir, users=users, acl=rules, max_queued_messages=1_000_000)
 
 
 def address(n: int) -> DeviceAddress:

@@ -267,7 +267,12 @@ class BulkLane(Lane):
 
 
 class EventLane(Lane):
-    """SOS and cancels: one per transaction; commands back to the device after the commit."""
+    """SOS and cancels: one per transaction; commands back to the device after the commit.
+
+    It takes what has queued up (up to ``batch_max``) at once, applies the valid events first,
+    one transaction each, and then dead-letters the rejected ones together: a flood of garbage
+    on the event topics costs one transaction per batch and never holds an SOS behind it.
+    """
 
     def __init__(
         self,
@@ -276,12 +281,19 @@ class EventLane(Lane):
         clock: Callable[[], dt.datetime],
         on_outcome: Callable[[Outcome], None],
         max_backoff_s: float = 5.0,
+        batch_max: int = 500,
     ) -> None:
-        super().__init__("events", service, clock=clock, max_backoff_s=max_backoff_s)
+        super().__init__(
+            "events", service, clock=clock, max_backoff_s=max_backoff_s, batch_max=batch_max
+        )
         self.on_outcome = on_outcome
 
     def _apply(self, batch: Sequence[Inbound]) -> None:
-        for item in self._decode(batch):
+        decoded = self._decode(batch)
+        rejected = [i for i in decoded if isinstance(i, Rejected)]
+        for item in decoded:
+            if isinstance(item, Rejected):
+                continue
             try:
                 outcome = self.service.apply_event(item)
             except Exception as exc:
@@ -298,3 +310,13 @@ class EventLane(Lane):
                 self.on_outcome(outcome)
             except Exception:
                 log.exception("publishing an event's outcome failed", extra={"lane": self.name})
+        if rejected:
+            try:
+                self.service.dead_letters(rejected)
+                self.dead_lettered += len(rejected)
+            except Exception as exc:
+                unavailable = self._unavailable_or_none(exc)
+                if unavailable is not None:
+                    raise unavailable from exc
+                for item in rejected:  # find the one the store refuses
+                    self._dead_letter(item, item.reason)

@@ -449,19 +449,23 @@ class Service:
             session.execute(stmt, motions)
         if dead:
             session.execute(table_of(DeadLetter).insert(), dead)
+            _log_dead_letters([i for i in items if isinstance(i, Rejected)])
 
     def dead_letter(
         self, topic: str, payload: bytes, reason: str, received_at: dt.datetime
     ) -> Outcome:
         """Keep one message that cannot be applied, with the reason, in its own transaction."""
-        log.warning("dead letter", extra={"topic": topic[:200], "reason": reason[:300]})
-        with self.db.session() as session:
-            session.execute(
-                table_of(DeadLetter).insert(),
-                [_dead_letter_row(Rejected(topic, payload, received_at, reason))],
-            )
-        self.count("dead_letter")
+        self.dead_letters([Rejected(topic, payload, received_at, reason)])
         return Outcome("dead_letter", reason=reason)
+
+    def dead_letters(self, items: Sequence[Rejected]) -> None:
+        """Keep messages that cannot be applied, with their reasons, in one transaction."""
+        if not items:
+            return
+        with self.db.session() as session:
+            session.execute(table_of(DeadLetter).insert(), [_dead_letter_row(i) for i in items])
+        self.count("dead_letter", len(items))
+        _log_dead_letters(items)
 
     # -- the event lane -------------------------------------------------------------------
 
@@ -803,6 +807,15 @@ def lane_of_topic(topic: str) -> str:
         if topic.endswith("/" + channel.value):
             return "event"
     return "bulk"
+
+
+def _log_dead_letters(items: Sequence[Rejected]) -> None:
+    # One line per batch, not per message: a flood of garbage must not become a flood of logs.
+    first = items[0]
+    log.warning(
+        "dead letters",
+        extra={"count": len(items), "topic": first.topic[:200], "reason": first.reason[:300]},
+    )
 
 
 def _dead_letter_row(item: Rejected) -> dict[str, object]:

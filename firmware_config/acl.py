@@ -143,6 +143,27 @@ def dynsec_config(collector_user: str, devices: Iterable[DeviceGrant]) -> dict[s
     }
 
 
+def simulator_acls() -> list[dict[str, Any]]:
+    """A load generator (``anbu sim``, benchmarks): publish for every home, read every command.
+
+    Never for a field broker: it may speak for any device.
+    """
+    return [
+        _acl("publishClientSend", f"{PREFIX}/#"),
+        _acl("subscribePattern", f"{PREFIX}/+/+/+/cmd/#"),
+        _acl("publishClientReceive", f"{PREFIX}/+/+/+/cmd/#"),
+    ]
+
+
+def add_client(config: dict[str, Any], username: str, acls: list[dict[str, Any]]) -> None:
+    """Add ``username`` with a role of its own holding ``acls`` to a :func:`dynsec_config`."""
+    rolename = f"extra-{username}"
+    config["clients"].append(
+        {"username": username, "roles": [{"rolename": rolename, "priority": 0}]}
+    )
+    config["roles"].append({"rolename": rolename, "acls": acls})
+
+
 def dynsec_json(collector_user: str, devices: Iterable[DeviceGrant]) -> str:
     """:func:`dynsec_config` as the file the plugin reads."""
     return json.dumps(dynsec_config(collector_user, devices), indent=2) + "\n"

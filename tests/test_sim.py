@@ -23,11 +23,12 @@ import pytest
 from sqlalchemy import func, select
 
 from anbu.activity import counts_between, local_hour, poisson, rates_at, resident_for
-from anbu.sim import SimSettings, SimSummary, Simulator, device_id, household_id, simulator_acl
+from anbu.sim import SimSettings, SimSummary, Simulator, device_id, household_id
 from collector.store.db import Database
 from collector.store.models import DeadLetter, Device, Dispatch
 from collector.store.seed import device_id_for, seed_district
 from collector.store.seed import household_id as seed_household_id
+from firmware_config.acl import simulator_acls
 from firmware_config.messages import Heartbeat, SosAck, SosEvent, State, decode_device_message
 from firmware_config.topics import Channel, Command, DeviceAddress, parse
 from tests.e2e.processes import collector_env, free_port, start_collector
@@ -45,11 +46,11 @@ MORNING = dt.datetime(2026, 12, 1, 8, 0, tzinfo=KST)
 
 @pytest.fixture
 def sim_broker(tmp_path: Path) -> Iterator[Broker]:
-    """The Anbu ACL plus the simulator user's lines from :func:`anbu.sim.simulator_acl`."""
+    """The Anbu rules plus the simulator user's (:func:`firmware_config.acl.simulator_acls`)."""
     instance = start_broker(
         tmp_path / "broker",
         users={**anbu_users(), SIM_USER: SIM_PASSWORD},
-        acl=anbu_acl(COLLECTOR_USER) + "\n" + simulator_acl(SIM_USER),
+        acl=anbu_acl(COLLECTOR_USER, extra={SIM_USER: simulator_acls()}),
     )
     try:
         yield instance
@@ -329,7 +330,7 @@ def test_tls_with_a_client_certificate(tmp_path: Path) -> None:
     broker = start_broker(
         tmp_path / "broker",
         users={**anbu_users(), SIM_USER: SIM_PASSWORD},
-        acl=anbu_acl(COLLECTOR_USER) + "\n" + simulator_acl(SIM_USER),
+        acl=anbu_acl(COLLECTOR_USER, extra={SIM_USER: simulator_acls()}),
         tls=certs,
     )
     try:

@@ -19,6 +19,7 @@ def production(**fields: Any) -> CollectorSettings:
         "environment": "production",
         "api_token": STRONG,
         "mqtt_password": secrets.token_urlsafe(24),
+        "link_secret": secrets.token_urlsafe(32),
     } | fields
     return CollectorSettings(_env_file=None, **values)  # type: ignore[call-arg]
 

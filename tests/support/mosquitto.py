@@ -31,8 +31,15 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from firmware_config.acl import DeviceGrant, dynsec_json, find_dynsec_plugin, security_config_lines
+from firmware_config.acl import (
+    DeviceGrant,
+    add_client,
+    dynsec_config,
+    find_dynsec_plugin,
+    security_config_lines,
+)
 from tests.support.certs import CertBundle
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -50,13 +57,22 @@ def anbu_users() -> dict[str, str]:
     return {name: f"{name}-secret" for name in (COLLECTOR_USER, *DEVICE_IDS)}
 
 
-def anbu_acl(collector_user: str, devices: Iterable[DeviceGrant | str] = DEVICE_IDS) -> str:
+def anbu_acl(
+    collector_user: str,
+    devices: Iterable[DeviceGrant | str] = DEVICE_IDS,
+    *,
+    extra: Mapping[str, list[dict[str, Any]]] | None = None,
+) -> str:
     """Anbu's access rules (:func:`firmware_config.acl.dynsec_json`), the ones field brokers use.
 
-    A plain device id stands for a device allowed in any district and household.
+    A plain device id stands for a device allowed in any district and household. ``extra`` adds
+    clients with rules of their own (e.g. ``{"simulator": simulator_acls()}``), for tests only.
     """
     grants = [d if isinstance(d, DeviceGrant) else DeviceGrant(d) for d in devices]
-    return dynsec_json(collector_user, grants)
+    config = dynsec_config(collector_user, grants)
+    for username, acls in (extra or {}).items():
+        add_client(config, username, acls)
+    return json.dumps(config, indent=2) + "\n"
 
 
 def password_line(username: str, password: str) -> str:

@@ -203,21 +203,20 @@ def test_docs_are_offline_and_public_in_development(app: FastAPI) -> None:
 def test_in_production_docs_need_a_staff_login_and_placeholder_link_secret_is_refused(
     database: Database, seeded: object
 ) -> None:
+    import secrets
+
     from collector.main import create_app
     from collector.settings import CollectorSettings
     from tests.web.conftest import FakeRuntime
 
-    with pytest.raises(ValueError, match="link_secret is still 'changethis'"):
-        CollectorSettings(
-            environment="production", api_token="a" * 20, mqtt_password="b" * 20,
-            database_url=database.url,
-        )  # fmt: skip
+    strong = {"api_token": secrets.token_urlsafe(32), "mqtt_password": secrets.token_urlsafe(32)}
+    with pytest.raises(ValueError, match="link_secret"):
+        CollectorSettings(environment="production", database_url=database.url, **strong)
     settings = CollectorSettings(
         environment="production",
-        api_token="a" * 20,
-        mqtt_password="b" * 20,
-        link_secret="c" * 32,
+        link_secret=secrets.token_urlsafe(32),
         database_url=database.url,
+        **strong,
     )
     app = create_app(FakeRuntime(database, settings), settings=settings)
     with TestClient(app) as client:

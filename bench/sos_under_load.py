@@ -1,0 +1,165 @@
+"""SOS publish → e-mail accepted, while heartbeats flood the collector beyond what it can store.
+
+Real parts: a private Mosquitto (field rules plus a load user), an ``anbu collector serve``
+process on SQLite with ``--homes`` seeded homes, an aiosmtpd server and the HTTP SMS gateway in
+this process, and publisher processes sending QoS 1 heartbeats at full speed. During the flood,
+``--sos`` SOS are published (one home each, ``--interval-s`` apart) and each is timed from its
+PUBLISH to the SMTP server accepting the caregiver's e-mail (same machine, CLOCK_MONOTONIC).
+
+The same SOS are first timed with no flood (the reference), so the ratio says what the flood
+costs an SOS.
+
+    python bench/sos_under_load.py [--homes 10000] [--sos 50] [--seconds 30]
+
+Prints progress, then one JSON line: p50_ms, p99_ms, max_ms, sos_sent, sos_dropped (no e-mail
+within 30 s), the reference figures, and the heartbeats the collector stored meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench._load import (
+    LOAD_USER,
+    address,
+    machine,
+    run_publishers,
+    seed,
+    start_bench_broker,
+)
+from collector.store.db import Database
+from firmware_config.messages import SosEvent
+from firmware_config.topics import Channel
+from tests.e2e.processes import collector_env, free_port, start_collector
+from tests.support.sms_gateway import SmsGateway
+from tests.support.smtp import SmtpServer
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def run_sos(
+    client: mqtt.Client, smtp: SmtpServer, homes: list[int], interval_s: float
+) -> tuple[list[float], int]:
+    """One SOS per home; latencies (ms) to the caregiver's e-mail, and how many never came."""
+    sent: dict[str, float] = {}
+    for n in homes:
+        addr = address(n)
+        sos = SosEvent(device_ts=time.time(), seq=1, source="button")
+        sent[addr.household] = time.monotonic()
+        client.publish(addr.topic(Channel.SOS), sos.to_payload(), qos=1)
+        time.sleep(interval_s)
+    deadline = time.monotonic() + 30
+    arrived: dict[str, float] = {}
+    while time.monotonic() < deadline and len(arrived) < len(sent):
+        for mail in list(smtp.received):
+            subject = str(mail.message["Subject"] or "")
+            for household in sent:
+                if household in subject and "SOS" in subject and household not in arrived:
+                    arrived[household] = mail.accepted_monotonic
+        time.sleep(0.05)
+    latencies = [1000 * (arrived[h] - sent[h]) for h in arrived]
+    return latencies, len(sent) - len(arrived)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--homes", type=int, default=10_000)
+    parser.add_argument("--sos", type=int, default=50)
+    parser.add_argument("--interval-s", type=float, default=0.2)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--publishers", type=int, default=2)
+    opts = parser.parse_args()
+    mp.set_start_method("spawn")
+    work = Path(tempfile.mkdtemp(prefix="anbu-bench-sosload-"))
+    broker = start_bench_broker(work / "broker")
+    db = Database(f"sqlite:///{work / 'collector.sqlite3'}")
+    seed(db, opts.homes)
+    db.dispose()
+    smtp = SmtpServer().start()
+    sms = SmsGateway().start()
+    port = free_port()
+    env = collector_env(db.url, broker, smtp, sms, port)
+    env["ANBU_SOS_ACK_TIMEOUT_S"] = "3600"  # no escalation e-mails during the run
+    env["ANBU_LOG_LEVEL"] = "WARNING"
+    collector = start_collector(env, work / "collector.log", timeout_s=60)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="sos-bench", protocol=mqtt.MQTTv5)
+    client.username_pw_set(LOAD_USER, "loadgen-secret")
+    client.connect("127.0.0.1", int(broker.url.rsplit(":", 1)[1]))
+    client.loop_start()
+    result: dict[str, Any] = {}
+    try:
+        time.sleep(1.0)
+        half = opts.sos
+        quiet, quiet_dropped = run_sos(client, smtp, list(range(0, half)), opts.interval_s)
+        print(
+            json.dumps({"progress": "reference (no flood) done", "n": len(quiet)}), file=sys.stderr
+        )
+        before = httpx.get(f"http://127.0.0.1:{port}/health").json()["ingest"]
+        sent, pubs, start_at = run_publishers(
+            broker, opts.homes, opts.publishers, opts.seconds, seq_base=0
+        )
+        time.sleep(max(0.0, start_at - time.time()) + min(5.0, opts.seconds / 3))
+        loaded, dropped = run_sos(client, smtp, list(range(half, 2 * half)), opts.interval_s)
+        after = httpx.get(f"http://127.0.0.1:{port}/health").json()["ingest"]
+        for p in pubs:
+            p.join(timeout=opts.seconds + 60)
+        stored = after["bulk"]["applied"] - before["bulk"]["applied"]
+        result = {
+            "figure": "SOS publish -> caregiver e-mail accepted, heartbeats flooding",
+            "p50_ms": round(percentile(loaded, 0.5), 1) if loaded else None,
+            "p99_ms": round(percentile(loaded, 0.99), 1) if loaded else None,
+            "max_ms": round(max(loaded), 1) if loaded else None,
+            "sos_sent": half,
+            "sos_dropped": dropped,
+            "reference_no_flood": {
+                "p50_ms": round(percentile(quiet, 0.5), 1) if quiet else None,
+                "p99_ms": round(percentile(quiet, 0.99), 1) if quiet else None,
+                "sos_dropped": quiet_dropped,
+            },
+            "p50_ratio_to_reference": round(statistics.median(loaded) / statistics.median(quiet), 2)
+            if loaded and quiet
+            else None,
+            "heartbeats_published": sent(),
+            "heartbeats_stored_during_run": stored,
+            "goal_p99_ms": 1000,
+            "conditions": {
+                "homes": opts.homes,
+                "flood_seconds": opts.seconds,
+                "publishers": opts.publishers,
+                "sos_interval_s": opts.interval_s,
+                "database": "sqlite",
+                "collector": "anbu collector serve (one process)",
+                **machine(),
+            },
+        }
+    finally:
+        client.loop_stop()
+        collector.stop()
+        smtp.stop()
+        sms.stop()
+        broker.kill()
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
