@@ -70,6 +70,7 @@ AGENT_VERSION = f"sim-{__version__}"
 HOMES_PER_CONNECTION = 2000
 MAX_AUTO_CONNECTIONS = 8
 _HEARTBEAT, _SOS = 0, 1
+_EVENTS_PER_TICK = 500
 _REBOOTS_PER_DAY = 1 / 30
 _OVERRUNS_PER_HEARTBEAT = 0.002
 
@@ -511,12 +512,8 @@ class _Connection:
                 self._sos(home, "button" if self._rng.random() < 0.7 else "voice")
                 heapq.heappush(self._heap, (due + self._rng.expovariate(rate_per_s), i, _SOS))
             handled += 1
-            if handled % 500 == 0:  # let the network thread keep up during a burst
-                now = self._monotonic()
-                sim_now = self.clock.at(now)
-                self._resend_due(now)
-                with self._lock:
-                    connected = self._connected
+            if handled >= _EVENTS_PER_TICK:  # running behind: look at presses and re-sends first
+                return 0.0
         waits = [1.0]
         if self._heap:
             waits.append(self.clock.real_delay(self._heap[0][0] - self.clock.at(self._monotonic())))

@@ -457,3 +457,25 @@ def test_a_seeded_collector_knows_every_simulated_home_and_acks_its_sos(
         (dispatch,) = s.scalars(select(Dispatch)).all()
         assert dispatch.household_id == "h0005"
     db.dispose()
+
+
+def test_a_pressed_sos_goes_out_while_the_simulator_runs_flat_out(sim_broker: Broker) -> None:
+    with TestClient(sim_broker, COLLECTOR_USER) as collector:
+        collector.subscribe("anbu/v1/+/+/+/event/sos")
+        # far more heartbeats due than one process can send: its scheduler never catches up
+        sim = Simulator(
+            settings(sim_broker, homes=2000, connections=1, rate_multiplier=100_000,
+                     publish_state=False)
+        )  # fmt: skip
+        thread, out = run_in_thread(sim, 4.0)
+        assert sim.wait_connected(5)
+        time.sleep(1.0)
+        pressed = time.monotonic()
+        sim.press_sos(1234)
+        message = collector.next_message(3)
+        delay_s = time.monotonic() - pressed
+        assert parse(message.topic).address.household == "h1234"
+        thread.join(15)
+    (summary,) = out
+    assert summary.heartbeats_coalesced > 0  # it really was behind
+    assert delay_s < 3
