@@ -312,6 +312,9 @@ class _Connection:
         self._monotonic = monotonic
         self._wall = wall
         self._rng = random.Random(f"anbu-sim-connection:{settings.seed}:{homes[0].number}")  # noqa: S311
+        # Message ids from a generator seeded once from the OS: uuid4's os.urandom per message
+        # was a third of the simulator's time, and ids must differ between runs of one seed.
+        self._ids = random.Random(secrets.randbits(128))  # noqa: S311
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -535,10 +538,17 @@ class _Connection:
             return False
         return True
 
+    def _message_id(self) -> str:
+        return f"{self._ids.getrandbits(128):032x}"
+
     def _state(self, home: _Home, state: Literal["online", "offline"]) -> bytes:
         home.seq += 1
         message = State(
-            state=state, agent_version=AGENT_VERSION, device_ts=self._wall(), seq=home.seq
+            message_id=self._message_id(),
+            state=state,
+            agent_version=AGENT_VERSION,
+            device_ts=self._wall(),
+            seq=home.seq,
         )
         return message.to_payload()
 
@@ -571,6 +581,7 @@ class _Connection:
             return
         home.seq += 1
         message = Heartbeat(
+            message_id=self._message_id(),
             device_ts=self._wall(),
             seq=home.seq,
             interval_s=round(due - home.held_since, 3),
@@ -594,6 +605,7 @@ class _Connection:
         home.seq += 1
         phrase = self._rng.choice(self.phrases) if source == "voice" else None
         message = SosEvent(
+            message_id=self._message_id(),
             device_ts=self._wall(),
             seq=home.seq,
             source=source,
