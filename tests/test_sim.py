@@ -213,6 +213,7 @@ def test_a_short_run_delivers_heartbeats_that_validate_against_the_contract(
     assert all(s == ["online", "offline"] for s in states.values())
     total = sum(len(v) for v in heartbeats.values())
     assert total == summary.heartbeats_sent
+    assert len({b.message_id for v in heartbeats.values() for b in v}) == total
     # 30 homes x 3 s x 60 (one heartbeat per simulated minute) = about 90
     assert 60 <= total <= 130
     assert summary.publish_refused == 0 and summary.heartbeats_coalesced == 0
