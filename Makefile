@@ -20,3 +20,5 @@ lint: bootstrap
 bench: bootstrap  ## every benchmark; each prints one JSON line last
 	$(VENV)/python bench/sos_latency.py
 	$(VENV)/python bench/agent_idle.py
+	$(VENV)/python bench/telemetry_sink.py
+	$(VENV)/python bench/sim_load.py
