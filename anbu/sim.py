@@ -326,7 +326,8 @@ class _Connection:
         self._pending: dict[str, _PendingSos] = {}
         self._presses: list[tuple[_Home, Source]] = []  # (home, source) from press_sos
         self._heap: list[tuple[float, int, int]] = []  # (due sim time, home index, kind)
-        self._refused_logged = 0.0
+        self._refused_logged = -1e9
+        self._connect_fail_logged = -1e9
 
         client_id = f"anbu-sim-{settings.district}-{homes[0].number}-{secrets.token_hex(3)}"
         self.client = mqtt.Client(
@@ -346,6 +347,7 @@ class _Connection:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
+        self.client.on_connect_fail = self._on_connect_fail
         self._thread = threading.Thread(target=self._run, name=f"anbu-sim-{index}", daemon=True)
         self._log = {"connection": index, "client_id": client_id}
 
@@ -437,28 +439,61 @@ class _Connection:
             )
 
     def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
+        # Every connection subscribes to the whole district's commands: only its own homes'
+        # are its business (so a bad command is counted once, by the home's connection).
         try:
             topic = parse(message.topic)
-            if topic.command is not Command.SOS_ACK:
-                return
+        except ContractError as exc:
+            if self.index == 0:
+                self._bad_command(message.topic, str(exc))
+            return
+        if topic.command is not Command.SOS_ACK:
+            return
+        home = self.by_household.get(topic.address.household)
+        if home is None or home.address != topic.address:
+            return
+        try:
             ack = decode_command(topic.command, message.payload)
         except ContractError as exc:
-            with self._lock:
-                self.counters.bad_commands += 1
-            log.warning(
-                "invalid command", extra={**self._log, "event": "bad_command", "error": str(exc)}
-            )
+            self._bad_command(message.topic, str(exc))
             return
         if not isinstance(ack, SosAck):
             return
         now = self._monotonic()
         with self._lock:
-            pending = self._pending.pop(ack.sos_id, None)
+            pending = self._pending.get(ack.sos_id)
             if pending is None:
-                return  # an ack for a re-sent copy, or for another connection's home
-            pending.home.sos_pending -= 1
-            self.counters.sos_acked += 1
-            self.counters.latencies_s.append(now - pending.first_sent)
+                return  # an ack for a re-sent copy that was already acknowledged
+            if pending.home is not home:
+                wrong = True
+            else:
+                wrong = False
+                del self._pending[ack.sos_id]
+                home.sos_pending -= 1
+                self.counters.sos_acked += 1
+                self.counters.latencies_s.append(now - pending.first_sent)
+        if wrong:  # a real device would never even see it: it reads only its own commands
+            self._bad_command(message.topic, f"ack for {pending.home.address.device}'s SOS")
+
+    def _bad_command(self, topic: str, error: str) -> None:
+        with self._lock:
+            self.counters.bad_commands += 1
+        log.warning(
+            "invalid command",
+            extra={**self._log, "event": "bad_command", "topic": topic, "error": error},
+        )
+
+    def _on_connect_fail(self, _c: Any, _u: Any) -> None:
+        now = self._monotonic()
+        with self._lock:
+            quiet = now - self._connect_fail_logged < 10
+            if not quiet:
+                self._connect_fail_logged = now
+        if not quiet:
+            log.warning(
+                "cannot reach the broker; retrying",
+                extra={**self._log, "event": "connect_failed", "broker": self.settings.broker_url},
+            )
 
     # --- scheduling (thread anbu-sim-N) ---
     def _schedule_first(self) -> None:

@@ -254,6 +254,12 @@ def test_an_sos_is_re_sent_until_acked_and_stops_after_the_ack(sim_broker: Broke
         other = SosAck(sos_id="f" * 32, dispatch_id=9, device_ts=time.time(), seq=1)
         collector.publish(address.command_topic(Command.SOS_ACK), other.to_payload())
         assert collector.next_message(3).payload == copies[0].payload
+        # Nor does the right ack on another home's topic (a real device would never see it).
+        misplaced = SosAck(sos_id=sos.message_id, dispatch_id=1, device_ts=time.time(), seq=1)
+        elsewhere = DeviceAddress("seodaemun", "h0001", "d0001").command_topic(Command.SOS_ACK)
+        collector.publish(elsewhere, misplaced.to_payload())
+        assert collector.next_message(3).payload == copies[0].payload
+        assert sim.pending_sos() == [sos.message_id]
 
         ack = SosAck(sos_id=sos.message_id, dispatch_id=1, device_ts=time.time(), seq=2)
         collector.publish(address.command_topic(Command.SOS_ACK), ack.to_payload())
@@ -266,6 +272,7 @@ def test_an_sos_is_re_sent_until_acked_and_stops_after_the_ack(sim_broker: Broke
         sim_summary = sim.summary()
         assert sim_summary.sos_sent == 1 and sim_summary.sos_acked == 1
         assert sim_summary.sos_resent >= 3
+        assert sim_summary.bad_commands == 1  # the misplaced one
         assert sim_summary.ack_latency_p50_ms is not None
         assert sim_summary.ack_latency_p50_ms >= 900  # we held the ack for 3+ re-sends
         sim.stop()
