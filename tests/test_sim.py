@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import queue
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -487,3 +488,23 @@ def test_a_pressed_sos_goes_out_while_the_simulator_runs_flat_out(sim_broker: Br
     (summary,) = out
     assert summary.heartbeats_coalesced > 0  # it really was behind
     assert delay_s < 3
+
+
+def test_ctrl_c_stops_the_run_and_still_prints_the_summary(sim_broker: Broker) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "anbu", "sim", "--homes", "3", "--broker", sim_broker.url,
+            "--username", SIM_USER, "--password", SIM_PASSWORD, "--rate-multiplier", "60",
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(2.5)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["heartbeats_sent"] > 0 and 1.5 < summary["seconds"] < 10

@@ -197,10 +197,12 @@ def test_invalid_values_are_left_out_and_counted_while_the_rest_is_written(
         HeartbeatPoint(
             "seodaemun", "h0005", "d0005", T0, {"speech_s": float("inf")}
         ),  # nothing left
+        HeartbeatPoint("seodaemun", "h0006", "d0006", T0, None),  # type: ignore[arg-type]
     ]
     good = [point(n, home=9) for n in range(1, 4)]
     sink = sink_for(victoria.url)
     sink.submit([*bad[:4], good[0], *bad[4:], *good[1:]])
+    sink.submit(None)  # type: ignore[arg-type]  # not even a list: logged, never raised
     sink.close()
     health = sink.health()
     assert health["invalid"] == len(bad)
