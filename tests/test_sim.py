@@ -508,3 +508,19 @@ def test_ctrl_c_stops_the_run_and_still_prints_the_summary(sim_broker: Broker) -
     assert proc.returncode == 0, stderr
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["heartbeats_sent"] > 0 and 1.5 < summary["seconds"] < 10
+
+
+def test_first_home_lets_two_simulators_split_a_district(sim_broker: Broker) -> None:
+    with TestClient(sim_broker, COLLECTOR_USER) as collector:
+        collector.subscribe("anbu/v1/+/+/+/heartbeat")
+        runs = [
+            run_in_thread(Simulator(settings(sim_broker, homes=3, first_home=first,
+                                             rate_multiplier=120, publish_state=False)), 1.5)
+            for first in (1, 4)
+        ]  # fmt: skip
+        for thread, _out in runs:
+            thread.join(10)
+        received = collector.messages_within(0.5)
+    homes = {parse(m.topic).address.household for m in received}
+    assert homes == {household_id(n) for n in range(1, 7)}
+    assert sum(out[0].heartbeats_sent for _t, out in runs) == len(received)
