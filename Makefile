@@ -31,3 +31,5 @@ bench: bootstrap  ## every benchmark; each prints one JSON line last
 	$(VENV)/python bench/silence_scale.py --homes 1000000
 	$(VENV)/python bench/faults.py
 	$(VENV)/python bench/pages.py
+	$(VENV)/python bench/telemetry_sink.py
+	$(VENV)/python bench/sim_load.py

@@ -197,10 +197,12 @@ def test_invalid_values_are_left_out_and_counted_while_the_rest_is_written(
         HeartbeatPoint(
             "seodaemun", "h0005", "d0005", T0, {"speech_s": float("inf")}
         ),  # nothing left
+        HeartbeatPoint("seodaemun", "h0006", "d0006", T0, None),  # type: ignore[arg-type]
     ]
     good = [point(n, home=9) for n in range(1, 4)]
     sink = sink_for(victoria.url)
     sink.submit([*bad[:4], good[0], *bad[4:], *good[1:]])
+    sink.submit(None)  # type: ignore[arg-type]  # not even a list: logged, never raised
     sink.close()
     health = sink.health()
     assert health["invalid"] == len(bad)
@@ -244,7 +246,8 @@ def test_server_down_submit_never_blocks_drops_oldest_and_resumes(
         sink.submit([point(n, home=2)])
         worst_s = max(worst_s, time.perf_counter() - started)
     health = sink.health()
-    assert worst_s < 0.05, f"submit took {worst_s * 1000:.1f} ms while the server was down"
+    # A blocking submit would take a connect attempt each; 0.25 s leaves room for a loaded CI box.
+    assert worst_s < 0.25, f"submit took {worst_s * 1000:.1f} ms while the server was down"
     wait_until(lambda: sink.health()["failed_writes"] >= 2)  # retried, with back-off
     health = sink.health()
     assert health["queued"] + health["in_flight"] <= 100 + 10  # the queue and one batch
@@ -282,7 +285,7 @@ def test_a_hung_server_never_blocks_submit_and_close_is_bounded(tmp_path: Path) 
         started = time.perf_counter()
         for n in range(100):
             sink.submit([point(n)])
-        assert time.perf_counter() - started < 0.1
+        assert time.perf_counter() - started < 0.5  # a blocking submit would wait 30 s
         assert sink.health()["queued"] == 20
         started = time.perf_counter()
         sink.close(timeout_s=0.5)
