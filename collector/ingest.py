@@ -27,6 +27,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from collector.service import Outcome, Service
 from collector.settings import CollectorSettings
+from collector.startup import first_line
 from firmware_config.messages import command_of
 from firmware_config.topics import collector_subscriptions
 
@@ -134,10 +135,12 @@ class Ingest:
             try:
                 outcome = self.service.handle(msg.topic, bytes(msg.payload), self.clock())
                 break
-            except Exception:
+            except Exception as exc:
                 self.store_failures += 1
-                log.exception(
-                    "storing a message failed", extra={"topic": msg.topic, "attempt": attempt}
+                # One line, no traceback: a database that is down repeats this for every message.
+                log.error(
+                    "storing a message failed",
+                    extra={"topic": msg.topic, "attempt": attempt, "error": first_line(exc)},
                 )
                 time.sleep(min(2.0, 0.1 * 2**attempt))
         if outcome is None:

@@ -17,6 +17,7 @@ from collector.notify.worker import NotificationWorker
 from collector.scheduler import Scheduler
 from collector.service import Service
 from collector.settings import CollectorSettings
+from collector.startup import first_line
 from collector.store.db import Database
 
 log = logging.getLogger("anbu.collector")
@@ -101,7 +102,7 @@ class Collector:
         try:
             database_ok = self.db.ping()
         except Exception as exc:
-            log.warning("database ping failed", extra={"error": str(exc)})
+            log.warning("database ping failed", extra={"error": first_line(exc)})
             database_ok = False
         mqtt_ok = self.ingest.connected.is_set()
         return {

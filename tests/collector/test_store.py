@@ -344,6 +344,7 @@ def test_cli_reads_an_env_file_and_the_environment_wins(
     assert from_file.exists()
 
     from_env = tmp_path / "sub" / "env.sqlite3"
+    from_env.parent.mkdir()  # the collector no longer creates a database's directory
     monkeypatch.setenv("ANBU_DATABASE_URL", f"sqlite:///{from_env}")
     assert run_cli(["init-db", "--env-file", str(env_file)], capsys)[0] == 0
     assert from_env.exists()
