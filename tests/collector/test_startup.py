@@ -17,7 +17,9 @@ def test_sqlite_paths(tmp_path: Path) -> None:
     check_sqlite_path("postgresql+psycopg://u@127.0.0.1:1/x")  # not a file: nothing to check
     with pytest.raises(StartupError, match=re.escape("relative path 'var/x.sqlite3'")):
         check_sqlite_path("sqlite:///var/x.sqlite3")
-    with pytest.raises(StartupError, match=re.escape(f"directory {tmp_path / 'no'} does not exist")):
+    with pytest.raises(
+        StartupError, match=re.escape(f"directory {tmp_path / 'no'} does not exist")
+    ):
         check_sqlite_path(f"sqlite:///{tmp_path / 'no' / 'x.sqlite3'}")
     assert not (tmp_path / "no").exists()
     with pytest.raises(StartupError, match="is not a database URL"):
