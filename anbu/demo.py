@@ -399,6 +399,7 @@ def _run(
                 "heartbeats_ingested": n(HeartbeatRecord),
                 "sos_sent": sos_sent,
                 "sos_received": n(EventRecord, EventRecord.kind == "sos"),
+                "test_sos_received": n(EventRecord, EventRecord.kind == "sos_test"),
                 "cancels_received": n(EventRecord, EventRecord.kind == "sos_cancel"),
                 "dispatches_created": n(Dispatch),
                 "dispatches_acknowledged": caregivers.acknowledged,

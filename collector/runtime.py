@@ -20,6 +20,7 @@ from collector.registry import DeviceRegistry, load_all, store_lookup
 from collector.scheduler import Scheduler
 from collector.service import BulkResult, Service
 from collector.settings import CollectorSettings
+from collector.startup import first_line
 from collector.store.db import Database
 from collector.telemetry import HeartbeatPoint, TelemetrySink, telemetry_from_settings
 
@@ -140,7 +141,7 @@ class Collector:
         try:
             database_ok = self.db.ping()
         except Exception as exc:
-            log.warning("database ping failed", extra={"error": str(exc)})
+            log.warning("database ping failed", extra={"error": first_line(exc)})
             database_ok = False
         ingest = self.ingest.health()
         mqtt_ok = bool(ingest["mqtt_connected"])
