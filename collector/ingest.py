@@ -151,7 +151,7 @@ class MqttIntake:
         )
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
-        self._problem("mqtt broker unreachable")
+        self._problem("mqtt broker unreachable, retrying")
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any
