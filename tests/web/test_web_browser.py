@@ -199,6 +199,10 @@ def test_supervisor_sees_the_marker_turn_when_an_sos_arrives(
     # The filter hides the homes that are fine and keeps the SOS.
     page.get_by_label("정상").uncheck()
     expect(page.locator("#count")).to_have_text("1")
+
+    page.get_by_role("link", name="월별 통계").click()
+    expect(page.locator('[data-district="seodaemun"] [data-figure="sos"]')).to_have_text("1")
+    page.screenshot(path=shots / "supervisor-3-reports.png", full_page=True)
     context.close()
 
 
