@@ -225,6 +225,9 @@ def test_in_production_docs_need_a_staff_login_and_placeholder_link_secret_is_re
         assert (first.status_code, first.headers["location"]) == (303, "/login?next=/docs")
         assert log_in(client, "care-a").status_code == 303
         assert client.get("/docs").status_code == 403
+        assert client.get("/openapi.json").status_code == 403
     with TestClient(app) as client:
+        assert client.get("/openapi.json", follow_redirects=False).status_code == 303
         log_in(client, "tech")
         assert client.get("/docs").status_code == 200
+        assert client.get("/openapi.json").json()["info"]["title"] == "Anbu collector"

@@ -27,6 +27,8 @@ def _safe_next(value: str | None) -> str:
     """Only paths on this site: never an absolute URL (open redirect)."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return "/"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return "/"
     return value
 
 
