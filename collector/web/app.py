@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import swagger_ui_bundle
 from fastapi import FastAPI, Request
@@ -67,7 +67,7 @@ def install_web(app: FastAPI, settings: CollectorSettings) -> None:
 def _error_pages(app: FastAPI) -> None:
     async def login_required(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)  # noqa: S101
-        return RedirectResponse(f"/login?next={exc.next_path}", status_code=303)
+        return RedirectResponse(f"/login?next={quote(exc.next_path, safe='/')}", status_code=303)
 
     def page(code: int, title_key: str) -> Callable[[Request, Exception], Awaitable[Response]]:
         async def respond(request: Request, exc: Exception) -> Response:

@@ -231,3 +231,11 @@ def test_in_production_docs_need_a_staff_login_and_placeholder_link_secret_is_re
         log_in(client, "tech")
         assert client.get("/docs").status_code == 200
         assert client.get("/openapi.json").json()["info"]["title"] == "Anbu collector"
+
+
+def test_the_way_back_after_login_keeps_the_whole_query(app: FastAPI) -> None:
+    with TestClient(app) as client:
+        first = client.get("/reports?month=2026-12&x=1", follow_redirects=False)
+        assert first.headers["location"] == "/login?next=/reports%3Fmonth%3D2026-12%26x%3D1"
+        done = log_in(client, "sup-seo", next_path="/reports?month=2026-12&x=1")
+        assert done.headers["location"] == "/reports?month=2026-12&x=1"
