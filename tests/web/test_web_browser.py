@@ -147,6 +147,13 @@ def test_caregiver_follows_the_sms_link_and_closes_the_dispatch_on_a_phone(
     # Nothing on the phone's page is wider than the phone.
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"]
+
+    # English, chosen for this account, on the household's page.
+    page.get_by_role("button", name="English").click()
+    page.get_by_role("link", name="어르신h-a1").click()
+    expect(page.get_by_role("heading", name="Visit and support history")).to_be_visible()
+    expect(page.locator(".history")).to_contain_text("Safe")
+    page.screenshot(path=shots / "caregiver-5-household-en.png", full_page=True)
     page.context.close()
 
 
