@@ -53,6 +53,16 @@ def test_wrong_password_is_refused_and_sets_no_session(app: FastAPI, database: D
         assert [e.actor for e in failed] == ["care-a"]
 
 
+def test_a_password_typed_as_the_username_is_not_written_to_the_audit_log(
+    app: FastAPI, database: Database
+) -> None:
+    with TestClient(app) as client:
+        assert log_in(client, PASSWORD, password="x" * 8).status_code == 401
+    with database.session() as s:
+        actors = s.scalars(select(AuditEntry.actor)).all()
+    assert actors == ["(unknown username)"]
+
+
 def test_login_needs_the_forms_csrf_token(app: FastAPI) -> None:
     with TestClient(app) as client:
         client.get("/login")

@@ -98,7 +98,10 @@ def login(
     ok = verify_password(password, account.password_hash if account else DUMMY_HASH)
     if account is None or not ok or not account.active:
         web.throttle.failed(keys, now=time.monotonic())
-        audit.record(session, None, "login_failed", now=now, actor=username.strip()[:100] or "-")
+        # Only a real username is written down: people type passwords into the wrong field,
+        # and the audit log can never be edited.
+        actor = account.username if account is not None else "(unknown username)"
+        audit.record(session, None, "login_failed", now=now, actor=actor)
         return _login_page(request, next_path=next_path, error="login_failed", status_code=401)
     web.throttle.succeeded(keys)
     token = open_session(session, account, now=now, ttl=dt.timedelta(hours=web.session_ttl_h))
