@@ -110,7 +110,8 @@ async def _log_request(
         "request",
         extra={
             "method": request.method,
-            "path": request.url.path,
+            # A signed message link is a credential of sorts: keep it out of the logs.
+            "path": "/l/…" if request.url.path.startswith("/l/") else request.url.path,
             "status": response.status_code,
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
         },

@@ -3,8 +3,10 @@ step, the timeline, notes, and what two caregivers tapping at once get (SQLite a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -181,3 +183,16 @@ def test_a_change_through_the_api_is_audited_and_shown_on_the_timeline(
     assert rows == [("api-token", "acknowledge")]
     page = login("care-a").get(f"/care/dispatches/{dispatch_id}")
     assert 'data-status="acknowledged"' in page.text and "상황실" in page.text
+
+
+def test_the_signed_link_is_not_written_to_the_request_log(
+    app: FastAPI, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    dispatch_id = raise_sos(database, "h-a1")
+    link = sms_link(database, dispatch_id)
+    token = link.removeprefix("/l/")
+    with caplog.at_level(logging.INFO, logger="collector.http"), TestClient(app) as phone:
+        phone.get(link, follow_redirects=False)
+    paths = [getattr(r, "path", "") for r in caplog.records if r.name == "collector.http"]
+    assert "/l/…" in paths
+    assert all(token not in (r.getMessage() + str(r.__dict__)) for r in caplog.records)
