@@ -196,3 +196,20 @@ def test_the_signed_link_is_not_written_to_the_request_log(
     paths = [getattr(r, "path", "") for r in caplog.records if r.name == "collector.http"]
     assert "/l/…" in paths
     assert all(token not in (r.getMessage() + str(r.__dict__)) for r in caplog.records)
+
+
+def test_bad_input_gets_a_clear_page_and_changes_nothing(login: Login, database: Database) -> None:
+    dispatch_id = raise_sos(database, "h-a1")
+    phone = login("care-a")
+    csrf = csrf_of(phone.get("/care").text)
+    unknown = phone.post(f"/care/dispatches/{dispatch_id}/teleport", data={"csrf": csrf})
+    assert unknown.status_code == 404 and "no action &#39;teleport&#39;" in unknown.text
+    missing = phone.post("/care/dispatches/999/acknowledge", data={"csrf": csrf})
+    assert missing.status_code == 404 and "dispatch 999 not found" in missing.text
+    empty = phone.post(f"/care/dispatches/{dispatch_id}/note", data={"csrf": csrf, "note": "  "})
+    assert empty.status_code == 400 and "the note is empty" in empty.text
+    long_note = phone.post("/care/households/h-a1/notes", data={"csrf": csrf, "text": "가" * 4001})
+    assert long_note.status_code == 400 and "at most 4000 characters" in long_note.text
+    with database.session() as s:
+        assert s.scalars(select(DispatchStep)).all() == []
+    assert 'data-status="open"' in phone.get(f"/care/dispatches/{dispatch_id}").text
