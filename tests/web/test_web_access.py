@@ -31,6 +31,15 @@ def test_login_page_is_served_with_security_headers(app: FastAPI) -> None:
     assert page.headers["x-content-type-options"] == "nosniff"
 
 
+def test_the_login_page_speaks_english_on_request(app: FastAPI) -> None:
+    with TestClient(app) as client:
+        korean = client.get("/login?next=/care")
+        assert "아이디" in korean.text and 'href="/login?lang=en&amp;next=/care"' in korean.text
+        english = client.get("/login?lang=en&next=/care")
+        assert "Username" in english.text and '<html lang="en">' in english.text
+        assert client.get("/login?lang=xx").text.count("아이디") >= 1
+
+
 def test_pages_need_a_login_and_come_back_after_it(app: FastAPI) -> None:
     with TestClient(app) as client:
         first = client.get("/care/households/h-a1", follow_redirects=False)
