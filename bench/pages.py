@@ -7,7 +7,7 @@ The collector's app runs under uvicorn in this process (one worker, SQLite on a 
 MQTT); one keep-alive HTTP client sends requests one after another for ``--seconds`` per
 endpoint, so the figures are per-request service times, not a concurrency test.
 
-    python bench/pages.py [--homes 10000] [--seconds 5] [--no-browser]
+    python bench/pages.py [--homes 10000] [--seconds 5] [--no-browser] [--postgres]
 
 Prints progress, then one JSON line with the figures and the conditions.
 """
@@ -115,10 +115,20 @@ def main() -> int:
     parser.add_argument("--caregivers", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=5.0, help="per endpoint")
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument(
+        "--postgres", action="store_true", help="a throwaway PostgreSQL instead of SQLite"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="anbu-bench-pages-"))
-    db = Database(f"sqlite:///{workdir / 'anbu.sqlite3'}")
+    postgres = None
+    if args.postgres:
+        from tests.support.postgres import start_postgres
+
+        postgres = start_postgres()
+        db = Database(postgres.create_database("anbu_bench"))
+    else:
+        db = Database(f"sqlite:///{workdir / 'anbu.sqlite3'}")
     db.create_schema()
     t0 = time.perf_counter()
     seed_district(db, "seodaemun", homes=args.homes, caregivers=args.caregivers, rng_seed=3)
@@ -181,6 +191,8 @@ def main() -> int:
     server.should_exit = True
     thread.join(timeout=10)
     db.dispose()
+    if postgres is not None:
+        postgres.stop()
     shutil.rmtree(workdir, ignore_errors=True)
     print(
         json.dumps(
@@ -190,7 +202,7 @@ def main() -> int:
                 "caregivers": args.caregivers,
                 "seconds_per_endpoint": args.seconds,
                 "client": "1 keep-alive connection, sequential",
-                "server": "uvicorn, 1 worker, SQLite",
+                "server": f"uvicorn, 1 worker, {db.dialect}",
                 "results": results,
                 "map_data_cold_first_request_ms": cold_map_ms,
                 "p50_ratio_to_health": ratios,

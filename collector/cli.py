@@ -5,6 +5,8 @@
     anbu collector init-db
     anbu collector seed --district seodaemun --homes 250 --caregivers 3
     anbu collector import-households office.json
+    anbu collector add-account --username kim --role caregiver --name 김지원 \
+        --district seodaemun --caregiver-id 3 < password.txt
 
 Settings come from ``ANBU_*`` environment variables and, with ``--env-file``, a dotenv-style file
 (the environment wins). Invalid settings print the field, its value and where it came from, and
@@ -28,6 +30,8 @@ from pydantic import ValidationError
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
+from collector.auth.cli import add_account
+from collector.auth.cli import add_parser as add_account_parser
 from collector.settings import CollectorSettings
 from collector.store.db import Database
 
@@ -85,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         '({"caregivers": [...], "households": [...]}); see docs/api.md.',
     )
     load.add_argument("file", type=Path, help="the JSON file")
+    add_account_parser(sub, common)
     return parser
 
 
@@ -102,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _init_db(settings)
         if command == "seed":
             return _seed(settings, args)
+        if command == "add-account":
+            return add_account(settings, args, PROG)
         return _import(settings, args.file)
     except _Refused as refused:
         return refused.code

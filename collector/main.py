@@ -60,8 +60,11 @@ def create_app(runtime: Runtime, *, settings: CollectorSettings | None = None) -
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url=None,  # served offline by collector.web (Swagger UI from a wheel, no CDN)
+        # /docs and /openapi.json are served by collector.web: Swagger UI from a wheel (no CDN),
+        # both behind a staff login in production.
+        docs_url=None,
         redoc_url=None,
+        openapi_url=None,
     )
     app.state.runtime = runtime
     app.state.api_token = settings.api_token

@@ -40,7 +40,8 @@ class RequestLog:
                     "request",
                     extra={
                         "method": scope["method"],
-                        "path": scope["path"],
+                        # A signed message link is a credential of sorts: keep it out of the logs.
+                        "path": "/l/…" if scope["path"].startswith("/l/") else scope["path"],
                         "status": status,
                         "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                     },

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import swagger_ui_bundle
 from fastapi import FastAPI, Request
@@ -18,7 +18,7 @@ from collector.settings import CollectorSettings
 from collector.web.access import Forbidden
 from collector.web.deps import HERE, CsrfFailed, LoginRequired, optional_viewer, render
 from collector.web.records import BadForm, Missing
-from collector.web.routes import care, docs, login, supervise
+from collector.web.routes import care, docs, login, reports, supervise
 from collector.web.snapshots import SnapshotCache
 
 
@@ -51,7 +51,7 @@ def install_web(app: FastAPI, settings: CollectorSettings) -> None:
         tile_url=settings.map_tile_url,
         tile_attribution=settings.map_tile_attribution,
     )
-    for router in (login.router, care.router, supervise.router, docs.router):
+    for router in (login.router, care.router, supervise.router, reports.router, docs.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.mount(
@@ -67,7 +67,7 @@ def install_web(app: FastAPI, settings: CollectorSettings) -> None:
 def _error_pages(app: FastAPI) -> None:
     async def login_required(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)  # noqa: S101
-        return RedirectResponse(f"/login?next={exc.next_path}", status_code=303)
+        return RedirectResponse(f"/login?next={quote(exc.next_path, safe='/')}", status_code=303)
 
     def page(code: int, title_key: str) -> Callable[[Request, Exception], Awaitable[Response]]:
         async def respond(request: Request, exc: Exception) -> Response:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import CursorResult, Select, case, false, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from collector.domain import lifecycle
+from collector.domain import lifecycle, reports
 from collector.domain.livestate import HomeSignals, LiveState, live_state
 from collector.store.accounts import DispatchStep, HouseholdNote, Role
 from collector.store.models import (
@@ -368,3 +368,50 @@ def map_snapshot(
             }
         )
     return out
+
+
+def monthly_reports(
+    session: Session, viewer: Viewer, month: reports.Month
+) -> list[reports.DistrictMonth]:
+    """One report per district the viewer may see (a supervisor: theirs; an admin: all).
+
+    "Homes" is the number of households registered today: the store keeps no history of it.
+    """
+    homes_query = _scope(
+        select(Household.district, func.count()).group_by(Household.district), viewer
+    )
+    homes = {district: int(n) for district, n in session.execute(homes_query)}
+    arrived = (
+        select(DispatchStep.dispatch_id.label("did"), func.min(DispatchStep.at).label("at"))
+        .where(DispatchStep.step == "on_site")
+        .group_by(DispatchStep.dispatch_id)
+        .subquery()
+    )
+    query = _scope(
+        select(
+            Household.district,
+            Dispatch.reason,
+            Dispatch.created_at,
+            Dispatch.acknowledged_at,
+            arrived.c.at,
+            Dispatch.outcome,
+        )
+        .join(Household, Household.id == Dispatch.household_id)
+        .outerjoin(arrived, arrived.c.did == Dispatch.id)
+        .where(Dispatch.created_at >= month.start, Dispatch.created_at < month.end),
+        viewer,
+    )
+    records: list[reports.DispatchRecord] = []
+    for district, reason, created, acked, on_site, outcome in session.execute(query):
+        if isinstance(on_site, str):  # SQLite hands an aggregate back untyped
+            on_site = dt.datetime.fromisoformat(on_site)
+        if on_site is not None and on_site.tzinfo is None:
+            on_site = on_site.replace(tzinfo=dt.UTC)
+        records.append(
+            reports.DispatchRecord(district, reason.value, created, acked, on_site, outcome)
+        )
+        homes.setdefault(district, 0)
+    return [
+        reports.district_month(district, month, homes[district], records)
+        for district in sorted(homes)
+    ]

@@ -31,6 +31,15 @@ def test_login_page_is_served_with_security_headers(app: FastAPI) -> None:
     assert page.headers["x-content-type-options"] == "nosniff"
 
 
+def test_the_login_page_speaks_english_on_request(app: FastAPI) -> None:
+    with TestClient(app) as client:
+        korean = client.get("/login?next=/care")
+        assert "아이디" in korean.text and 'href="/login?lang=en&amp;next=/care"' in korean.text
+        english = client.get("/login?lang=en&next=/care")
+        assert "Username" in english.text and '<html lang="en">' in english.text
+        assert client.get("/login?lang=xx").text.count("아이디") >= 1
+
+
 def test_pages_need_a_login_and_come_back_after_it(app: FastAPI) -> None:
     with TestClient(app) as client:
         first = client.get("/care/households/h-a1", follow_redirects=False)
@@ -51,6 +60,16 @@ def test_wrong_password_is_refused_and_sets_no_session(app: FastAPI, database: D
         assert s.scalar(select(WebSession.token_hash)) is None
         failed = s.scalars(select(AuditEntry).where(AuditEntry.action == "login_failed")).all()
         assert [e.actor for e in failed] == ["care-a"]
+
+
+def test_a_password_typed_as_the_username_is_not_written_to_the_audit_log(
+    app: FastAPI, database: Database
+) -> None:
+    with TestClient(app) as client:
+        assert log_in(client, PASSWORD, password="x" * 8).status_code == 401
+    with database.session() as s:
+        actors = s.scalars(select(AuditEntry.actor)).all()
+    assert actors == ["(unknown username)"]
 
 
 def test_login_needs_the_forms_csrf_token(app: FastAPI) -> None:
@@ -224,6 +243,17 @@ def test_in_production_docs_need_a_staff_login_and_placeholder_link_secret_is_re
         assert (first.status_code, first.headers["location"]) == (303, "/login?next=/docs")
         assert log_in(client, "care-a").status_code == 303
         assert client.get("/docs").status_code == 403
+        assert client.get("/openapi.json").status_code == 403
     with TestClient(app) as client:
+        assert client.get("/openapi.json", follow_redirects=False).status_code == 303
         log_in(client, "tech")
         assert client.get("/docs").status_code == 200
+        assert client.get("/openapi.json").json()["info"]["title"] == "Anbu collector"
+
+
+def test_the_way_back_after_login_keeps_the_whole_query(app: FastAPI) -> None:
+    with TestClient(app) as client:
+        first = client.get("/reports?month=2026-12&x=1", follow_redirects=False)
+        assert first.headers["location"] == "/login?next=/reports%3Fmonth%3D2026-12%26x%3D1"
+        done = log_in(client, "sup-seo", next_path="/reports?month=2026-12&x=1")
+        assert done.headers["location"] == "/reports?month=2026-12&x=1"

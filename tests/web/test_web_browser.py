@@ -147,6 +147,13 @@ def test_caregiver_follows_the_sms_link_and_closes_the_dispatch_on_a_phone(
     # Nothing on the phone's page is wider than the phone.
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"]
+
+    # English, chosen for this account, on the household's page.
+    page.get_by_role("button", name="English").click()
+    page.get_by_role("link", name="어르신h-a1").click()
+    expect(page.get_by_role("heading", name="Visit and support history")).to_be_visible()
+    expect(page.locator(".history")).to_contain_text("Safe")
+    page.screenshot(path=shots / "caregiver-5-household-en.png", full_page=True)
     page.context.close()
 
 
@@ -199,6 +206,10 @@ def test_supervisor_sees_the_marker_turn_when_an_sos_arrives(
     # The filter hides the homes that are fine and keeps the SOS.
     page.get_by_label("정상").uncheck()
     expect(page.locator("#count")).to_have_text("1")
+
+    page.get_by_role("link", name="월별 통계").click()
+    expect(page.locator('[data-district="seodaemun"] [data-figure="sos"]')).to_have_text("1")
+    page.screenshot(path=shots / "supervisor-3-reports.png", full_page=True)
     context.close()
 
 

@@ -3,8 +3,10 @@ step, the timeline, notes, and what two caregivers tapping at once get (SQLite a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -181,3 +183,33 @@ def test_a_change_through_the_api_is_audited_and_shown_on_the_timeline(
     assert rows == [("api-token", "acknowledge")]
     page = login("care-a").get(f"/care/dispatches/{dispatch_id}")
     assert 'data-status="acknowledged"' in page.text and "상황실" in page.text
+
+
+def test_the_signed_link_is_not_written_to_the_request_log(
+    app: FastAPI, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    dispatch_id = raise_sos(database, "h-a1")
+    link = sms_link(database, dispatch_id)
+    token = link.removeprefix("/l/")
+    with caplog.at_level(logging.INFO, logger="collector.http"), TestClient(app) as phone:
+        phone.get(link, follow_redirects=False)
+    paths = [getattr(r, "path", "") for r in caplog.records if r.name == "collector.http"]
+    assert "/l/…" in paths
+    assert all(token not in (r.getMessage() + str(r.__dict__)) for r in caplog.records)
+
+
+def test_bad_input_gets_a_clear_page_and_changes_nothing(login: Login, database: Database) -> None:
+    dispatch_id = raise_sos(database, "h-a1")
+    phone = login("care-a")
+    csrf = csrf_of(phone.get("/care").text)
+    unknown = phone.post(f"/care/dispatches/{dispatch_id}/teleport", data={"csrf": csrf})
+    assert unknown.status_code == 404 and "no action &#39;teleport&#39;" in unknown.text
+    missing = phone.post("/care/dispatches/999/acknowledge", data={"csrf": csrf})
+    assert missing.status_code == 404 and "dispatch 999 not found" in missing.text
+    empty = phone.post(f"/care/dispatches/{dispatch_id}/note", data={"csrf": csrf, "note": "  "})
+    assert empty.status_code == 400 and "the note is empty" in empty.text
+    long_note = phone.post("/care/households/h-a1/notes", data={"csrf": csrf, "text": "가" * 4001})
+    assert long_note.status_code == 400 and "at most 4000 characters" in long_note.text
+    with database.session() as s:
+        assert s.scalars(select(DispatchStep)).all() == []
+    assert 'data-status="open"' in phone.get(f"/care/dispatches/{dispatch_id}").text

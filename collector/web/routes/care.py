@@ -7,15 +7,22 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from collector.api.deps import NowDep, SessionDep
 from collector.domain import lifecycle
-from collector.web import records
+from collector.web import audit, records
 from collector.web.deps import FormDep, ViewerDep, render
 
 router = APIRouter(prefix="/care", include_in_schema=False)
 
 
 @router.get("")
-def my_dispatches(request: Request, session: SessionDep, viewer: ViewerDep) -> HTMLResponse:
+def my_dispatches(
+    request: Request, session: SessionDep, viewer: ViewerDep, now: NowDep
+) -> HTMLResponse:
     items = records.open_dispatches(session, viewer)
+    # The list shows names and addresses: it is a view of those records too.
+    audit.record(
+        session, viewer, "view_list", now=now, district=viewer.district,
+        detail=",".join(str(d.id) for d in items)[:2000] or None,
+    )  # fmt: skip
     return render(
         request, "care_list.html", viewer=viewer, dispatches=items,
         outcomes_list=lifecycle.PAGE_OUTCOMES,

@@ -27,6 +27,8 @@ def _safe_next(value: str | None) -> str:
     """Only paths on this site: never an absolute URL (open redirect)."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return "/"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return "/"
     return value
 
 
@@ -40,7 +42,12 @@ def home(viewer: ViewerDep) -> RedirectResponse:
 
 
 def _login_page(
-    request: Request, *, next_path: str, error: str | None = None, status_code: int = 200
+    request: Request,
+    *,
+    next_path: str,
+    error: str | None = None,
+    status_code: int = 200,
+    language: str = "ko",
 ) -> Response:
     token = secrets.token_urlsafe(24)
     request.state.csrf = token
@@ -52,6 +59,7 @@ def _login_page(
         "login.html",
         viewer=None,
         status_code=status_code,
+        language=language if language in LANGUAGES else "ko",
         next_path=next_path,
         error=error,
         dispatch_notice=notice,
@@ -64,8 +72,9 @@ def _login_page(
 
 
 @router.get("/login")
-def login_form(request: Request, next: str | None = None) -> Response:
-    return _login_page(request, next_path=_safe_next(next))
+def login_form(request: Request, next: str | None = None, lang: str = "ko") -> Response:
+    """The login page; ``?lang=en`` before anyone is logged in, the account's language after."""
+    return _login_page(request, next_path=_safe_next(next), language=lang)
 
 
 @router.post("/login")
@@ -77,18 +86,25 @@ def login(
     password: Annotated[str, Form(max_length=256)],
     csrf: Annotated[str, Form(max_length=64)],
     next: Annotated[str, Form(max_length=500)] = "/",
+    lang: Annotated[str, Form(max_length=8)] = "ko",
 ) -> Response:
     web = request.app.state.web
     next_path = _safe_next(next)
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not secrets.compare_digest(csrf, expected):
-        return _login_page(request, next_path=next_path, error="login_stale", status_code=403)
+        return _login_page(
+            request, next_path=next_path, error="login_stale", status_code=403, language=lang
+        )
     client = request.client.host if request.client else "unknown"
     keys = (f"user:{username.strip().lower()}", f"addr:{client}")
     wait = web.throttle.retry_after_s(keys, now=time.monotonic())
     if wait > 0:
         response = _login_page(
-            request, next_path=next_path, error=f"throttled:{int(wait) + 1}", status_code=429
+            request,
+            next_path=next_path,
+            error=f"throttled:{int(wait) + 1}",
+            status_code=429,
+            language=lang,
         )
         response.headers["Retry-After"] = str(int(wait) + 1)
         return response
@@ -96,8 +112,13 @@ def login(
     ok = verify_password(password, account.password_hash if account else DUMMY_HASH)
     if account is None or not ok or not account.active:
         web.throttle.failed(keys, now=time.monotonic())
-        audit.record(session, None, "login_failed", now=now, actor=username.strip()[:100] or "-")
-        return _login_page(request, next_path=next_path, error="login_failed", status_code=401)
+        # Only a real username is written down: people type passwords into the wrong field,
+        # and the audit log can never be edited.
+        actor = account.username if account is not None else "(unknown username)"
+        audit.record(session, None, "login_failed", now=now, actor=actor)
+        return _login_page(
+            request, next_path=next_path, error="login_failed", status_code=401, language=lang
+        )
     web.throttle.succeeded(keys)
     token = open_session(session, account, now=now, ttl=dt.timedelta(hours=web.session_ttl_h))
     audit.record(session, viewer_of(account), "login", now=now, district=account.district)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from collector.api.deps import SessionDep, wall_clock
+from collector.api.deps import NowDep, SessionDep, wall_clock
 from collector.domain.livestate import changed
 from collector.web import audit, records
 from collector.web.access import Viewer, check, may_read_audit, may_see_map
@@ -22,8 +22,9 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/map")
-def map_page(request: Request, viewer: ViewerDep) -> HTMLResponse:
+def map_page(request: Request, session: SessionDep, viewer: ViewerDep, now: NowDep) -> HTMLResponse:
     check(may_see_map(viewer), "the map is for supervisors")
+    audit.record(session, viewer, "view_map", now=now, district=viewer.district)
     web = request.app.state.web
     config = {"tiles": web.tile_url, "attribution": web.tile_attribution, "lang": viewer.language}
     return render(request, "map.html", viewer=viewer, map_config=json.dumps(config))
