@@ -40,12 +40,15 @@ class VoicePipeline:
         on_detection: Callable[[Detection], None],
         clock: Callable[[], float] = time.monotonic,
         read_timeout_s: float = 0.2,
+        on_transcript: Callable[[str], bool] | None = None,
     ) -> None:
         self.source = source
         self.gate = gate
         self.recognizer = recognizer
         self.spotter = spotter
         self.on_detection = on_detection
+        self.on_transcript = on_transcript
+        """Sees each transcript first (a listening check-in); True means it was an answer."""
         self.clock = clock
         self.read_timeout_s = read_timeout_s
         self.utterances = 0
@@ -123,6 +126,14 @@ class VoicePipeline:
 
     def _hear(self, transcript: str) -> None:
         self.utterances += 1
+        if self.on_transcript is not None:
+            try:
+                if self.on_transcript(transcript):
+                    self.interactions += 1
+                    return  # a check-in answer, not a command
+            except Exception:
+                self.errors += 1
+                log.exception("on_transcript failed")
         detection = self.spotter.hear(transcript, self.clock())
         if detection is None:
             return
