@@ -5,8 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from collector.api.deps import require_token
-from collector.api.routes import caregivers, dead_letters, devices, dispatches, households
+from collector.api.routes import (
+    caregivers,
+    dead_letters,
+    devices,
+    dispatches,
+    households,
+    life_signs,
+)
 
 api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
-for module in (caregivers, households, devices, dispatches, dead_letters):
+for module in (caregivers, households, devices, dispatches, dead_letters, life_signs):
     api_router.include_router(module.router)
