@@ -12,8 +12,17 @@ from collector.api.routes import (
     dispatches,
     households,
     life_signs,
+    silence,
 )
 
 api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
-for module in (caregivers, households, devices, dispatches, dead_letters, life_signs):
+for module in (
+    caregivers,
+    households,
+    devices,
+    dispatches,
+    dead_letters,
+    life_signs,
+    silence,
+):
     api_router.include_router(module.router)

@@ -1,4 +1,4 @@
-"""External life signs over the API reach the real silence runtime."""
+"""External life signs over the API reach the real silence runtime; staff read flags and tickets."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from collector.domain.silence import LifeSignKind
 from collector.silence_runtime import SilenceRuntime, SilenceRuntimeSettings
 from collector.store.db import Database
+from collector.store.silence import TechnicianTicket
 from tests.collector.helpers import NOW, register_homes
 
 URL = "/api/v1/households/h-1/life-signs"
@@ -55,3 +56,35 @@ def test_bad_signals_are_refused_with_the_reason(
 
 def test_the_token_is_required(anonymous: TestClient) -> None:
     assert anonymous.post(URL, json={"source": "telecom", "at": NOW.isoformat()}).status_code == 401
+
+
+def test_staff_see_flags_with_their_reason_and_open_tickets(
+    client: TestClient, database: Database
+) -> None:
+    register_homes(database, ("dev-1",))
+    silence = SilenceRuntime(
+        database,
+        on_flag=lambda *_: None,
+        settings=SilenceRuntimeSettings(learn=False),
+        clock=lambda: NOW + dt.timedelta(hours=49),
+    )
+    silence.restore()
+    assert len(silence.tick()) == 1
+    with database.session() as s:
+        s.add(
+            TechnicianTicket(
+                device_id="dev-1",
+                household_id="h-1",
+                kind="offline",
+                detail="heartbeats stopped",
+                opened_at=NOW,
+            )
+        )
+    flags = client.get("/api/v1/silence-flags", params={"household_id": "h-1"}).json()
+    assert flags["count"] == 1
+    flag = flags["data"][0]
+    assert (flag["limit"], flag["period_h"], flag["status"]) == ("period", 48.0, "open")
+    assert "48시간" in flag["why"]
+    assert client.get("/api/v1/silence-flags", params={"status": "closed"}).json()["count"] == 0
+    tickets = client.get("/api/v1/technician-tickets").json()
+    assert [t["kind"] for t in tickets["data"]] == ["offline"]
