@@ -212,3 +212,25 @@ def test_kill_9_loses_nothing_and_raises_nothing_twice(tmp_path: Path) -> None:
     assert deadline is not None
     assert deadline.due_s == (NOW + dt.timedelta(hours=49 + 48)).timestamp()
     db.dispose()
+
+
+def test_a_collector_that_missed_a_life_sign_does_not_raise_a_false_flag(
+    database: Database,
+) -> None:
+    """Shared subscriptions split the messages: B hears the resident, A does not."""
+    register_homes(database, ("dev-1",))
+    clock = FakeClock(NOW)
+    raised: list[tuple[str, SilenceFlag]] = []
+    a, b = runtime(database, clock, raised, "a"), runtime(database, clock, raised, "b")
+    a.restore()
+    b.restore()
+    clock.advance(hours=30)
+    b.on_life_sign("h-1", LifeSignKind.MOTION, clock())
+    b.flush()
+    clock.advance(hours=19)  # 49 h: A's stale deadline has passed, B's has not
+    assert a.tick() == [] and b.tick() == []
+    assert a.flags_stale == 1
+    deadline = a.tracker.deadline("h-1")  # A re-armed from the stored sign
+    assert deadline is not None and deadline.due_s == (NOW + dt.timedelta(hours=78)).timestamp()
+    clock.advance(hours=29)
+    assert len(a.tick()) + len(b.tick()) == 1 and len(raised) == 1
