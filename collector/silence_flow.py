@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from collector.domain.dispatch import Message
@@ -53,7 +53,7 @@ from collector.store.models import (
     NotificationStatus,
     Priority,
 )
-from collector.store.silence import SilenceFlagRow
+from collector.store.silence import HouseholdSilence, SilenceFlagRow
 from firmware_config.checkin import (
     CheckinRequest,
     checkin_command_topic,
@@ -241,7 +241,11 @@ class SilenceFlow:
                 now=now,
                 policy=self.policy,
             )
-            if isinstance(decision, CloseFlag):
+            resumed = _resumed_at(session, row)
+            if isinstance(decision, DispatchForSilence) and resumed is not None:
+                row.status, row.closed_at = "closed", now
+                row.record = f"응답 없음, 그러나 생활 신호 ({resumed.isoformat()})"
+            elif isinstance(decision, CloseFlag):
                 row.status, row.closed_at, row.record = "closed", now, decision.record
             elif isinstance(decision, DispatchForSilence):
                 self._dispatch(session, row, decision, now)
@@ -268,6 +272,12 @@ class SilenceFlow:
                 household = session.get(Household, row.household_id)
                 pending = self._pending_of(row)
                 if household is None or pending is None:
+                    continue
+                resumed = _resumed_at(session, row)
+                if resumed is not None:  # the resident moved (or spoke) while we waited
+                    row.status, row.closed_at = "closed", now
+                    row.record = f"확인 대기 중 생활 신호 ({resumed.isoformat()})"
+                    self._pending.pop(row.checkin_id or "", None)
                     continue
                 decision = on_tick(pending, household_view(household), now=now, policy=self.policy)
                 if decision is not None:
@@ -310,3 +320,14 @@ class SilenceFlow:
             extra={"household_id": decision.household_id, "dispatch_id": dispatch_id},
         )
         self._notify = True
+
+
+def _resumed_at(session: Session, row: SilenceFlagRow) -> dt.datetime | None:
+    """A life sign stored after the flagged stretch began, if any (the resident is about)."""
+    saved = session.get(HouseholdSilence, row.household_id)
+    device_sign = session.scalar(
+        select(func.max(Device.last_life_sign_at)).where(Device.household_id == row.household_id)
+    )
+    signs = [device_sign, None if saved is None else saved.last_life_sign_at]
+    later = [t for t in signs if t is not None and t > row.stretch_started_at]
+    return max(later) if later else None

@@ -155,3 +155,21 @@ def test_offline_device_dispatches_at_once_and_bad_answers_change_nothing(
     answer = CheckinAnswer(device_ts=1, seq=1, checkin_id="e" * 32, answered=False)
     flow.on_answer(checkin_answer_topic(stranger), answer.to_payload(), clock.at)
     assert flag_row(database).status == "dispatched" and signs == []
+
+
+def test_a_life_sign_during_the_check_in_closes_the_flag_instead_of_dispatching(
+    database: Database, clients: tuple[TestClient, TestClient]
+) -> None:
+    collector, device = clients
+    flow, runtime, clock, _ = setup(database, collector, online=True)
+    clock.at = NOW + dt.timedelta(hours=48)
+    runtime.tick()
+    device.next_message()
+    clock.at += dt.timedelta(minutes=3)
+    runtime.on_life_sign("h-1", LifeSignKind.MOTION, clock.at)  # she walked past the PIR
+    runtime.flush()
+    assert flow.tick(clock.at + dt.timedelta(minutes=10)) == 0
+    row = flag_row(database)
+    assert row.status == "closed" and row.record is not None and "생활 신호" in row.record
+    with database.session() as s:
+        assert s.scalars(select(Dispatch)).all() == []
