@@ -91,6 +91,7 @@ class SilenceRuntime:
         self._thread: threading.Thread | None = None
         self.flags_raised = 0
         self.flags_taken_elsewhere = 0
+        self.flags_stale = 0
         self.last_tick_at: dt.datetime | None = None
 
     # -- start-up ---------------------------------------------------------------------------
@@ -258,6 +259,9 @@ class SilenceRuntime:
             if flag_id is None:
                 self.flags_taken_elsewhere += 1
                 continue
+            if flag_id < 0:
+                self.flags_stale += 1  # another collector saw a newer life sign
+                continue
             raised.append((flag, flag_id))
         self.last_tick_at = now
         for flag, flag_id in raised:
@@ -278,8 +282,18 @@ class SilenceRuntime:
         return [flag for flag, _ in raised]
 
     def _claim(self, flag: SilenceFlag, now: dt.datetime) -> int | None:
-        """Insert the flag row; None if another collector already raised this stretch."""
+        """Insert the flag row and return its id.
+
+        None if another collector already raised this stretch; -1 if the store knows a newer
+        life sign than this collector does (with a shared subscription each collector sees only
+        its share of the messages), in which case the home is re-armed from that sign.
+        """
         reason = flag.reason
+        newer = self._newest_stored_sign(flag.household_id)
+        if newer is not None and newer > reason.last_life_sign_at:
+            with self._lock:
+                self.tracker.life_sign(flag.household_id, to_epoch(newer))
+            return -1
         try:
             with self.db.session() as session:
                 row = SilenceFlagRow(
@@ -309,6 +323,19 @@ class SilenceRuntime:
                 return row.id
         except IntegrityError:
             return None
+
+    def _newest_stored_sign(self, household_id: str) -> dt.datetime | None:
+        """The newest life sign any collector stored for the home (its row or its devices)."""
+        with self.db.session() as session:
+            saved = session.get(HouseholdSilence, household_id)
+            device_sign = session.scalar(
+                select(func.max(Device.last_life_sign_at)).where(
+                    Device.household_id == household_id
+                )
+            )
+        candidates = [device_sign, None if saved is None else saved.last_life_sign_at]
+        known = [t for t in candidates if t is not None]
+        return max(known) if known else None
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -406,6 +433,7 @@ class SilenceRuntime:
             "next_deadline_at": None if next_due is None else from_epoch(next_due).isoformat(),
             "flags_raised": self.flags_raised,
             "flags_taken_by_other_collectors": self.flags_taken_elsewhere,
+            "flags_dropped_for_a_newer_stored_sign": self.flags_stale,
             "unsaved_flags": len(self._unsaved),
             "pending_writes": len(self._dirty),
             "last_tick_at": None if self.last_tick_at is None else self.last_tick_at.isoformat(),

@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from edge_agent.announce import Announcer
+from edge_agent.checkin import CheckinResponder
 from edge_agent.heartbeat import Counters, HeartbeatBuilder
 from edge_agent.outbox import Outbox
 from edge_agent.sos import Feedback, SosTracker
 from edge_agent.spotter import Detection
 from edge_agent.voice_sos import Action, Decision, VoiceSosDecider
+from firmware_config.checkin import CheckinRequest
 from firmware_config.device import DeviceConfig
 from firmware_config.messages import (
     CancelAck,
@@ -100,6 +102,7 @@ class Agent:
         self.led: FeedbackLike | None = None
         self.voice: VoiceLike | None = None
         self.parts: list[object] = []  # sensors etc., closed on stop
+        self.checkin: CheckinResponder | None = None
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._sos_item: tuple[str, int] | None = None  # (message id, outbox id) being delivered
@@ -224,6 +227,17 @@ class Agent:
             self.outbox.release(f"cancel:{command.sos_id}")
             log.info("cancel confirmed", extra={"sos_id": command.sos_id})
 
+    def on_checkin(self, request: CheckinRequest) -> None:
+        """The collector asks whether the resident is all right (a quiet home)."""
+        if self.checkin is None:
+            log.warning("check-in requested but this agent has no speaker path")
+            return
+        self.checkin.on_request(request)
+
+    def on_transcript(self, transcript: str) -> bool:
+        """Every transcript passes here first; True if it answered a listening check-in."""
+        return self.checkin is not None and self.checkin.listening and self.checkin.hear(transcript)
+
     # -- periodic work ---------------------------------------------------------------------
 
     def counters(self) -> Counters:
@@ -294,6 +308,7 @@ class Agent:
             (0.1, self.check_delivery, "delivery"),
             (0.2, self.check_voice_question, "voice-question"),
             (self.config.sos_resend_s, self.resend_unconfirmed, "resend"),
+            (1.0, self._tick_checkin, "checkin"),
         ):
             t = threading.Thread(
                 target=self._loop, args=(period, work, name), name=name, daemon=True
@@ -316,6 +331,10 @@ class Agent:
             self.link.stop(5.0)
         self.outbox.close()
         log.info("agent stopped")
+
+    def _tick_checkin(self) -> None:
+        if self.checkin is not None:
+            self.checkin.tick()
 
     def _show(self, feedback: Feedback) -> None:
         if self.led is not None:

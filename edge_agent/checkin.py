@@ -10,9 +10,9 @@ i'm fine / i am fine): the recogniser's grammar is built from the phrase set, so
 could be recognised anyway. No wake word is needed while a check-in is listening: the prompt
 itself asked the question.
 
-Wiring the agent needs (not done here; see ``docs/silence.md``): the link routes
-``cmd/checkin`` to :meth:`CheckinResponder.on_request`; the voice pipeline passes each
-transcript to :meth:`CheckinResponder.hear`; a periodic loop calls :meth:`CheckinResponder.tick`.
+Wiring (``edge_agent/runtime.py``): the link routes ``cmd/checkin`` to ``Agent.on_checkin``,
+the voice pipeline shows each transcript to ``Agent.on_transcript`` first (an answer goes no
+further), and the agent's 1 s loop calls :meth:`CheckinResponder.tick`.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.outbox import Outbox, OutboxItem
+from firmware_config.checkin import CheckinRequest, checkin_command_topic, decode_checkin_request
 from firmware_config.device import BrokerConfig
 from firmware_config.errors import ContractError
 from firmware_config.messages import CommandMessage, State, decode_command
@@ -93,6 +94,7 @@ class Link:
         agent_version: str,
         on_command: Callable[[CommandMessage], None],
         on_connection: Callable[[bool], None] | None = None,
+        on_checkin: Callable[[CheckinRequest], None] | None = None,
         max_in_flight: int = 20,
         session_expiry_s: int = 24 * 3600,
         refused_retry_s: float = 30.0,
@@ -111,6 +113,8 @@ class Link:
         self.refused_retry_s = refused_retry_s
         self._on_command = on_command
         self._on_connection = on_connection
+        self._on_checkin = on_checkin
+        self._checkin_topic = checkin_command_topic(address)
         self._clock = clock
         self._backoff = ReconnectBackoff(broker.reconnect_min_s, broker.reconnect_max_s, rng)
         self._state_topic = address.topic(Channel.STATE)
@@ -412,6 +416,9 @@ class Link:
         self._cond.notify_all()
 
     def _handle_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == self._checkin_topic and self._on_checkin is not None:
+            self._handle_checkin(bytes(msg.payload))
+            return
         try:
             parsed = parse(msg.topic)
             if parsed.command is None or parsed.address != self.address:
@@ -446,6 +453,29 @@ class Link:
             )
 
     # --- draining (thread "anbu-link-drain") ---
+
+    def _handle_checkin(self, payload: bytes) -> None:
+        """``cmd/checkin`` (firmware_config/checkin.py): hand the request to the agent."""
+        assert self._on_checkin is not None  # noqa: S101 - checked by the caller
+        try:
+            request = decode_checkin_request(payload)
+        except ContractError as exc:
+            logger.warning(
+                "dropping a malformed check-in request",
+                extra={**self._log, "event": "command_rejected", "error": str(exc)},
+            )
+            return
+        logger.info(
+            "check-in requested",
+            extra={**self._log, "event": "checkin_received", "checkin_id": request.checkin_id},
+        )
+        try:
+            self._on_checkin(request)
+        except Exception:
+            logger.exception(
+                "check-in handler failed", extra={**self._log, "event": "handler_failed"}
+            )
+
     def _drain_loop(self) -> None:
         while True:
             with self._cond:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from anbu import __version__
 from edge_agent.agent import Agent
 from edge_agent.announce import Announcer, make_announcer
+from edge_agent.checkin import CheckinResponder
 from edge_agent.link import Link
 from edge_agent.outbox import Outbox
 from firmware_config.device import DeviceConfig
@@ -51,6 +53,15 @@ def build_agent(
         client_id=config.device_id,
         agent_version=__version__,
         on_command=agent.on_command,
+        on_checkin=agent.on_checkin,
+    )
+    agent.checkin = CheckinResponder(
+        config.address,
+        phrases,
+        agent.announcer,
+        outbox,
+        wall=time.time,
+        on_answer_queued=agent.link.wake,
     )
     if gpio:
         attach_gpio_or_explain(agent, config)
@@ -143,4 +154,5 @@ def attach_voice(agent: Agent, config: DeviceConfig, *, stand_in: bool = False) 
         recognizer,
         Spotter(agent.phrases),
         on_detection=agent.on_detection,
+        on_transcript=agent.on_transcript,
     )

@@ -42,12 +42,15 @@ class VoicePipeline:
         clock: Callable[[], float] = time.monotonic,
         read_timeout_s: float = 0.2,
         answering: Callable[[], bool] = lambda: False,
+        on_transcript: Callable[[str], bool] | None = None,
     ) -> None:
         self.source = source
         self.gate = gate
         self.recognizer = recognizer
         self.spotter = spotter
         self.on_detection = on_detection
+        self.on_transcript = on_transcript
+        """Sees each transcript first (a listening check-in); True means it was an answer."""
         self.clock = clock
         self.read_timeout_s = read_timeout_s
         self.answering = answering
@@ -127,6 +130,15 @@ class VoicePipeline:
 
     def _hear(self, transcript: Transcript | str) -> None:
         self.utterances += 1
+        if self.on_transcript is not None:
+            text = transcript if isinstance(transcript, str) else transcript.text
+            try:
+                if self.on_transcript(text):
+                    self.interactions += 1
+                    return  # a check-in answer, not a command
+            except Exception:
+                self.errors += 1
+                log.exception("on_transcript failed")
         detection = self.spotter.hear(transcript, self.clock(), answering=self.answering())
         if detection is None:
             return

@@ -26,6 +26,7 @@ import itertools
 import json
 import math
 import sys
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -86,21 +87,42 @@ class RoutineObservations:
     """What a home has shown so far: per group and slot, the longest stretch in progress.
 
     Feed it every quiet stretch (``observe_gap``) in any order; ask for a :class:`Routine` when
-    enough days are covered. Small: two groups × ``slots_per_day`` floats and a set of days.
+    enough days are covered. Small (about 1 KB a home): two groups × ``slots_per_day`` 32-bit
+    floats, and the days seen as one bit per day.
     """
 
     settings: RoutineSettings = field(default_factory=RoutineSettings)
-    longest_h: list[list[float]] = field(default_factory=list)
-    days: dict[int, set[int]] = field(default_factory=dict)
+    longest_h: list[array[float]] = field(default_factory=list)
+    day_bits: list[int] = field(default_factory=lambda: [0, 0])
+    """Per group, bit ``d - base_day`` is set when local day ``d`` was observed."""
+    base_day: int | None = None
     first_s: float | None = None
     last_s: float | None = None
 
     def __post_init__(self) -> None:
+        n = self.settings.slots_per_day
         if not self.longest_h:
-            n = self.settings.slots_per_day
-            self.longest_h = [[0.0] * n, [0.0] * n]
-        self.days.setdefault(WEEKDAY, set())
-        self.days.setdefault(WEEKEND, set())
+            self.longest_h = [array("f", bytes(4 * n)), array("f", bytes(4 * n))]
+        else:
+            self.longest_h = [array("f", row) for row in self.longest_h]
+
+    def _see_day(self, group: int, day: int) -> None:
+        if self.base_day is None:
+            self.base_day = day
+        elif day < self.base_day:
+            shift = self.base_day - day
+            self.day_bits = [bits << shift for bits in self.day_bits]
+            self.base_day = day
+        self.day_bits[group] |= 1 << (day - self.base_day)
+
+    @property
+    def days(self) -> dict[int, set[int]]:
+        """The local days observed, per group (weekday, weekend)."""
+        base = self.base_day or 0
+        return {
+            group: {base + i for i in range(bits.bit_length()) if bits >> i & 1}
+            for group, bits in enumerate(self.day_bits)
+        }
 
     def observe_gap(self, start_s: float, end_s: float) -> None:
         """Record that nothing happened between ``start_s`` and ``end_s`` (two life signs)."""
@@ -124,7 +146,7 @@ class RoutineObservations:
             row = self.longest_h[group]
             if elapsed_h > row[slot_index]:
                 row[slot_index] = elapsed_h
-            self.days[group].add(day)
+            self._see_day(group, day)
             if boundary >= end_s:
                 break
             k += 1
@@ -165,15 +187,18 @@ class RoutineObservations:
             longest = [[float(m) / 60 for m in row] for row in data["longest_min"]]
             if len(longest) != 2 or any(len(r) != settings.slots_per_day for r in longest):
                 raise ValueError("observations: wrong number of slots")
-            days = {
-                WEEKDAY: set(map(int, data["days"][0])),
-                WEEKEND: set(map(int, data["days"][1])),
-            }
+            days = [list(map(int, data["days"][0])), list(map(int, data["days"][1]))]
             first = None if data["first_s"] is None else float(data["first_s"])
             last = None if data["last_s"] is None else float(data["last_s"])
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError, IndexError) as exc:
             raise ValueError(f"observations are malformed: {exc}") from exc
-        return cls(settings, longest, days, first, last)
+        observations = cls(
+            settings, [array("f", row) for row in longest], first_s=first, last_s=last
+        )
+        for group, group_days in enumerate(days):
+            for day in group_days:
+                observations._see_day(group, day)
+        return observations
 
     def routine(self) -> Routine | None:
         """The routine once ``learning_days`` are covered, else None (use the fixed period)."""
@@ -183,7 +208,7 @@ class RoutineObservations:
         pooled = [max(a, b) for a, b in zip(*self.longest_h, strict=True)]
         # Split only when both groups have enough days: a weekday curve that lost the weekend's
         # samples while the weekend still borrows the pooled one would be the worst of both.
-        split = all(len(self.days[g]) >= max(s.min_days_per_group, 1) for g in (WEEKDAY, WEEKEND))
+        split = all(bits.bit_count() >= max(s.min_days_per_group, 1) for bits in self.day_bits)
         curves = [
             pack_minutes(_allowed(self.longest_h[group] if split else pooled, s))
             for group in (WEEKDAY, WEEKEND)

@@ -62,9 +62,10 @@ def test_weekends_get_their_own_curve_only_when_both_groups_have_enough_days() -
     tuesday_10h = MONDAY + 1 * DAY_S + 10 * HOUR_S
     assert routine.allowed_h(saturday_10h) == pytest.approx(4.25 + 0.5)  # quiet at 10:15
     assert routine.allowed_h(tuesday_10h) == pytest.approx(0.5)  # no weekday was quiet then
-    needs_more = RoutineObservations(_settings(min_days_per_group=3))
-    needs_more.longest_h, needs_more.days = observations.longest_h, observations.days
-    needs_more.first_s, needs_more.last_s = observations.first_s, observations.last_s
+    needs_more = RoutineObservations.from_json(
+        observations.to_json(), _settings(min_days_per_group=3)
+    )
+    assert needs_more.days == observations.days
     pooled = needs_more.routine()
     assert pooled is not None
     assert pooled.allowed_h(tuesday_10h) == pytest.approx(4.75)  # two weekend days: pooled
@@ -148,3 +149,13 @@ def test_routine_survives_the_store_and_refuses_garbage() -> None:
         Routine.from_json('{"v":1,"slot_min":15,"utc_offset_h":9,"weekday_min":[]}')
     with pytest.raises(ValueError, match="bad slot_min"):
         Routine.from_json('{"v":1,"slot_min":7,"utc_offset_h":9}')
+
+
+def test_days_are_counted_once_in_any_order() -> None:
+    observations = RoutineObservations(_settings())
+    for day in (5, 2, 2, 9, 0):  # out of order, one day twice
+        start = MONDAY + day * DAY_S + 10 * HOUR_S
+        observations.observe_gap(start, start + HOUR_S)
+    monday = math.floor(MONDAY / DAY_S)
+    assert observations.days[0] | observations.days[1] == {monday + d for d in (0, 2, 5, 9)}
+    assert observations.days[1] == {monday + 5}  # Saturday

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -159,3 +163,74 @@ def test_health_and_a_bad_stored_routine_is_reported_not_fatal(database: Databas
     health = rt.health()
     assert health["homes"] == 1
     assert health["next_deadline_at"] == (NOW + dt.timedelta(hours=10)).isoformat()
+
+
+CHILD = r"""
+import datetime as dt, sys, time
+from collector.domain.silence import LifeSignKind
+from collector.silence_runtime import SilenceRuntime, SilenceRuntimeSettings
+from collector.store.db import Database
+
+db = Database(sys.argv[1])
+now = dt.datetime.fromisoformat(sys.argv[2])
+raised = []
+rt = SilenceRuntime(db, on_flag=lambda f, i: raised.append(i),
+                    settings=SilenceRuntimeSettings(learn=False), clock=lambda: now)
+rt.create_schema()
+rt.restore()
+now += dt.timedelta(hours=49)
+rt.tick()                                   # h-2 flagged and stored
+rt.on_life_sign("h-1", LifeSignKind.MOTION, now)
+rt.flush()                                  # h-1's sign committed
+print(len(raised), flush=True)
+time.sleep(60)                              # killed here
+"""
+
+
+def test_kill_9_loses_nothing_and_raises_nothing_twice(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'anbu.sqlite3'}"
+    db = Database(url)
+    register_homes(db)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, url, NOW.isoformat()],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "2"  # both homes were due at 49 h
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    clock = FakeClock(NOW + dt.timedelta(hours=49))
+    raised: list[tuple[str, SilenceFlag]] = []
+    rt = runtime(db, clock, raised)
+    assert rt.restore() == 2
+    assert rt.tick() == []  # h-2's flag is not raised again; h-1 moved on
+    deadline = rt.tracker.deadline("h-1")
+    assert deadline is not None
+    assert deadline.due_s == (NOW + dt.timedelta(hours=49 + 48)).timestamp()
+    db.dispose()
+
+
+def test_a_collector_that_missed_a_life_sign_does_not_raise_a_false_flag(
+    database: Database,
+) -> None:
+    """Shared subscriptions split the messages: B hears the resident, A does not."""
+    register_homes(database, ("dev-1",))
+    clock = FakeClock(NOW)
+    raised: list[tuple[str, SilenceFlag]] = []
+    a, b = runtime(database, clock, raised, "a"), runtime(database, clock, raised, "b")
+    a.restore()
+    b.restore()
+    clock.advance(hours=30)
+    b.on_life_sign("h-1", LifeSignKind.MOTION, clock())
+    b.flush()
+    clock.advance(hours=19)  # 49 h: A's stale deadline has passed, B's has not
+    assert a.tick() == [] and b.tick() == []
+    assert a.flags_stale == 1
+    deadline = a.tracker.deadline("h-1")  # A re-armed from the stored sign
+    assert deadline is not None and deadline.due_s == (NOW + dt.timedelta(hours=78)).timestamp()
+    clock.advance(hours=29)
+    assert len(a.tick()) + len(b.tick()) == 1 and len(raised) == 1

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.domain.silence import LifeSignKind, SilenceLimit, decide_silence, from_epoch
+from collector.domain.silence import (
+    LifeSignKind,
+    SilenceLimit,
+    decide_silence,
+    from_epoch,
+    silence_deadline,
+)
+from collector.domain.silence_routine import Routine, RoutineObservations, RoutineSettings
 from collector.domain.silence_schedule import DeadlineHeap, HomeRow, SilenceTracker
 
 H = 3600.0
@@ -64,14 +71,36 @@ steps = st.lists(
 )
 
 
+def _routine() -> Routine:
+    """A learned routine: quiet 1 h by day, 8 h overnight (epoch day 0 is a Thursday)."""
+    observations = RoutineObservations(
+        RoutineSettings(
+            learning_days=0, margin_factor=1.0, margin_h=0.5, smooth_slots=2, utc_offset_h=0
+        )
+    )
+    for day in range(7):
+        base = day * 86400.0
+        observations.observe_signs([base + h * 3600.0 for h in range(7, 24)])
+        observations.observe_gap(base + 23 * 3600.0, base + 31 * 3600.0)
+    routine = observations.routine()
+    assert routine is not None
+    return routine
+
+
+ROUTINE = _routine()
+
+
 def _run(
-    scenario: list[tuple[float, list[str]]], restart_at: int | None
+    scenario: list[tuple[float, list[str]]],
+    restart_at: int | None,
+    routine: Routine | None = None,
 ) -> list[tuple[str, float, float]]:
     """Replay; return (household, stretch start, due) for every flag raised."""
     tracker = SilenceTracker()
     now = 0.0
     for home in HOMES:
         tracker.life_sign(home, now, LifeSignKind.MOTION, period_h=10.0)
+        tracker.configure(home, period_h=10.0, routine=routine, now_s=now)
     raised = []
     for index, (advance, homes) in enumerate(scenario):
         if index == restart_at:
@@ -92,7 +121,9 @@ def _run(
     return raised
 
 
-def _by_scan(scenario: list[tuple[float, list[str]]]) -> list[tuple[str, float, float]]:
+def _by_scan(
+    scenario: list[tuple[float, list[str]]], routine: Routine | None = None
+) -> list[tuple[str, float, float]]:
     """The same scenario decided by scanning every home with decide_silence at each tick."""
     now = 0.0
     last = dict.fromkeys(HOMES, 0.0)
@@ -100,13 +131,17 @@ def _by_scan(scenario: list[tuple[float, list[str]]]) -> list[tuple[str, float, 
     raised = []
     for advance, homes in scenario:
         now += advance
-        for home in sorted(HOMES, key=lambda h: (last[h] + 10 * H, h)):
+
+        def due(h: str) -> float:
+            return silence_deadline(last[h], 10.0, routine).due_s
+
+        for home in sorted(HOMES, key=lambda h: (due(h), h)):
             flag = decide_silence(
                 home,
                 last_sign_at=from_epoch(last[home]),
                 last_kind=None,
                 period_h=10.0,
-                routine=None,
+                routine=routine,
                 now=from_epoch(now),
             )
             if flag is not None and (home, last[home]) not in flagged:
@@ -125,6 +160,16 @@ def test_flags_match_a_scan_and_survive_a_restart(
     expected = _by_scan(scenario)
     assert _run(scenario, None) == expected
     assert _run(scenario, restart_at) == expected  # nothing missed, nothing raised twice
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps, st.integers(0, 40))
+def test_with_a_learned_routine_too(
+    scenario: list[tuple[float, list[str]]], restart_at: int
+) -> None:
+    expected = _by_scan(scenario, ROUTINE)
+    assert _run(scenario, None, ROUTINE) == expected
+    assert _run(scenario, restart_at, ROUTINE) == expected
 
 
 def test_a_deadline_that_passed_while_down_is_raised_at_once_and_only_once() -> None:
@@ -152,3 +197,10 @@ def test_a_late_life_sign_never_moves_a_deadline_back() -> None:
 def test_an_unconfigured_home_needs_a_period() -> None:
     with pytest.raises(KeyError, match="no silence period"):
         SilenceTracker().life_sign("new", 0.0)
+
+
+def test_the_routine_used_above_really_flags_before_the_period() -> None:
+    by_day = silence_deadline(10 * H, 10.0, ROUTINE)  # Thursday 10:00: 1 h quiet is normal
+    assert by_day.limit is SilenceLimit.ROUTINE and by_day.due_s < 12 * H
+    at_night = silence_deadline(23 * H, 10.0, ROUTINE)  # bedtime: the night is allowed
+    assert at_night.due_s >= 31 * H

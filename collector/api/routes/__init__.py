@@ -12,12 +12,24 @@ from collector.api.routes import (
     devices,
     dispatches,
     households,
+    life_signs,
     privacy,
+    silence,
     sos_tests,
 )
 
 api_router = APIRouter(
     prefix="/api/v1", dependencies=[Depends(require_token)], responses=UNAUTHORIZED | BUSY
 )
-for module in (caregivers, households, devices, dispatches, dead_letters, privacy, sos_tests):
+for module in (
+    caregivers,
+    households,
+    devices,
+    dispatches,
+    dead_letters,
+    life_signs,
+    privacy,
+    silence,
+    sos_tests,
+):
     api_router.include_router(module.router)

@@ -1,0 +1,75 @@
+"""Life signs from outside the device: a telecom "phone used" feed, a smart-meter reading.
+
+    POST /api/v1/households/{household_id}/life-signs   {"source": "telecom", "at": "…Z"}
+
+202 once the silence schedule has it (the home's quiet stretch restarts at ``at``). Posting the
+same signal twice changes nothing (a stretch restarts at the newest sign only), so feeds may
+retry freely. 503 while the silence runtime is not running (``app.state.silence`` unset).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal, Protocol
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from collector.api.deps import NowDep, SessionDep
+from collector.domain.silence import LifeSignKind
+from collector.store.models import Household
+
+router = APIRouter(tags=["silence"])
+
+MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+class LifeSignSink(Protocol):
+    def on_life_sign(self, household_id: str, kind: LifeSignKind, at: dt.datetime) -> None: ...
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError("give the time with its zone, e.g. 2026-03-02T09:00:00+09:00")
+    return value.astimezone(dt.UTC)
+
+
+class ExternalLifeSign(BaseModel):
+    """One outside signal that the resident is active."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["telecom", "smart_meter", "other"] = Field(
+        description="telecom: the phone was used; smart_meter: a reading moved"
+    )
+    at: Annotated[dt.datetime, AfterValidator(_aware)] = Field(
+        description="when the activity happened (ISO 8601 with a zone)"
+    )
+
+
+class LifeSignAccepted(BaseModel):
+    household_id: str
+    kind: LifeSignKind
+    at: dt.datetime
+
+
+def _sink(request: Request) -> LifeSignSink:
+    sink: LifeSignSink | None = getattr(request.app.state, "silence", None)
+    if sink is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "silence schedule not running")
+    return sink
+
+
+@router.post("/households/{household_id}/life-signs", status_code=status.HTTP_202_ACCEPTED)
+def post_life_sign(
+    request: Request, session: SessionDep, now: NowDep, household_id: str, body: ExternalLifeSign
+) -> LifeSignAccepted:
+    if session.get(Household, household_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"household {household_id!r} not found")
+    if body.at > now + MAX_CLOCK_SKEW:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"'at' is {body.at.isoformat()}, in the future (now {now.isoformat()})",
+        )
+    _sink(request).on_life_sign(household_id, LifeSignKind.EXTERNAL, body.at)
+    return LifeSignAccepted(household_id=household_id, kind=LifeSignKind.EXTERNAL, at=body.at)

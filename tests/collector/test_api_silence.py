@@ -1,0 +1,90 @@
+"""External life signs over the API reach the real silence runtime; staff read flags and tickets."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from collector.domain.silence import LifeSignKind
+from collector.silence_runtime import SilenceRuntime, SilenceRuntimeSettings
+from collector.store.db import Database
+from collector.store.silence import TechnicianTicket
+from tests.collector.helpers import NOW, register_homes
+
+URL = "/api/v1/households/h-1/life-signs"
+
+
+def test_a_phone_used_signal_restarts_the_quiet_stretch(
+    app: FastAPI, client: TestClient, database: Database
+) -> None:
+    register_homes(database, ("dev-1",))
+    silence = SilenceRuntime(
+        database,
+        on_flag=lambda *_: None,
+        settings=SilenceRuntimeSettings(learn=False),
+        clock=lambda: NOW,
+    )
+    silence.restore()
+    app.state.silence = silence
+    at = NOW.astimezone(dt.timezone(dt.timedelta(hours=9)))  # a feed in Korean time
+    response = client.post(URL, json={"source": "telecom", "at": at.isoformat()})
+    assert response.status_code == 202, response.text
+    assert response.json()["kind"] == LifeSignKind.EXTERNAL.value
+    deadline = silence.tracker.deadline("h-1")
+    assert deadline is not None and deadline.due_s == (NOW + dt.timedelta(hours=48)).timestamp()
+
+
+def test_bad_signals_are_refused_with_the_reason(
+    app: FastAPI, client: TestClient, database: Database
+) -> None:
+    register_homes(database, ("dev-1",))
+    assert client.post(URL, json={"source": "telecom", "at": NOW.isoformat()}).status_code == 503
+    app.state.silence = SilenceRuntime(database, on_flag=lambda *_: None)
+    naive = client.post(URL, json={"source": "telecom", "at": "2026-11-24T03:00:00"})
+    assert naive.status_code == 422 and "zone" in naive.text
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    late = client.post(URL, json={"source": "smart_meter", "at": future.isoformat()})
+    assert late.status_code == 422 and "future" in late.text
+    unknown = client.post(
+        "/api/v1/households/h-9/life-signs", json={"source": "other", "at": NOW.isoformat()}
+    )
+    assert unknown.status_code == 404
+    assert client.post(URL, json={"source": "gps", "at": NOW.isoformat()}).status_code == 422
+
+
+def test_the_token_is_required(anonymous: TestClient) -> None:
+    assert anonymous.post(URL, json={"source": "telecom", "at": NOW.isoformat()}).status_code == 401
+
+
+def test_staff_see_flags_with_their_reason_and_open_tickets(
+    client: TestClient, database: Database
+) -> None:
+    register_homes(database, ("dev-1",))
+    silence = SilenceRuntime(
+        database,
+        on_flag=lambda *_: None,
+        settings=SilenceRuntimeSettings(learn=False),
+        clock=lambda: NOW + dt.timedelta(hours=49),
+    )
+    silence.restore()
+    assert len(silence.tick()) == 1
+    with database.session() as s:
+        s.add(
+            TechnicianTicket(
+                device_id="dev-1",
+                household_id="h-1",
+                kind="offline",
+                detail="heartbeats stopped",
+                opened_at=NOW,
+            )
+        )
+    flags = client.get("/api/v1/silence-flags", params={"household_id": "h-1"}).json()
+    assert flags["count"] == 1
+    flag = flags["data"][0]
+    assert (flag["limit"], flag["period_h"], flag["status"]) == ("period", 48.0, "open")
+    assert "48시간" in flag["why"]
+    assert client.get("/api/v1/silence-flags", params={"status": "closed"}).json()["count"] == 0
+    tickets = client.get("/api/v1/technician-tickets").json()
+    assert [t["kind"] for t in tickets["data"]] == ["offline"]
