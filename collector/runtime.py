@@ -14,6 +14,7 @@ from collector.notify.base import Notifier
 from collector.notify.email import SmtpNotifier
 from collector.notify.sms import HttpSmsNotifier
 from collector.notify.worker import NotificationWorker
+from collector.retention import RetentionJob, RetentionPolicy
 from collector.scheduler import Scheduler
 from collector.service import Service
 from collector.settings import CollectorSettings
@@ -76,12 +77,22 @@ class Collector:
             clock=clock,
             on_notify=self.notifier.wake,
         )
+        self.retention = RetentionJob(
+            self.db,
+            RetentionPolicy(
+                heartbeats_days=settings.heartbeat_retention_days,
+                seen_messages_days=settings.seen_message_retention_days,
+            ),
+            interval_s=settings.retention_interval_s,
+            clock=clock,
+        )
         self.started_at: dt.datetime | None = None
 
     def start(self) -> None:
         self.db.create_schema()
         self.notifier.start()
         self.scheduler.start()
+        self.retention.start()
         self.ingest.start()
         self.started_at = utcnow()
         log.info("collector started", extra={"database": self.db.dialect})
@@ -89,6 +100,7 @@ class Collector:
     def stop(self) -> None:
         self.ingest.stop()
         self.scheduler.stop()
+        self.retention.stop()
         self.notifier.stop()
         for notifier in self.notifiers.values():
             close = getattr(notifier, "close", None)
@@ -116,5 +128,6 @@ class Collector:
             },
             "notifications": self.notifier.counts(),
             "scheduler_runs": self.scheduler.runs,
+            "retention": self.retention.health(),
             "started_at": None if self.started_at is None else self.started_at.isoformat(),
         }

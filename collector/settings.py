@@ -37,6 +37,15 @@ class CollectorSettings(BaseSettings):
         default=1.0, gt=0, le=30, description="wait for one, then 503 with Retry-After"
     )
 
+    # Retention (collector/retention.py)
+    heartbeat_retention_days: float = Field(
+        default=30.0, gt=0, description="heartbeat rows older than this are rolled up and pruned"
+    )
+    seen_message_retention_days: float = Field(
+        default=14.0, gt=0, description="de-duplication memory; must outlast any redelivery"
+    )
+    retention_interval_s: float = Field(default=3600.0, gt=0, description="how often to prune")
+
     # HTTP API
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)

@@ -12,6 +12,8 @@ import enum
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Date,
     DateTime,
     Enum,
     Float,
@@ -161,6 +163,9 @@ class SeenMessage(Base):
     device_id: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
+    # Retention prunes the oldest (collector/retention.py).
+    __table_args__ = (Index("ix_seen_messages_received_at", "received_at"),)
+
 
 class HeartbeatRecord(Base):
     __tablename__ = "heartbeats"
@@ -180,7 +185,28 @@ class HeartbeatRecord(Base):
     audio_overruns: Mapped[int] = mapped_column(Integer)
     outbox_depth: Mapped[int] = mapped_column(Integer)
 
-    __table_args__ = (Index("ix_heartbeats_device_ts", "device_id", "device_ts"),)
+    __table_args__ = (
+        Index("ix_heartbeats_device_ts", "device_id", "device_ts"),
+        # Retention prunes the oldest (collector/retention.py).
+        Index("ix_heartbeats_received_at", "received_at"),
+    )
+
+
+class DeviceDay(Base):
+    """One device's heartbeat counters summed over one UTC day: what staff read after the
+    heartbeat rows themselves are pruned (``collector/retention.py`` rolls them up first)."""
+
+    __tablename__ = "device_days"
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    heartbeats: Mapped[int] = mapped_column(Integer)
+    motion_count: Mapped[int] = mapped_column(BigInteger)
+    speech_s: Mapped[float] = mapped_column(Float)
+    wake_word_count: Mapped[int] = mapped_column(BigInteger)
+    interactions: Mapped[int] = mapped_column(BigInteger)
+    button_presses: Mapped[int] = mapped_column(BigInteger)
+    audio_overruns: Mapped[int] = mapped_column(BigInteger)
 
 
 class EventRecord(Base):
