@@ -36,6 +36,9 @@ class CollectorSettings(BaseSettings):
     api_db_wait_s: float = Field(
         default=1.0, gt=0, le=30, description="wait for one, then 503 with Retry-After"
     )
+    api_list_cache_s: float = Field(
+        default=0.0, ge=0, le=60, description="serve a repeated list page from memory this long"
+    )
 
     # Retention (collector/retention.py)
     heartbeat_retention_days: float = Field(
