@@ -316,8 +316,16 @@ def test_concurrent_misses_for_one_page_read_it_once(database: Database) -> None
         return Response(b'{"data": []}', media_type="application/json")
 
     db = Db(database, SessionSlots(4, 1.0), PageCache(5.0), writes=False)
-    scope = {"type": "http", "method": "GET", "path": "/api/v1/households", "query_string": b"",
-             "headers": [], "server": ("testserver", 80), "scheme": "http", "root_path": ""}  # fmt: skip
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/v1/households",
+        "query_string": b"",
+        "headers": [],
+        "server": ("testserver", 80),
+        "scheme": "http",
+        "root_path": "",
+    }
 
     async def many() -> list[bytes]:
         answers = await asyncio.gather(*(db.page(Request(scope), work) for _ in range(10)))
