@@ -9,6 +9,7 @@ endpoint, so both see the same machine noise; the ratio is the collector's media
 
     python bench/api_load.py --database sqlite        # ~1 minute
     python bench/api_load.py --database postgresql --seconds 10 --repeat 5 --connections 128
+    python bench/api_load.py --list-cache-s 1     # repeated pages served from the micro-cache
 
 Prints one line per run, then one JSON line: ``req_per_s`` and ``p99_ms`` (min/median/max over the
 repetitions), the same for ``bare``, ``ratio``, ``errors`` (non-2xx answers, by status) and the
@@ -206,6 +207,12 @@ def main() -> int:
     parser.add_argument("--query", default="", help="extra query string, e.g. status=open")
     parser.add_argument("--loader", choices=("auto", "wrk", "httpx"), default="auto")
     parser.add_argument(
+        "--list-cache-s",
+        type=float,
+        default=0.0,
+        help="the collector's ANBU_API_LIST_CACHE_S (0: every page read from the database)",
+    )
+    parser.add_argument(
         "--serve-bare", nargs=2, metavar=("PORT", "PAGE_FILE"), help=argparse.SUPPRESS
     )
     parser.add_argument("--load-httpx", nargs=3, help=argparse.SUPPRESS)
@@ -246,6 +253,7 @@ def main() -> int:
         "ANBU_MQTT_PASSWORD": broker.password(COLLECTOR_USER),
         "ANBU_MQTT_CLIENT_ID": f"collector-bench-{port}",
         "ANBU_LOG_LEVEL": "WARNING",
+        "ANBU_API_LIST_CACHE_S": str(args.list_cache_s),
     }
     collector = start_collector(env, work / "collector.log", timeout_s=60)
     bare = None
@@ -321,6 +329,7 @@ def main() -> int:
                     "seconds_per_run": args.seconds,
                     "repeat": args.repeat,
                     "loader": loader,
+                    "list_cache_s": args.list_cache_s,
                     "populate_s": round(seeded_s, 1),
                     "cpus": os.cpu_count(),
                     "machine": platform.machine(),

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from collector.api.cache import PageCache
 from collector.api.deps import Runtime, SessionSlots
 from collector.api.errors import add_error_handlers
 from collector.api.middleware import RequestLog
@@ -69,6 +70,7 @@ def create_app(runtime: Runtime, *, settings: CollectorSettings | None = None) -
     app.state.runtime = runtime
     app.state.api_token = settings.api_token
     app.state.session_slots = SessionSlots(settings.api_db_sessions, settings.api_db_wait_s)
+    app.state.page_cache = PageCache(settings.api_list_cache_s)
 
     @app.get(
         "/health",

@@ -17,6 +17,7 @@ from collector.notify.sms import HttpSmsNotifier
 from collector.notify.undelivered import UndeliveredPolicy
 from collector.notify.worker import NotificationWorker
 from collector.registry import DeviceRegistry, load_all, store_lookup
+from collector.retention import RetentionJob, RetentionPolicy
 from collector.scheduler import Scheduler
 from collector.service import BulkResult, Service
 from collector.settings import CollectorSettings
@@ -103,6 +104,15 @@ class Collector:
             clock=clock,
             on_notify=self.notifier.wake,
         )
+        self.retention = RetentionJob(
+            self.db,
+            RetentionPolicy(
+                heartbeats_days=settings.heartbeat_retention_days,
+                seen_messages_days=settings.seen_message_retention_days,
+            ),
+            interval_s=settings.retention_interval_s,
+            clock=clock,
+        )
         self.started_at: dt.datetime | None = None
 
     def _after_bulk(self, result: BulkResult) -> None:
@@ -121,6 +131,7 @@ class Collector:
             self.registry.replace_all(load_all(session))
         self.notifier.start()
         self.scheduler.start()
+        self.retention.start()
         self.ingest.start()
         self.started_at = utcnow()
         log.info("collector started", extra={"database": self.db.dialect})
@@ -129,6 +140,7 @@ class Collector:
         self.ingest.stop()
         self.telemetry.close()
         self.scheduler.stop()
+        self.retention.stop()
         self.notifier.stop()
         for notifier in self.notifiers.values():
             close = getattr(notifier, "close", None)
@@ -167,5 +179,6 @@ class Collector:
             "telemetry": self.telemetry.health(),
             "notification_delivery": delivery,
             "scheduler_runs": self.scheduler.runs,
+            "retention": self.retention.health(),
             "started_at": None if self.started_at is None else self.started_at.isoformat(),
         }

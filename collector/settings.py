@@ -42,6 +42,18 @@ class CollectorSettings(BaseSettings):
     api_db_wait_s: float = Field(
         default=1.0, gt=0, le=30, description="wait for one, then 503 with Retry-After"
     )
+    api_list_cache_s: float = Field(
+        default=0.0, ge=0, le=60, description="serve a repeated list page from memory this long"
+    )
+
+    # Retention (collector/retention.py)
+    heartbeat_retention_days: float = Field(
+        default=30.0, gt=0, description="heartbeat rows older than this are rolled up and pruned"
+    )
+    seen_message_retention_days: float = Field(
+        default=14.0, gt=0, description="de-duplication memory; must outlast any redelivery"
+    )
+    retention_interval_s: float = Field(default=3600.0, gt=0, description="how often to prune")
 
     # HTTP API
     http_host: str = "127.0.0.1"

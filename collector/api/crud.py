@@ -8,12 +8,23 @@ them to HTTP in ``collector.main``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Select, and_, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Select,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
@@ -266,6 +277,39 @@ def register_device(session: Session, data: DeviceCreate) -> Device:
 DISPATCH_ORDER = Order((Dispatch.created_at, Dispatch.id), (dt.datetime, int), descending=True)
 
 
+@functools.cache
+def _dispatch_statements(
+    status: bool, district: bool, household: bool, after: bool
+) -> tuple[Select[Any], Select[Any]]:
+    """The count and page statements for one combination of filters, built once.
+
+    Values come as bound parameters, so each request skips building the statement and its
+    cache key, which cost more than running it.
+    """
+    filters: list[ColumnElement[bool]] = []
+    if status:
+        filters.append(Dispatch.status == bindparam("status"))
+    if household:
+        filters.append(Dispatch.household_id == bindparam("household_id"))
+    counted = select(func.count()).select_from(Dispatch)
+    if district:
+        filters.append(Household.district == bindparam("district"))
+        counted = counted.join(Household, Household.id == Dispatch.household_id)
+    query = (
+        select(*Dispatch.__table__.columns, Household.district, Household.resident_name)
+        .join(Household, Household.id == Dispatch.household_id)
+        .where(*filters)
+    )
+    if after:
+        query = query.where(DISPATCH_ORDER.after([bindparam("after_0"), bindparam("after_1")]))
+    query = (
+        query.order_by(*DISPATCH_ORDER.clauses())
+        .limit(bindparam("page_limit"))
+        .offset(bindparam("page_offset"))
+    )
+    return counted.where(*filters), query
+
+
 def list_dispatches(
     session: Session,
     *,
@@ -280,24 +324,28 @@ def list_dispatches(
 
     Plain rows from one joined query, not ORM objects: the busiest list is read the cheap way.
     """
-    query = select(*Dispatch.__table__.columns, Household.district, Household.resident_name).join(
-        Household, Household.id == Dispatch.household_id
+    counted, query = _dispatch_statements(
+        status is not None, district is not None, household_id is not None, cursor is not None
     )
-    if status is not None:
-        query = query.where(Dispatch.status == status)
-    if district is not None:
-        query = query.where(Household.district == district)
-    if household_id is not None:
-        query = query.where(Dispatch.household_id == household_id)
-    return _page(
-        session,
-        query,
-        DISPATCH_ORDER,
-        limit=limit,
-        offset=offset,
-        cursor=cursor,
-        entities=False,
-    )
+    filters = {
+        name: value
+        for name, value in (
+            ("status", status),
+            ("district", district),
+            ("household_id", household_id),
+        )
+        if value is not None
+    }
+    page: dict[str, Any] = {"page_limit": limit + 1, "page_offset": offset}
+    if cursor is not None:
+        created_at, dispatch_id = decode_cursor(cursor, DISPATCH_ORDER.kinds)
+        page |= {"after_0": created_at, "after_1": dispatch_id}
+    connection = session.connection()
+    total = connection.execute(counted, filters).scalar() or 0
+    rows = connection.execute(query, filters | page).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Listing(rows, total, DISPATCH_ORDER.cursor_of(rows[-1]) if more else None)
 
 
 def get_dispatch(session: Session, dispatch_id: int) -> Dispatch:

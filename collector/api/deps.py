@@ -17,6 +17,7 @@ at once instead of hanging on the pool.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import secrets
@@ -25,11 +26,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, TypeVar, cast
 
-from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi import Depends, HTTPException, Query, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from collector.api.cache import PageCache
 from collector.store.db import Database
 from firmware_config.topics import ID_PATTERN
 
@@ -106,13 +108,50 @@ class Db:
 
     database: Database
     slots: SessionSlots
+    pages: PageCache
+    writes: bool
+    """The request may change data (not GET/HEAD): a success empties the page cache."""
 
     async def run(self, work: Callable[[Session], _T]) -> _T:
         """``work(session)`` in a worker thread; committed if it returns, rolled back if not.
 
         Raises the 503 of :func:`busy` when no session slot frees up in time.
         """
-        return await run_in_threadpool(self._run, work)
+        try:
+            return await run_in_threadpool(self._run, work)
+        finally:
+            if self.writes:
+                self.pages.clear()
+
+    async def page(self, request: Request, work: Callable[[Session], Response]) -> Response:
+        """A list page from the page cache, or from ``work`` (then kept there).
+
+        With the cache on, concurrent misses for one page wait for a single read of it.
+        """
+        if not self.pages.enabled:
+            return await self.run(work)
+        key = f"{request.url.path}?{request.url.query}"
+        body = self.pages.get(key)
+        if body is not None:
+            return Response(body, media_type="application/json")
+        pending = self.pages.inflight.get(key)
+        if pending is not None:
+            return Response(await asyncio.shield(pending), media_type="application/json")
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.pages.inflight[key] = future
+        try:
+            made_at = self.pages.clock()
+            response = await self.run(work)
+            body = bytes(response.body)
+            self.pages.put(key, body, made_at=made_at)
+            future.set_result(body)
+            return response
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waited
+            raise
+        finally:
+            del self.pages.inflight[key]
 
     def _run(self, work: Callable[[Session], _T]) -> _T:
         if not self.slots.acquire():
@@ -126,7 +165,9 @@ class Db:
 
 
 async def get_db(request: Request, runtime: RuntimeDep) -> Db:
-    return Db(runtime.db, request.app.state.session_slots)
+    state = request.app.state
+    writes = request.method not in ("GET", "HEAD")
+    return Db(runtime.db, state.session_slots, state.page_cache, writes)
 
 
 DbDep = Annotated[Db, Depends(get_db)]

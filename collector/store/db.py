@@ -9,9 +9,6 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from collector.store import audit as _audit  # noqa: F401 - registers the data_requests table
-from collector.store.models import Base
-
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -29,7 +26,7 @@ DEFAULT_POOL_TIMEOUT_S = 5.0
 
 
 class Database:
-    """One engine and session factory; ``create_schema()`` makes missing tables.
+    """One engine and session factory; ``create_schema()`` creates or migrates the schema.
 
     URLs: ``sqlite:///path/anbu.sqlite3`` or ``postgresql+psycopg://user@host:port/db``.
     The pool holds ``pool_size`` connections and never more (no overflow): the HTTP API takes
@@ -66,7 +63,10 @@ class Database:
         return self.engine.dialect.name
 
     def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
+        """The schema at the newest migration: created, or upgraded (``store/migrations``)."""
+        from collector.store.migrations import prepare
+
+        prepare(self)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

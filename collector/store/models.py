@@ -12,6 +12,7 @@ import enum
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Date,
     DateTime,
     Enum,
@@ -157,27 +158,6 @@ class Device(Base):
     household: Mapped[Household] = relationship(back_populates="devices")
 
 
-class DeviceDay(Base):
-    """A device's heartbeat counters summed per Korean calendar day: what staff reports read.
-
-    Each heartbeat's own counters go to the time-series database; the SQL store keeps this
-    rollup and each device's latest state. ``last_seq`` makes a redelivered batch count once.
-    """
-
-    __tablename__ = "device_days"
-
-    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
-    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
-    heartbeats: Mapped[int] = mapped_column(Integer, default=0)
-    motion_count: Mapped[int] = mapped_column(Integer, default=0)
-    speech_s: Mapped[float] = mapped_column(Float, default=0.0)
-    wake_word_count: Mapped[int] = mapped_column(Integer, default=0)
-    interactions: Mapped[int] = mapped_column(Integer, default=0)
-    button_presses: Mapped[int] = mapped_column(Integer, default=0)
-    max_outbox_depth: Mapped[int] = mapped_column(Integer, default=0)
-    last_seq: Mapped[int] = mapped_column(Integer, default=0)
-
-
 class SeenMessage(Base):
     """Message ids already handled: at-least-once delivery, exactly-once effect."""
 
@@ -186,6 +166,9 @@ class SeenMessage(Base):
     message_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     device_id: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+    # Retention prunes the oldest (collector/retention.py).
+    __table_args__ = (Index("ix_seen_messages_received_at", "received_at"),)
 
 
 class HeartbeatRecord(Base):
@@ -206,7 +189,35 @@ class HeartbeatRecord(Base):
     audio_overruns: Mapped[int] = mapped_column(Integer)
     outbox_depth: Mapped[int] = mapped_column(Integer)
 
-    __table_args__ = (Index("ix_heartbeats_device_ts", "device_id", "device_ts"),)
+    __table_args__ = (
+        Index("ix_heartbeats_device_ts", "device_id", "device_ts"),
+        # Retention prunes the oldest (collector/retention.py).
+        Index("ix_heartbeats_received_at", "received_at"),
+    )
+
+
+class DeviceDay(Base):
+    """A device's heartbeat counters summed per Korean calendar day: what staff reports read.
+
+    Each heartbeat's own counters go to the time-series database; the SQL store keeps this
+    rollup (written by the ingest for every batch, and by retention for legacy heartbeat rows
+    before it prunes them) and each device's latest state. ``last_seq`` makes a redelivered batch
+    count once.
+    """
+
+    __tablename__ = "device_days"
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    heartbeats: Mapped[int] = mapped_column(Integer)
+    motion_count: Mapped[int] = mapped_column(BigInteger)
+    speech_s: Mapped[float] = mapped_column(Float)
+    wake_word_count: Mapped[int] = mapped_column(BigInteger)
+    interactions: Mapped[int] = mapped_column(BigInteger)
+    button_presses: Mapped[int] = mapped_column(BigInteger)
+    audio_overruns: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    max_outbox_depth: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class EventRecord(Base):
@@ -306,6 +317,9 @@ class DeadLetter(Base):
     __table_args__ = (Index("ix_dead_letters_received_at_id", "received_at", "id"),)
 
 
-# Accounts, sessions, audit log and dispatch steps live in their own module; importing it here
-# registers those tables with Base so create_schema() makes them too.
+# Tables that live in modules of their own (accounts, sessions, audit log and dispatch steps; data
+# requests; silence and tickets): importing them here registers them with Base, so that
+# create_schema() and the migrations see every table.
 from collector.store import accounts as _accounts  # noqa: E402, F401
+from collector.store import audit as _audit  # noqa: E402, F401
+from collector.store import silence as _silence  # noqa: E402, F401

@@ -241,3 +241,95 @@ def test_every_waiting_request_gets_its_503(database: Database) -> None:
             holder.join()
         assert codes == [503] * 8
         assert client.get("/health").status_code == 200
+
+
+# The list page micro-cache (api_list_cache_s)
+
+
+def test_without_the_cache_every_list_is_exact(database: Database) -> None:
+    with client_for(database) as client:
+        assert client.get("/api/v1/households").json()["count"] == 0
+        add_households(database, 2)
+        assert client.get("/api/v1/households").json()["count"] == 2
+
+
+def test_cached_pages_repeat_until_a_write_through_the_api(database: Database) -> None:
+    with client_for(database, api_list_cache_s=60) as client:
+        first = client.get("/api/v1/households").content
+        add_households(database, 2)  # behind the API's back, as ingest would
+        assert client.get("/api/v1/households").content == first
+        assert client.get("/api/v1/households?limit=5").json()["count"] == 2  # another page
+        created = client.post(
+            "/api/v1/caregivers",
+            json={"name": "이정희", "phone": "010-2", "email": "j@example.org", "district": "mapo"},
+        )
+        assert created.status_code == 201
+        assert client.get("/api/v1/households").json()["count"] == 2
+        cache = client.app.state.page_cache  # type: ignore[attr-defined]
+        assert cache.hits == 1
+
+
+def test_cached_pages_expire() -> None:
+    from collector.api.cache import PageCache
+
+    now = [100.0]
+    cache = PageCache(1.0, clock=lambda: now[0])
+    cache.put("k", b"old", made_at=now[0])
+    assert cache.get("k") == b"old"
+    now[0] += 1.0
+    assert cache.get("k") is None
+
+
+def test_a_page_read_before_a_write_is_not_kept() -> None:
+    from collector.api.cache import PageCache
+
+    now = [100.0]
+    cache = PageCache(5.0, clock=lambda: now[0])
+    started = now[0]
+    now[0] += 0.1
+    cache.clear()  # a write finished while the page was being read
+    cache.put("k", b"maybe stale", made_at=started)
+    assert cache.get("k") is None
+
+
+def test_the_cache_is_checked_after_the_token(database: Database) -> None:
+    with client_for(database, api_list_cache_s=60) as client:
+        assert client.get("/api/v1/households").status_code == 200
+        response = client.get("/api/v1/households", headers={"Authorization": "Bearer wrong"})
+        assert response.status_code == 401
+
+
+def test_concurrent_misses_for_one_page_read_it_once(database: Database) -> None:
+    import asyncio
+
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from collector.api.cache import PageCache
+    from collector.api.deps import Db, SessionSlots
+
+    reads = []
+
+    def work(_session: object) -> Response:
+        reads.append(1)
+        time.sleep(0.2)  # a slow page: the other requests arrive meanwhile
+        return Response(b'{"data": []}', media_type="application/json")
+
+    db = Db(database, SessionSlots(4, 1.0), PageCache(5.0), writes=False)
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/v1/households",
+        "query_string": b"",
+        "headers": [],
+        "server": ("testserver", 80),
+        "scheme": "http",
+        "root_path": "",
+    }
+
+    async def many() -> list[bytes]:
+        answers = await asyncio.gather(*(db.page(Request(scope), work) for _ in range(10)))
+        return [bytes(a.body) for a in answers]
+
+    assert asyncio.run(many()) == [b'{"data": []}'] * 10
+    assert len(reads) == 1

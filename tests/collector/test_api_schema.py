@@ -12,6 +12,7 @@ import os
 
 import schemathesis
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -56,3 +57,13 @@ def test_every_answer_is_documented_and_none_is_a_server_error(
             failures[operation.label] = f"{type(exc).__name__}: {exc}"[:2000]
     assert operations >= 10
     assert not failures, "\n\n".join(f"{label}\n{text}" for label, text in failures.items())
+
+
+def test_405_names_every_method_of_the_path(client: TestClient, app: FastAPI) -> None:
+    """``Allow`` lists what the schema documents for the path, on every path."""
+    for path, operations in app.openapi()["paths"].items():
+        concrete = path.replace("{household_id}", "h0001").replace("{device_id}", "d0001")
+        concrete = concrete.replace("{dispatch_id}", "1")
+        response = client.request("PATCH", concrete)
+        assert response.status_code == 405, path
+        assert response.headers["Allow"] == ", ".join(sorted(m.upper() for m in operations))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from sqlalchemy.orm import Session
 
 from collector.api import crud
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/caregivers", tags=["caregivers"])
 
 @router.get("", response_model=Page[CaregiverPublic])
 async def list_caregivers(
-    db: DbDep, page: PaginationDep, district: DistrictFilter = None
+    request: Request, db: DbDep, page: PaginationDep, district: DistrictFilter = None
 ) -> Response:
     """In the order they were added."""
 
@@ -27,7 +27,7 @@ async def list_caregivers(
         data = [CaregiverPublic.of(c, loads[c.id]) for c in listing.items]
         return json_page(Page[CaregiverPublic], data, listing, page)
 
-    return await db.run(work)
+    return await db.page(request, work)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
 from collector.api import crud
@@ -14,7 +14,7 @@ router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
 
 
 @router.get("", response_model=Page[DeadLetterPublic])
-async def list_dead_letters(db: DbDep, page: PaginationDep) -> Response:
+async def list_dead_letters(request: Request, db: DbDep, page: PaginationDep) -> Response:
     """Newest first."""
 
     def work(session: Session) -> Response:
@@ -24,4 +24,4 @@ async def list_dead_letters(db: DbDep, page: PaginationDep) -> Response:
         data = [DeadLetterPublic.model_validate(d) for d in listing.items]
         return json_page(Page[DeadLetterPublic], data, listing, page)
 
-    return await db.run(work)
+    return await db.page(request, work)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 from sqlalchemy.orm import Session
 
 from collector.api import crud
@@ -20,7 +20,7 @@ DeviceId = Annotated[str, Path(pattern=ID_PATTERN, description="the device's id,
 
 @router.get("", response_model=Page[DevicePublic])
 async def list_devices(
-    db: DbDep, page: PaginationDep, household_id: HouseholdFilter = None
+    request: Request, db: DbDep, page: PaginationDep, household_id: HouseholdFilter = None
 ) -> Response:
     """Ordered by id."""
 
@@ -35,7 +35,7 @@ async def list_devices(
         data = [DevicePublic.model_validate(d) for d in listing.items]
         return json_page(Page[DevicePublic], data, listing, page)
 
-    return await db.run(work)
+    return await db.page(request, work)
 
 
 @router.get("/{device_id}", responses=NOT_FOUND)

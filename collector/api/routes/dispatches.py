@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ DispatchId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the dispatch's
 
 @router.get("", response_model=Page[DispatchPublic])
 async def list_dispatches(
+    request: Request,
     db: DbDep,
     page: PaginationDep,
     status: Annotated[DispatchStatus | None, Query(description="only this status")] = None,
@@ -53,7 +54,7 @@ async def list_dispatches(
         data = _DISPATCHES.validate_python([dict(row._mapping) for row in listing.items])
         return json_page(Page[DispatchPublic], data, listing, page)
 
-    return await db.run(work)
+    return await db.page(request, work)
 
 
 @router.get("/{dispatch_id}", responses=NOT_FOUND)

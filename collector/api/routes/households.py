@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 from sqlalchemy.orm import Session
 
 from collector.api import crud
@@ -28,7 +28,7 @@ HouseholdId = Annotated[str, Path(pattern=ID_PATTERN, description="the household
 
 @router.get("", response_model=Page[HouseholdPublic])
 async def list_households(
-    db: DbDep, page: PaginationDep, district: DistrictFilter = None
+    request: Request, db: DbDep, page: PaginationDep, district: DistrictFilter = None
 ) -> Response:
     """Ordered by id."""
 
@@ -39,7 +39,7 @@ async def list_households(
         data = [HouseholdPublic.model_validate(h) for h in listing.items]
         return json_page(Page[HouseholdPublic], data, listing, page)
 
-    return await db.run(work)
+    return await db.page(request, work)
 
 
 def _detail(session: Session, household_id: str) -> HouseholdDetail:
