@@ -3,8 +3,8 @@
 Every ``interval_s`` the job prunes heartbeat rows received more than ``heartbeats_days`` ago and
 ``seen_messages`` rows older than ``seen_messages_days``. Before a heartbeat row goes, its
 counters are added to its device's day in ``device_days`` (one row per device per Korean calendar
-day), in the same transaction as the delete, so a rollup is counted exactly once even if the job stops
-half-way. Work goes in batches of ``batch`` rows, each its own short transaction, so ingest is
+day), in the same transaction as the delete, so a rollup is counted exactly once even if the job
+stops half-way. Work goes in batches of ``batch`` rows, each its own short transaction, so ingest is
 never locked out for long.
 
     job = RetentionJob(db, RetentionPolicy(heartbeats_days=30, seen_messages_days=14),
