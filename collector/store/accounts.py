@@ -130,9 +130,13 @@ _POSTGRES_GUARDS = [
 ]
 
 
+def append_only_guards(dialect: str) -> list[str]:
+    """The statements that make ``audit_log`` refuse UPDATE and DELETE on ``dialect``."""
+    return list(_SQLITE_GUARDS if dialect == "sqlite" else _POSTGRES_GUARDS)
+
+
 def _guard(target: Any, connection: Any, **_kw: Any) -> None:
-    guards = _SQLITE_GUARDS if connection.dialect.name == "sqlite" else _POSTGRES_GUARDS
-    for statement in guards:
+    for statement in append_only_guards(connection.dialect.name):
         connection.exec_driver_sql(statement)
 
 
