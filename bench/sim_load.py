@@ -35,7 +35,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from anbu.sim import SimSettings, Simulator, simulator_acl
+from anbu.sim import SimSettings, Simulator
+from firmware_config.acl import simulator_acls
 from firmware_config.messages import Heartbeat
 from firmware_config.topics import Channel, DeviceAddress
 from tests.support.mosquitto import COLLECTOR_USER, anbu_acl, anbu_users, start_broker
@@ -98,7 +99,7 @@ def main() -> int:
         broker = start_broker(
             Path(tmp) / "broker",
             users={**anbu_users(), USER: PASSWORD},
-            acl=anbu_acl(COLLECTOR_USER) + "\n" + simulator_acl(USER),
+            acl=anbu_acl(COLLECTOR_USER, extra={USER: simulator_acls()}),
             persistence=False,
         )
         try:
