@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from anbu import __version__
 from edge_agent.agent import Agent
 from edge_agent.announce import Announcer, make_announcer
 from edge_agent.link import Link
 from edge_agent.outbox import Outbox
-from firmware_config.device import DeviceConfig
-from firmware_config.phrases import load_phrase_set
+from firmware_config.device import AudioConfig, DeviceConfig
+from firmware_config.phrases import PhraseSet, load_phrase_set
+
+if TYPE_CHECKING:
+    from edge_agent.spotter import Spotter
+    from edge_agent.vad import VoiceActivityGate
 
 log = logging.getLogger("anbu.agent")
 
@@ -77,6 +82,24 @@ def attach_gpio(agent: Agent, config: DeviceConfig) -> None:
     agent.parts.append(MotionDetector.from_config(gpio, on_motion=agent.on_motion))
 
 
+def make_gate(audio: AudioConfig) -> VoiceActivityGate:
+    """The voice gate the config names: energy, or a trained VAD (edge_agent.vad_models)."""
+    from edge_agent.vad import VoiceActivityGate
+    from edge_agent.vad_models import make_detector
+
+    detector = None if audio.vad == "energy" else make_detector(audio.vad)
+    return VoiceActivityGate.from_config(
+        audio, detector=detector, speech_probability=audio.vad_speech_probability
+    )
+
+
+def make_spotter(phrases: PhraseSet) -> Spotter:
+    """The phrase spotter the agent listens with."""
+    from edge_agent.spotter import Spotter
+
+    return Spotter(phrases)
+
+
 def attach_voice(agent: Agent, config: DeviceConfig, *, stand_in: bool = False) -> None:
     """Microphone → voice-activity gate → Vosk (grammar) → spotter, on its own thread.
 
@@ -85,8 +108,6 @@ def attach_voice(agent: Agent, config: DeviceConfig, *, stand_in: bool = False) 
     """
     from edge_agent.audio import SoundDeviceSource
     from edge_agent.recognizer import ModelError, Recognizer, VoskRecognizer
-    from edge_agent.spotter import Spotter
-    from edge_agent.vad import VoiceActivityGate
     from edge_agent.voice import VoicePipeline
 
     recognizer: Recognizer
@@ -102,15 +123,11 @@ def attach_voice(agent: Agent, config: DeviceConfig, *, stand_in: bool = False) 
         )
     else:
         recognizer = VoskRecognizer(config.voice.model_path, agent.phrases, config.voice.manifest)
-    audio = config.audio
     agent.voice = VoicePipeline(
-        SoundDeviceSource(audio),
-        VoiceActivityGate(
-            threshold_db=audio.vad_threshold_db,
-            preroll_ms=audio.preroll_ms,
-            hangover_ms=audio.hangover_ms,
-        ),
+        SoundDeviceSource(config.audio),
+        make_gate(config.audio),
         recognizer,
-        Spotter(agent.phrases),
+        make_spotter(agent.phrases),
         on_detection=agent.on_detection,
+        answering=lambda: agent.voice_sos.asking,
     )
