@@ -489,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     rss0 = _rss_mib()
     report = check_model_dir(model_dir, phrases, manifest)
+    check_s = time.monotonic() - t0
+    t0 = time.monotonic()
     vosk_model = load_vosk_model(model_dir)
     load_s = time.monotonic() - t0
     rss_model = _rss_mib() - rss0
@@ -619,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mib": round(_rss_mib(), 1),
         "model_rss_mib": round(rss_model, 1),
         "model_load_s": round(load_s, 2),
+        "model_check_s": round(check_s, 2),
         "examples": result["examples"],
         "alternatives": alternatives,
         "voice_gates": gates,
