@@ -379,7 +379,9 @@ def continuous(path: VoicePath, synth: Synth, hours: float) -> dict[str, Any]:
         "decode_wall_s": round(wall, 1),
         "realtime_factor": round(audio_h * 3600 / wall, 1) if wall else None,
         "cpu_pct_of_one_core": round(100 * cpu / (audio_h * 3600), 2) if audio_h else None,
-        "examples": [d.phrase for d, _ in path.outcome.decisions][:10],
+        "false_sos_phrases": [
+            d.phrase for d, _ in path.outcome.decisions if d.action in (Action.SEND, Action.ASK)
+        ][:12],
     }
 
 
@@ -495,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     load_s = time.monotonic() - t0
     rss_model = _rss_mib() - rss0
 
-    base_settings = RecognizerSettings()
+    base_settings = RecognizerSettings(filler_count=VoiceConfig().filler_count)
     settings = replace(
         base_settings,
         filler_count=base_settings.filler_count if args.filler_count is None else args.filler_count,

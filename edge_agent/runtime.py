@@ -107,7 +107,7 @@ def attach_voice(agent: Agent, config: DeviceConfig, *, stand_in: bool = False) 
     tests on machines without a model); it never recognises anything.
     """
     from edge_agent.audio import SoundDeviceSource
-    from edge_agent.recognizer import ModelError, Recognizer, VoskRecognizer
+    from edge_agent.recognizer import ModelError, Recognizer, RecognizerSettings, VoskRecognizer
     from edge_agent.voice import VoicePipeline
 
     recognizer: Recognizer
@@ -122,7 +122,12 @@ def attach_voice(agent: Agent, config: DeviceConfig, *, stand_in: bool = False) 
             "(see README, 'Speech model'), or run with --no-audio"
         )
     else:
-        recognizer = VoskRecognizer(config.voice.model_path, agent.phrases, config.voice.manifest)
+        recognizer = VoskRecognizer(
+            config.voice.model_path,
+            agent.phrases,
+            config.voice.manifest,
+            RecognizerSettings(filler_count=config.voice.filler_count),
+        )
     agent.voice = VoicePipeline(
         SoundDeviceSource(config.audio),
         make_gate(config.audio),

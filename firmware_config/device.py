@@ -142,6 +142,12 @@ class VoiceConfig(BaseModel):
     answer_timeout_s: float = Field(
         default=8.0, ge=1, le=60, description="no answer to that question within this sends it"
     )
+    filler_count: int = Field(
+        default=30,
+        ge=0,
+        le=2000,
+        description="filler words competing with the phrases: more = fewer false SOS, fewer hits",
+    )
 
     @property
     def manifest(self) -> Path | None:
