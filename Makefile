@@ -20,3 +20,4 @@ lint: bootstrap
 bench: bootstrap  ## every benchmark; each prints one JSON line last
 	$(VENV)/python bench/sos_latency.py
 	$(VENV)/python bench/agent_idle.py
+	$(VENV)/python bench/speech.py  # ~20 min; --quick for a small subset
