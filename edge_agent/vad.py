@@ -9,7 +9,9 @@ be speaking. Rules, applied to each block in turn:
    It never goes below ``min_floor_db``, so digital silence does not make the gate hair-trigger.
 3. A block is *voice* when its level is at least ``threshold_db`` above the floor — or, with a
    trained ``detector`` (:mod:`edge_agent.vad_models`), when the detector's speech probability
-   for it reaches ``speech_probability`` (the floor is still followed, for the record).
+   for it reaches ``speech_probability``. While the gate is closed the detector only runs on
+   blocks at least ``detector_min_rise_db`` above the floor: a quiet home then costs one RMS per
+   block, as with the energy gate (speech at 0 dB SNR still lifts the level ~3 dB).
 4. Closed → open on a voice block: ``SegmentStart`` carries the last ``preroll_ms`` of audio before
    that block (so the first syllable, whose onset is quieter, reaches the recogniser), followed by
    ``Audio`` of the block itself.
@@ -90,6 +92,7 @@ class VoiceActivityGate:
         min_floor_db: float = -70.0,
         detector: VoiceDetector | None = None,
         speech_probability: float = 0.5,
+        detector_min_rise_db: float = 1.5,
     ) -> None:
         self.sample_rate_hz = sample_rate_hz
         self.threshold_db = threshold_db
@@ -100,6 +103,10 @@ class VoiceActivityGate:
         self.min_floor_db = min_floor_db
         self.detector = detector
         self.speech_probability = speech_probability
+        self.detector_min_rise_db = detector_min_rise_db
+        self.detector_blocks = 0
+        """Blocks the trained detector was run on (the rest cost one RMS)."""
+        self._detector_warm = False
         self._last_voice = False
         self.floor_db: float | None = None
         """Current noise-floor estimate in dBFS (None until the first block)."""
@@ -134,6 +141,16 @@ class VoiceActivityGate:
     def _is_voice(self, block: bytes, level: float, floor_db: float) -> bool:
         if self.detector is None:
             return level >= floor_db + self.threshold_db
+        if not self._open and level < floor_db + self.detector_min_rise_db:
+            self._last_voice = False
+            self._detector_warm = False
+            return False
+        if not self._detector_warm:  # a recurrent detector needs context: the pre-roll first
+            self.detector.reset()
+            for earlier in self._preroll:
+                self.detector.speech_probability(earlier)
+            self._detector_warm = True
+        self.detector_blocks += 1
         probability = self.detector.speech_probability(block)
         if probability is not None:  # a block too short for one frame keeps the last decision
             self._last_voice = probability >= self.speech_probability
@@ -199,6 +216,7 @@ class VoiceActivityGate:
         self._preroll_len = 0
         self._open = False
         self._last_voice = False
+        self._detector_warm = False
         if self.detector is not None:
             self.detector.reset()
 

@@ -52,3 +52,14 @@ def test_the_silero_gate_opens_on_speech_in_loud_noise(sos_speech: bytes) -> Non
     silero = segments("silero")
     assert any(isinstance(e, SegmentStart) for e in silero)
     assert segments("energy") == []  # the trap the issue found
+
+
+def test_a_quiet_home_does_not_run_the_detector(sos_speech: bytes) -> None:
+    """Room noise at a steady level costs one RMS per block; speech wakes the detector up."""
+    noise = np.random.default_rng(5).normal(0, 30, 16000 * 5).astype("<i2").tobytes()
+    gate = make_gate(AudioConfig(vad="silero"))
+    for b in blocks(noise, 3200):
+        assert gate.process(b) == []
+    assert gate.detector_blocks <= 2  # at most the first block or two, while the floor settles
+    events = [e for b in blocks(sos_speech + bytes(16000 * 2), 3200) for e in gate.process(b)]
+    assert any(isinstance(e, SegmentStart) for e in events) and gate.detector_blocks > 5
