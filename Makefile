@@ -33,3 +33,4 @@ bench: bootstrap  ## every benchmark; each prints one JSON line last
 	$(VENV)/python bench/pages.py
 	$(VENV)/python bench/telemetry_sink.py
 	$(VENV)/python bench/sim_load.py
+	$(VENV)/python bench/speech.py  # ~20 min; --quick for a small subset

@@ -255,6 +255,7 @@ class Synth:
             raise RuntimeError("espeak-ng and sox are needed: apt-get install espeak-ng sox")
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._noise: dict[str, npt.NDArray[np.float64]] = {}
 
     def speak(self, text: str, voice: str = "ko", speed_wpm: int = 150, pitch: int = 50) -> bytes:
         key = hashlib.sha256(f"{text}|{voice}|{speed_wpm}|{pitch}".encode()).hexdigest()[:20]
@@ -288,35 +289,39 @@ class Synth:
         return read_wav_16k(out)
 
     def noise(self, kind: str, seconds: float, seed: int) -> npt.NDArray[np.float64]:
-        """sox's pink or brown noise (unit RMS), ``seconds`` long."""
-        out = self.cache_dir / f"noise-{kind}-{seconds:.1f}-{seed}.wav"
-        if not out.exists():
-            subprocess.run(
-                [
-                    self.sox,
-                    "-R",
-                    "-n",
-                    "-r",
-                    str(RATE_HZ),
-                    "-c",
-                    "1",
-                    "-b",
-                    "16",
-                    str(out),
-                    "synth",
-                    f"{seconds:.2f}",
-                    f"{kind}noise",
-                    "vol",
-                    "0.5",
-                ],
-                check=True,
-                capture_output=True,
-                timeout=60,
-            )
-        # sox -R is repeatable; shift by the seed so that different samples get different noise
-        x = np.frombuffer(read_wav_16k(out), "<i2").astype(np.float64)
-        x = np.roll(x, seed * 7919 % max(1, len(x)))
-        return x / (np.sqrt(np.mean(x**2)) + 1e-9)
+        """``seconds`` of sox's pink or brown noise (unit RMS), starting where ``seed`` says in one
+        minute of it made once per kind."""
+        if kind not in self._noise:
+            out = self.cache_dir / f"noise-{kind}-60s.wav"
+            if not out.exists():
+                subprocess.run(
+                    [
+                        self.sox,
+                        "-R",
+                        "-n",
+                        "-r",
+                        str(RATE_HZ),
+                        "-c",
+                        "1",
+                        "-b",
+                        "16",
+                        str(out),
+                        "synth",
+                        "60",
+                        f"{kind}noise",
+                        "vol",
+                        "0.5",
+                    ],
+                    check=True,
+                    capture_output=True,
+                    timeout=60,
+                )
+            x = np.frombuffer(read_wav_16k(out), "<i2").astype(np.float64)
+            self._noise[kind] = x / (np.sqrt(np.mean(x**2)) + 1e-9)
+        base = self._noise[kind]
+        n = int(seconds * RATE_HZ)
+        start = seed * 7919 % len(base)
+        return np.resize(np.roll(base, -start), n)
 
 
 def as_float(audio: bytes) -> npt.NDArray[np.float64]:

@@ -24,7 +24,7 @@ from edge_agent.recognizer import (
     read_manifest,
     write_manifest,
 )
-from edge_agent.spotter import Spotter
+from edge_agent.spotter import Kind, Spotter
 from edge_agent.transcript import Transcript, Word
 from firmware_config.phrases import PhraseSet
 
@@ -104,24 +104,29 @@ def _recognition_line(
     model_path: Path, manifest_path: Path | None, phrases: PhraseSet
 ) -> tuple[str, bool]:
     """The report line, and whether it shows a problem with the model (not with espeak-ng)."""
-    phrase = phrases.sos[0]
     try:
-        with tempfile.TemporaryDirectory(prefix="anbu-check-") as tmp:
-            audio = synthesise(phrase, phrases.language, Path(tmp))
-    except (AudioError, OSError, subprocess.SubprocessError) as exc:
-        return f"recognition  SKIPPED: cannot make test speech ({exc})", False
-    try:
-        heard = recognise(VoskRecognizer(model_path, phrases, manifest_path), audio)
+        recognizer = VoskRecognizer(model_path, phrases, manifest_path)
     except ModelError as exc:
         return f"recognition  PROBLEM: {exc}", True
-    detection = Spotter(phrases).hear(heard, now=0.0)
-    heard_text = heard.text
-    verdict = (
-        f"spotted as {detection.kind.value.upper()}"
-        if detection is not None
-        else "not spotted (synthetic speech is a rough test: try saying it yourself)"
+    spotted: list[str] = []
+    heard: dict[str, str] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="anbu-check-") as tmp:
+            for phrase in phrases.sos:
+                transcript = recognise(recognizer, synthesise(phrase, phrases.language, Path(tmp)))
+                heard[phrase] = transcript.text
+                detection = Spotter(phrases).hear(transcript, now=0.0)
+                if detection is not None and detection.kind is Kind.SOS:
+                    spotted.append(phrase)
+    except (AudioError, OSError, subprocess.SubprocessError) as exc:
+        return f"recognition  SKIPPED: cannot make test speech ({exc})", False
+    missed = ", ".join(f"{p!r} heard as {heard[p]!r}" for p in phrases.sos if p not in spotted)
+    return (
+        f"recognition  espeak-ng said the {len(phrases.sos)} SOS phrases; {len(spotted)} spotted "
+        f"as SOS{'; ' + missed if missed else ''} (synthetic speech is a rough test: try saying "
+        "them yourself)",
+        False,
     )
-    return f"recognition  espeak-ng said {phrase!r}, model heard {heard_text!r}: {verdict}", False
 
 
 def check_model(
@@ -136,7 +141,7 @@ def check_model(
     for line in _report_lines(report):
         print(line, file=out)
     ok = report.ok
-    if report.loadable:
+    if report.ok:
         line, problem = _recognition_line(Path(model_path), manifest_path, phrases)
         ok = ok and not problem
         print(line, file=out)

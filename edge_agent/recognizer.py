@@ -416,7 +416,7 @@ def check_model_dir(
 class RecognizerSettings:
     """How the grammar competes with other speech (measured in ``bench/speech.py``)."""
 
-    filler_count: int = 200
+    filler_count: int = 30
     """Filler words from the model's vocabulary in the grammar (0: phrases only)."""
     phrase_weight: int = 1
     """Times each phrase is repeated in the grammar (its weight against the fillers)."""

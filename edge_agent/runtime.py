@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from anbu import __version__
 from edge_agent.agent import Agent
@@ -11,8 +12,12 @@ from edge_agent.announce import Announcer, make_announcer
 from edge_agent.checkin import CheckinResponder
 from edge_agent.link import Link
 from edge_agent.outbox import Outbox
-from firmware_config.device import DeviceConfig
-from firmware_config.phrases import load_phrase_set
+from firmware_config.device import AudioConfig, DeviceConfig
+from firmware_config.phrases import PhraseSet, load_phrase_set
+
+if TYPE_CHECKING:
+    from edge_agent.spotter import Spotter
+    from edge_agent.vad import VoiceActivityGate
 
 log = logging.getLogger("anbu.agent")
 
@@ -118,6 +123,24 @@ def attach_gpio(agent: Agent, config: DeviceConfig) -> None:
     agent.parts.append(MotionDetector.from_config(gpio, on_motion=agent.on_motion))
 
 
+def make_gate(audio: AudioConfig) -> VoiceActivityGate:
+    """The voice gate the config names: energy, or a trained VAD (edge_agent.vad_models)."""
+    from edge_agent.vad import VoiceActivityGate
+    from edge_agent.vad_models import make_detector
+
+    detector = None if audio.vad == "energy" else make_detector(audio.vad)
+    return VoiceActivityGate.from_config(
+        audio, detector=detector, speech_probability=audio.vad_speech_probability
+    )
+
+
+def make_spotter(phrases: PhraseSet) -> Spotter:
+    """The phrase spotter the agent listens with."""
+    from edge_agent.spotter import Spotter
+
+    return Spotter(phrases)
+
+
 def attach_voice(agent: Agent, config: DeviceConfig, *, stand_in: bool = False) -> None:
     """Microphone → voice-activity gate → Vosk (grammar) → spotter, on its own thread.
 
@@ -125,9 +148,7 @@ def attach_voice(agent: Agent, config: DeviceConfig, *, stand_in: bool = False) 
     tests on machines without a model); it never recognises anything.
     """
     from edge_agent.audio import SoundDeviceSource
-    from edge_agent.recognizer import ModelError, Recognizer, VoskRecognizer
-    from edge_agent.spotter import Spotter
-    from edge_agent.vad import VoiceActivityGate
+    from edge_agent.recognizer import ModelError, Recognizer, RecognizerSettings, VoskRecognizer
     from edge_agent.voice import VoicePipeline
 
     recognizer: Recognizer
@@ -142,17 +163,18 @@ def attach_voice(agent: Agent, config: DeviceConfig, *, stand_in: bool = False) 
             "(see README, 'Speech model'), or run with --no-audio"
         )
     else:
-        recognizer = VoskRecognizer(config.voice.model_path, agent.phrases, config.voice.manifest)
-    audio = config.audio
+        recognizer = VoskRecognizer(
+            config.voice.model_path,
+            agent.phrases,
+            config.voice.manifest,
+            RecognizerSettings(filler_count=config.voice.filler_count),
+        )
     agent.voice = VoicePipeline(
-        SoundDeviceSource(audio),
-        VoiceActivityGate(
-            threshold_db=audio.vad_threshold_db,
-            preroll_ms=audio.preroll_ms,
-            hangover_ms=audio.hangover_ms,
-        ),
+        SoundDeviceSource(config.audio),
+        make_gate(config.audio),
         recognizer,
-        Spotter(agent.phrases),
+        make_spotter(agent.phrases),
         on_detection=agent.on_detection,
         on_transcript=agent.on_transcript,
+        answering=lambda: agent.voice_sos.asking,
     )

@@ -97,7 +97,7 @@ class Spotter:
     """
 
     def __init__(
-        self, phrases: PhraseSet, wake_window_s: float = 8.0, max_unknown_words: int = 2
+        self, phrases: PhraseSet, wake_window_s: float = 8.0, max_unknown_words: int = 1
     ) -> None:
         self.language = phrases.language
         self.wake_window_s = wake_window_s

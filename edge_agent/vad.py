@@ -7,7 +7,11 @@ be speaking. Rules, applied to each block in turn:
 2. The *noise floor* follows the quiet: it drops at once to a quieter block's level and creeps up by
    ``floor_rise_db_per_s`` otherwise, so a fridge starting up becomes background within seconds.
    It never goes below ``min_floor_db``, so digital silence does not make the gate hair-trigger.
-3. A block is *voice* when its level is at least ``threshold_db`` above the floor.
+3. A block is *voice* when its level is at least ``threshold_db`` above the floor — or, with a
+   trained ``detector`` (:mod:`edge_agent.vad_models`), when the detector's speech probability
+   for it reaches ``speech_probability``. While the gate is closed the detector only runs on
+   blocks at least ``detector_min_rise_db`` above the floor: a quiet home then costs one RMS per
+   block, as with the energy gate (speech at 0 dB SNR still lifts the level ~3 dB).
 4. Closed → open on a voice block: ``SegmentStart`` carries the last ``preroll_ms`` of audio before
    that block (so the first syllable, whose onset is quieter, reaches the recogniser), followed by
    ``Audio`` of the block itself.
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_agent.vad_models import VoiceDetector
 from firmware_config.device import AudioConfig
 
 _FULL_SCALE = 32768.0
@@ -85,6 +90,9 @@ class VoiceActivityGate:
         max_segment_s: float = 15.0,
         floor_rise_db_per_s: float = 3.0,
         min_floor_db: float = -70.0,
+        detector: VoiceDetector | None = None,
+        speech_probability: float = 0.5,
+        detector_min_rise_db: float = 1.5,
     ) -> None:
         self.sample_rate_hz = sample_rate_hz
         self.threshold_db = threshold_db
@@ -93,6 +101,13 @@ class VoiceActivityGate:
         self.max_segment_samples = int(sample_rate_hz * max_segment_s)
         self.floor_rise_db_per_s = floor_rise_db_per_s
         self.min_floor_db = min_floor_db
+        self.detector = detector
+        self.speech_probability = speech_probability
+        self.detector_min_rise_db = detector_min_rise_db
+        self.detector_blocks = 0
+        """Blocks the trained detector was run on (the rest cost one RMS)."""
+        self._detector_warm = False
+        self._last_voice = False
         self.floor_db: float | None = None
         """Current noise-floor estimate in dBFS (None until the first block)."""
         self.speech_s = 0.0
@@ -107,13 +122,39 @@ class VoiceActivityGate:
         self._segment_samples = 0
 
     @classmethod
-    def from_config(cls, config: AudioConfig, sample_rate_hz: int = 16000) -> VoiceActivityGate:
+    def from_config(
+        cls,
+        config: AudioConfig,
+        sample_rate_hz: int = 16000,
+        detector: VoiceDetector | None = None,
+        speech_probability: float = 0.5,
+    ) -> VoiceActivityGate:
         return cls(
             sample_rate_hz=sample_rate_hz,
             threshold_db=config.vad_threshold_db,
             preroll_ms=config.preroll_ms,
             hangover_ms=config.hangover_ms,
+            detector=detector,
+            speech_probability=speech_probability,
         )
+
+    def _is_voice(self, block: bytes, level: float, floor_db: float) -> bool:
+        if self.detector is None:
+            return level >= floor_db + self.threshold_db
+        if not self._open and level < floor_db + self.detector_min_rise_db:
+            self._last_voice = False
+            self._detector_warm = False
+            return False
+        if not self._detector_warm:  # a recurrent detector needs context: the pre-roll first
+            self.detector.reset()
+            for earlier in self._preroll:
+                self.detector.speech_probability(earlier)
+            self._detector_warm = True
+        self.detector_blocks += 1
+        probability = self.detector.speech_probability(block)
+        if probability is not None:  # a block too short for one frame keeps the last decision
+            self._last_voice = probability >= self.speech_probability
+        return self._last_voice
 
     @property
     def is_open(self) -> bool:
@@ -128,9 +169,11 @@ class VoiceActivityGate:
         level = level_dbfs(block)
         if self.floor_db is None:  # nothing to compare the first block with: it sets the floor
             self.floor_db = max(level, self.min_floor_db)
+            if self.detector is not None:
+                self._is_voice(block, level, self.floor_db)  # the detector needs the audio too
             self._remember(block)
             return []
-        voice = level >= self.floor_db + self.threshold_db
+        voice = self._is_voice(block, level, self.floor_db)
         if level < self.floor_db:
             self.floor_db = max(level, self.min_floor_db)
         else:
@@ -172,6 +215,10 @@ class VoiceActivityGate:
         self._preroll.clear()
         self._preroll_len = 0
         self._open = False
+        self._last_voice = False
+        self._detector_warm = False
+        if self.detector is not None:
+            self.detector.reset()
 
     def _end(self, forced: bool) -> SegmentEnd:
         self._open = False

