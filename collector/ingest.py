@@ -34,6 +34,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from collector.pipeline import BulkLane, EventLane, Inbound, Lane
 from collector.service import BulkResult, Outcome, Service
 from collector.settings import CollectorSettings
+from firmware_config.checkin import checkin_answer_subscription
 from firmware_config.messages import command_of
 from firmware_config.topics import collector_bulk_subscriptions, collector_event_subscriptions
 
@@ -182,12 +183,20 @@ class Ingest:
         *,
         on_notify: Callable[[], None] = lambda: None,
         after_bulk: Callable[[BulkResult], None] = lambda result: None,
+        after_event: Callable[[Outcome], None] = lambda outcome: None,
+        on_checkin_answer: Callable[[str, bytes, dt.datetime], None] | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.settings = settings
         self.service = service
         self.on_notify = on_notify
-        self.events = EventLane(service, clock=clock, on_outcome=self._after_event)
+        self.after_event = after_event
+        self.events = EventLane(
+            service,
+            clock=clock,
+            on_outcome=self._after_event,
+            on_checkin_answer=on_checkin_answer,
+        )
         self.bulk = BulkLane(
             service,
             clock=clock,
@@ -200,7 +209,10 @@ class Ingest:
         self.event_intake = MqttIntake(
             settings,
             client_id=f"{base}-events",
-            subscriptions=collector_event_subscriptions(group),
+            subscriptions=[
+                *collector_event_subscriptions(group),
+                *([checkin_answer_subscription(group)] if on_checkin_answer else []),
+            ],
             lane=self.events,
             receive_maximum=settings.ingest_receive_maximum,
             clock=clock,
@@ -225,6 +237,7 @@ class Ingest:
             )
         if outcome.notify:
             self.on_notify()
+        self.after_event(outcome)
 
     @property
     def connected(self) -> bool:

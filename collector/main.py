@@ -68,6 +68,8 @@ def create_app(runtime: Runtime, *, settings: CollectorSettings | None = None) -
         openapi_url=None,
     )
     app.state.runtime = runtime
+    # the silence schedule that POST /households/{id}/life-signs feeds (absent: 503)
+    app.state.silence = getattr(runtime, "silence", None)
     app.state.api_token = settings.api_token
     app.state.session_slots = SessionSlots(settings.api_db_sessions, settings.api_db_wait_s)
     app.state.page_cache = PageCache(settings.api_list_cache_s)

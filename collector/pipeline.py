@@ -37,6 +37,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from collector.service import BulkResult, Decoded, Outcome, Rejected, Service
+from firmware_config.checkin import CHECKIN_ANSWER
 
 log = logging.getLogger("anbu.collector.pipeline")
 
@@ -282,13 +283,26 @@ class EventLane(Lane):
         on_outcome: Callable[[Outcome], None],
         max_backoff_s: float = 5.0,
         batch_max: int = 500,
+        on_checkin_answer: Callable[[str, bytes, dt.datetime], None] | None = None,
     ) -> None:
         super().__init__(
             "events", service, clock=clock, max_backoff_s=max_backoff_s, batch_max=batch_max
         )
         self.on_outcome = on_outcome
+        self.on_checkin_answer = on_checkin_answer
 
     def _apply(self, batch: Sequence[Inbound]) -> None:
+        if self.on_checkin_answer is not None:
+            answers = [i for i in batch if i.topic.endswith("/" + CHECKIN_ANSWER)]
+            for answer in answers:
+                try:
+                    self.on_checkin_answer(answer.topic, answer.payload, answer.received_at)
+                except Exception as exc:
+                    unavailable = self._unavailable_or_none(exc)
+                    if unavailable is not None:
+                        raise unavailable from exc
+                    log.exception("check-in answer refused", extra={"topic": answer.topic[:200]})
+            batch = [i for i in batch if not i.topic.endswith("/" + CHECKIN_ANSWER)]
         decoded = self._decode(batch)
         rejected = [i for i in decoded if isinstance(i, Rejected)]
         for item in decoded:

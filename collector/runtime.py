@@ -10,6 +10,7 @@ from typing import Any
 from collector.domain.dispatch import Contact, DispatchPolicy
 from collector.domain.escalation import EscalationPolicy
 from collector.domain.links import LinkSigner
+from collector.domain.silence import LifeSignKind
 from collector.ingest import Ingest, utcnow
 from collector.notify.base import Notifier
 from collector.notify.email import SmtpNotifier
@@ -19,8 +20,10 @@ from collector.notify.worker import NotificationWorker
 from collector.registry import DeviceRegistry, load_all, store_lookup
 from collector.retention import RetentionJob, RetentionPolicy
 from collector.scheduler import Scheduler
-from collector.service import BulkResult, Service
+from collector.service import BulkResult, Outcome, Service
 from collector.settings import CollectorSettings
+from collector.silence_flow import SilenceFlow
+from collector.silence_runtime import SilenceRuntime, SilenceRuntimeSettings
 from collector.startup import first_line
 from collector.store.db import Database
 from collector.telemetry import HeartbeatPoint, TelemetrySink, telemetry_from_settings
@@ -96,13 +99,30 @@ class Collector:
             self.service,
             on_notify=self.notifier.wake,
             after_bulk=self._after_bulk,
+            after_event=self._after_event,
+            on_checkin_answer=lambda topic, payload, at: self.silence_flow.on_answer(
+                topic, payload, at
+            ),
             clock=clock,
         )
+        # Silent homes (docs/silence.md): life signs from both lanes feed the schedule; a flag
+        # asks the home's speaker to check in (over the event connection) or opens a dispatch.
+        self.silence_flow = SilenceFlow(
+            self.db, self.ingest.event_intake, on_notify=self.notifier.wake
+        )
+        self.silence = SilenceRuntime(
+            self.db,
+            on_flag=self.silence_flow.on_flag,
+            settings=SilenceRuntimeSettings(instance_id=settings.mqtt_client_id),
+            clock=clock,
+        )
+        self.silence_flow.on_life_sign = self.silence.on_life_sign
         self.scheduler = Scheduler(
             self.service,
             interval_s=settings.scheduler_interval_s,
             clock=clock,
             on_notify=self.notifier.wake,
+            also=self.silence_flow.tick,
         )
         self.retention = RetentionJob(
             self.db,
@@ -116,7 +136,12 @@ class Collector:
         self.started_at: dt.datetime | None = None
 
     def _after_bulk(self, result: BulkResult) -> None:
-        """After a bulk commit: each heartbeat's counters to the time-series sink (never blocks)."""
+        """After a bulk commit: life signs and device states to the silence schedule, each
+        heartbeat's counters to the time-series sink (neither blocks)."""
+        for household, kind, at in result.life_signs:
+            self.silence.on_life_sign(household, LifeSignKind(kind), at)
+        for household, online in result.states:
+            self.silence.on_device_state(household, online=online)
         if result.heartbeats:
             self.telemetry.submit(
                 [
@@ -125,10 +150,17 @@ class Collector:
                 ]
             )
 
+    def _after_event(self, outcome: Outcome) -> None:
+        """An SOS or a cancel is the resident pressing or speaking: a life sign."""
+        if outcome.household_id is not None:
+            self.silence.on_life_sign(outcome.household_id, LifeSignKind.BUTTON, utcnow())
+
     def start(self) -> None:
         self.db.create_schema()
         with self.db.sessions() as session:
             self.registry.replace_all(load_all(session))
+        self.silence.restore()
+        self.silence.start()
         self.notifier.start()
         self.scheduler.start()
         self.retention.start()
@@ -138,6 +170,7 @@ class Collector:
 
     def stop(self) -> None:
         self.ingest.stop()
+        self.silence.stop()
         self.telemetry.close()
         self.scheduler.stop()
         self.retention.stop()
@@ -177,6 +210,7 @@ class Collector:
             },
             "notifications": self.notifier.counts(),
             "telemetry": self.telemetry.health(),
+            "silence": self.silence.health(),
             "notification_delivery": delivery,
             "scheduler_runs": self.scheduler.runs,
             "retention": self.retention.health(),

@@ -22,8 +22,11 @@ class Scheduler:
         interval_s: float,
         clock: Callable[[], dt.datetime],
         on_notify: Callable[[], None],
+        also: Callable[[dt.datetime], object] | None = None,
     ) -> None:
         self.service = service
+        self.also = also
+        """Run with each tick too (the silence check-ins whose answer window ran out)."""
         self.interval_s = interval_s
         self.clock = clock
         self.on_notify = on_notify
@@ -43,6 +46,8 @@ class Scheduler:
     def tick(self) -> int:
         now = self.clock()
         queued = self.service.escalate_due(now)
+        if self.also is not None:
+            self.also(now)
         self.runs += 1
         self.last_run_at = now
         if queued:

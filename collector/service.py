@@ -96,6 +96,8 @@ class Outcome:
     notify: bool = False
     dispatch_id: int | None = None
     reason: str | None = None
+    household_id: str | None = None
+    """The household an SOS or cancel came from (its button or voice is a life sign)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +134,9 @@ class BulkResult:
     heartbeats: list[tuple[DeviceAddress, dt.datetime, Heartbeat]] = field(default_factory=list)
     """Each applied heartbeat with the time it is recorded at (the device's, or overruled)."""
     life_signs: list[tuple[str, str, dt.datetime]] = field(default_factory=list)
-    """(household, kind, at) for every life sign in the batch."""
+    """(household, kind, at) for every life sign in the batch; kinds are ``LifeSignKind`` values."""
+    states: list[tuple[str, bool]] = field(default_factory=list)
+    """(household, online) for every state message, in arrival order."""
 
 
 def household_view(household: Household) -> HouseholdView:
@@ -335,6 +339,7 @@ class Service:
             if isinstance(message, State):
                 # Applied in arrival order: the last will carries the timestamp of the
                 # connection it was registered with, so device timestamps would mislead here.
+                result.states.append((address.household, message.state == "online"))
                 states[address.device] = {
                     "b_id": address.device,
                     "b_online": message.state == "online",
@@ -366,8 +371,9 @@ class Service:
                 heartbeats.append(facts)
                 offsets[address.device] = when.offset_s
                 result.heartbeats.append((address, when.at, message))
-                if facts.is_life_sign:
-                    result.life_signs.append((address.household, "heartbeat", when.at))
+                kind = _life_sign_kind(facts)
+                if kind is not None:
+                    result.life_signs.append((address.household, kind, when.at))
             elif isinstance(message, MotionEvent):
                 motions.append(
                     {
@@ -475,6 +481,8 @@ class Service:
             return self.dead_letter(item.topic, item.payload, item.reason, item.received_at)
         with self.db.session() as session:
             outcome = self._apply_event(session, item)
+        if outcome.kind in ("sos", "sos_cancel", "sos_test"):
+            outcome.household_id = item.address.household
         self.count(outcome.kind)
         return outcome
 
@@ -807,6 +815,19 @@ def lane_of_topic(topic: str) -> str:
         if topic.endswith("/" + channel.value):
             return "event"
     return "bulk"
+
+
+def _life_sign_kind(hb: HeartbeatFacts) -> str | None:
+    """The strongest life sign a heartbeat carries (``LifeSignKind`` values), if any."""
+    if hb.button_presses:
+        return "button"
+    if hb.interactions or hb.wake_word_count:
+        return "interaction"
+    if hb.motion_count:
+        return "motion"
+    if hb.speech_s > 0:
+        return "speech"
+    return None
 
 
 def _log_dead_letters(items: Sequence[Rejected]) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from collector.main import create_app
 from collector.settings import CollectorSettings
+from collector.silence_runtime import SilenceRuntime
 from collector.store.db import Database
 from collector.store.models import Base
 from tests.support.postgres import PostgresServer, PostgresUnavailable, start_postgres
@@ -81,6 +82,8 @@ class FakeRuntime:
     def __init__(self, db: Database, settings: CollectorSettings) -> None:
         self.db = db
         self.settings = settings
+        # the real schedule (not started: no thread raises flags), fed by the life-signs route
+        self.silence = SilenceRuntime(db, on_flag=lambda flag, flag_id: None)
         self.started = 0
         self.stopped = 0
         self.mqtt_connected = True

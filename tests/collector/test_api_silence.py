@@ -40,13 +40,16 @@ def test_bad_signals_are_refused_with_the_reason(
     app: FastAPI, client: TestClient, database: Database
 ) -> None:
     register_homes(database, ("dev-1",))
+    app.state.silence = None  # a collector whose schedule is not running
     assert client.post(URL, json={"source": "telecom", "at": NOW.isoformat()}).status_code == 503
     app.state.silence = SilenceRuntime(database, on_flag=lambda *_: None)
     naive = client.post(URL, json={"source": "telecom", "at": "2026-11-24T03:00:00"})
     assert naive.status_code == 422 and "zone" in naive.text
     future = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     late = client.post(URL, json={"source": "smart_meter", "at": future.isoformat()})
-    assert late.status_code == 422 and "future" in late.text
+    # a feed's clock ahead is overruled, not trusted: the sign counts at the receive time
+    assert late.status_code == 202 and "future" in late.json()["corrected"]
+    assert dt.datetime.fromisoformat(late.json()["at"]) < future
     unknown = client.post(
         "/api/v1/households/h-9/life-signs", json={"source": "other", "at": NOW.isoformat()}
     )

@@ -54,7 +54,7 @@ def test_cutoffs_are_now_minus_the_ages() -> None:
         RetentionPolicy(heartbeats_days=0)
 
 
-def test_roll_up_sums_per_device_and_utc_day() -> None:
+def test_roll_up_sums_per_device_and_korean_day() -> None:
     kst = dt.timezone(dt.timedelta(hours=9))
     rows = [
         {"device_id": "a", "received_at": dt.datetime(2026, 11, 2, 8, 0, tzinfo=kst),
@@ -64,9 +64,9 @@ def test_roll_up_sums_per_device_and_utc_day() -> None:
          "motion_count": 3, "speech_s": 0.5, "wake_word_count": 0, "interactions": 1,
          "button_presses": 1, "audio_overruns": 0},
     ]  # fmt: skip
-    # 08:00 KST on the 2nd is 23:00 UTC on the 1st: both land on the 1st.
+    # 23:30 UTC on the 1st is 08:30 KST on the 2nd: both land on the 2nd, a Korean day.
     assert roll_up(rows) == {
-        ("a", dt.date(2026, 11, 1)): {
+        ("a", dt.date(2026, 11, 2)): {
             "heartbeats": 2, "motion_count": 5, "speech_s": 1.5, "wake_word_count": 1,
             "interactions": 1, "button_presses": 1, "audio_overruns": 0,
         }
@@ -110,8 +110,9 @@ def test_later_runs_add_to_the_same_day(database: Database) -> None:
     day = NOW - dt.timedelta(days=31)
     with database.session() as session:
         session.add(heartbeat("dev-1", day.replace(hour=1), 1))
-        session.add(heartbeat("dev-1", day.replace(hour=23), 4))
-    # The first run sees the early heartbeat only; the second the rest of that day.
+        session.add(heartbeat("dev-1", day.replace(hour=14), 4))
+    # 01:00 and 14:00 UTC are 10:00 and 23:00 of one Korean day. The first run sees the early
+    # heartbeat only; the second the rest of that day.
     prune(database, POLICY.cutoffs(day.replace(hour=2) + dt.timedelta(days=30)))
     prune(database, POLICY.cutoffs(NOW + dt.timedelta(days=1)))
     with database.session() as session:

@@ -16,6 +16,8 @@ from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from collector.api.deps import NowDep, SessionDep
+from collector.api.responses import NOT_FOUND
+from collector.api.routes.households import HouseholdId
 from collector.domain.silence import LifeSignKind
 from collector.store.models import Household
 
@@ -51,6 +53,8 @@ class LifeSignAccepted(BaseModel):
     household_id: str
     kind: LifeSignKind
     at: dt.datetime
+    corrected: str | None = None
+    """Why ``at`` is not what was posted (a clock ahead), or None."""
 
 
 def _sink(request: Request) -> LifeSignSink:
@@ -60,16 +64,25 @@ def _sink(request: Request) -> LifeSignSink:
     return sink
 
 
-@router.post("/households/{household_id}/life-signs", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/households/{household_id}/life-signs",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=NOT_FOUND,
+)
 def post_life_sign(
-    request: Request, session: SessionDep, now: NowDep, household_id: str, body: ExternalLifeSign
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    household_id: HouseholdId,
+    body: ExternalLifeSign,
 ) -> LifeSignAccepted:
     if session.get(Household, household_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"household {household_id!r} not found")
-    if body.at > now + MAX_CLOCK_SKEW:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"'at' is {body.at.isoformat()}, in the future (now {now.isoformat()})",
-        )
-    _sink(request).on_life_sign(household_id, LifeSignKind.EXTERNAL, body.at)
-    return LifeSignAccepted(household_id=household_id, kind=LifeSignKind.EXTERNAL, at=body.at)
+    at, corrected = body.at, None
+    if at > now + MAX_CLOCK_SKEW:
+        # a feed's clock ahead is recorded and overruled, as a device's is: the sign counts now
+        at, corrected = now, f"'at' was {body.at.isoformat()}, in the future: taken as now"
+    _sink(request).on_life_sign(household_id, LifeSignKind.EXTERNAL, at)
+    return LifeSignAccepted(
+        household_id=household_id, kind=LifeSignKind.EXTERNAL, at=at, corrected=corrected
+    )

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from collector.api import crud
 from collector.api.deps import NowDep, SessionDep
 from collector.api.models import DispatchDetail, Name
+from collector.api.responses import NOT_FOUND
+from collector.api.routes.dispatches import DispatchId
 from collector.domain.sos_test import NotATest
 from collector.sos_tests import list_test_sos, mark_dispatch_as_test, sos_report
 
@@ -67,10 +69,10 @@ def get_sos_report(
 
 @router.post(
     "/dispatches/{dispatch_id}/mark-test",
-    responses={409: {"description": "not an SOS dispatch, or changed meanwhile"}},
+    responses=NOT_FOUND | {409: {"description": "not an SOS dispatch, or changed meanwhile"}},
 )
 def mark_test(
-    session: SessionDep, now: NowDep, dispatch_id: int, body: MarkTestRequest
+    session: SessionDep, now: NowDep, dispatch_id: DispatchId, body: MarkTestRequest
 ) -> DispatchDetail:
     """Mark an SOS dispatch as someone trying the alarm: resolved with outcome ``test`` (open or
     acknowledged), or relabelled ``test`` (resolved). Marking twice changes nothing."""
