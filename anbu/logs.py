@@ -41,3 +41,5 @@ def setup(level: str = "INFO", *, stream: Any = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("uvicorn.access").setLevel("WARNING")
+    # Alembic announces every plugin it loads at INFO; the collector logs the revision itself.
+    logging.getLogger("alembic").setLevel("WARNING")

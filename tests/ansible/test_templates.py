@@ -315,6 +315,7 @@ def test_collector_env_file_gives_valid_settings(
     overrides = {
         # the example inventory's token is a placeholder production settings refuse
         "collector_api_token": secrets.token_urlsafe(32),
+        "collector_link_secret": secrets.token_urlsafe(32),
         "collector_mqtt_password": tricky,
         "collector_mqtt_url": "mqtts://broker.anbu.example.org:8883",
         "collector_mqtt_ca_cert_src": "/somewhere/ca.crt",
