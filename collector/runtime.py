@@ -138,10 +138,11 @@ class Collector:
     def _after_bulk(self, result: BulkResult) -> None:
         """After a bulk commit: life signs and device states to the silence schedule, each
         heartbeat's counters to the time-series sink (neither blocks)."""
-        for household, kind, at in result.life_signs:
-            self.silence.on_life_sign(household, LifeSignKind(kind), at)
-        for household, online in result.states:
-            self.silence.on_device_state(household, online=online)
+        if self.settings.silence_enabled:
+            for household, kind, at in result.life_signs:
+                self.silence.on_life_sign(household, LifeSignKind(kind), at)
+            for household, online in result.states:
+                self.silence.on_device_state(household, online=online)
         if result.heartbeats:
             self.telemetry.submit(
                 [
@@ -152,15 +153,18 @@ class Collector:
 
     def _after_event(self, outcome: Outcome) -> None:
         """An SOS or a cancel is the resident pressing or speaking: a life sign."""
-        if outcome.household_id is not None:
+        if outcome.household_id is not None and self.settings.silence_enabled:
             self.silence.on_life_sign(outcome.household_id, LifeSignKind.BUTTON, utcnow())
 
     def start(self) -> None:
         self.db.create_schema()
         with self.db.sessions() as session:
             self.registry.replace_all(load_all(session))
-        self.silence.restore()
-        self.silence.start()
+        if self.settings.silence_enabled:
+            self.silence.restore()
+            self.silence.start()
+        else:
+            log.warning("silence flags are off (ANBU_SILENCE_ENABLED=false)")
         self.notifier.start()
         self.scheduler.start()
         self.retention.start()
@@ -170,7 +174,8 @@ class Collector:
 
     def stop(self) -> None:
         self.ingest.stop()
-        self.silence.stop()
+        if self.settings.silence_enabled:
+            self.silence.stop()
         self.telemetry.close()
         self.scheduler.stop()
         self.retention.stop()

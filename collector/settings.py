@@ -82,6 +82,11 @@ class CollectorSettings(BaseSettings):
     mqtt_client_id: str = "anbu-collector-1"
     mqtt_share_group: str = "anbu-collectors"
 
+    # Silent homes (docs/silence.md)
+    silence_enabled: bool = Field(
+        default=True, description="raise silence flags (check-in, then a dispatch)"
+    )
+
     # Ingest pipeline (see collector/pipeline.py)
     ingest_batch_max: int = Field(
         default=2000, ge=1, le=20_000, description="most messages in one bulk transaction"
