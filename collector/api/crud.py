@@ -12,18 +12,16 @@ import functools
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    CursorResult,
     Select,
     and_,
     bindparam,
     func,
     or_,
     select,
-    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
@@ -41,7 +39,7 @@ from collector.store.models import (
     Household,
 )
 from collector.store.queries import caregiver_loads
-from collector.store.trail import record_change
+from collector.store.trail import record_change, write_lifecycle
 
 RECENT_DISPATCHES = 20
 
@@ -385,29 +383,7 @@ def transition_dispatch(
     for _ in range(3):
         before = lifecycle_of(dispatch)
         after = lifecycle.apply(before, event, now=now)
-        values: dict[str, Any] = {
-            "status": DispatchStatus(after.status.value),
-            "acknowledged_at": after.acknowledged_at,
-            "acknowledged_by": after.acknowledged_by,
-            "resolved_at": after.resolved_at,
-            "outcome": after.outcome.value if after.outcome else None,
-            "note": after.note,
-        }
-        if not after.escalates:
-            values["next_escalation_at"] = None
-        result = cast(
-            CursorResult[Any],
-            session.execute(
-                update(Dispatch)
-                .where(
-                    Dispatch.id == dispatch_id,
-                    Dispatch.status == DispatchStatus(before.status.value),
-                )
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            ),
-        )
-        if result.rowcount == 1:
+        if write_lifecycle(session, dispatch_id, before, after):
             by = getattr(event, "by", None) or "api-token"
             record_change(
                 session, dispatch_id=dispatch_id, household_id=dispatch.household_id,

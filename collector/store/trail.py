@@ -5,11 +5,14 @@ change of a dispatch escapes the audit log."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, cast
 
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
 from collector.domain import lifecycle
 from collector.store.accounts import AuditEntry, DispatchStep
+from collector.store.models import Dispatch, DispatchStatus
 
 STEP_OF_EVENT: dict[type[object], str] = {
     lifecycle.Acknowledge: "acknowledged",
@@ -18,6 +21,38 @@ STEP_OF_EVENT: dict[type[object], str] = {
     lifecycle.AddNote: "note",
 }
 _ACTION = {"acknowledged": "acknowledge"}
+
+
+def write_lifecycle(
+    session: Session, dispatch_id: int, before: lifecycle.Lifecycle, after: lifecycle.Lifecycle
+) -> bool:
+    """Store ``after`` on the dispatch, conditional on the status still being ``before``'s.
+
+    False when someone else moved the dispatch between the read and this write (two caregivers
+    pressing "acknowledge" at once: exactly one wins).
+    """
+    values: dict[str, Any] = {
+        "status": DispatchStatus(after.status.value),
+        "acknowledged_at": after.acknowledged_at,
+        "acknowledged_by": after.acknowledged_by,
+        "resolved_at": after.resolved_at,
+        "outcome": after.outcome.value if after.outcome else None,
+        "note": after.note,
+    }
+    if not after.escalates:
+        values["next_escalation_at"] = None
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            update(Dispatch)
+            .where(
+                Dispatch.id == dispatch_id, Dispatch.status == DispatchStatus(before.status.value)
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        ),
+    )
+    return result.rowcount == 1
 
 
 def record_change(

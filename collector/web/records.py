@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from sqlalchemy import CursorResult, Select, case, false, func, select, update
+from sqlalchemy import Select, case, false, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from collector.domain import lifecycle, reports
@@ -28,7 +28,7 @@ from collector.store.models import (
     NotificationStatus,
     Priority,
 )
-from collector.store.trail import record_change
+from collector.store.trail import record_change, write_lifecycle
 from collector.web import audit
 from collector.web.access import Forbidden, Viewer, check, may_see_household
 
@@ -188,33 +188,12 @@ def act(
         raise Forbidden("technicians do not act on dispatches")
     before = lifecycle_of(dispatch, steps_of(session, dispatch_id))
     after = lifecycle.apply(before, event, now=now)
-    if not isinstance(event, lifecycle.AddNote):
-        values: dict[str, Any] = {
-            "status": DispatchStatus(after.status.value),
-            "acknowledged_at": after.acknowledged_at,
-            "acknowledged_by": after.acknowledged_by,
-            "resolved_at": after.resolved_at,
-            "outcome": after.outcome.value if after.outcome else None,
-            "note": after.note,
-        }
-        if not after.escalates:
-            values["next_escalation_at"] = None
-        result = cast(
-            CursorResult[Any],
-            session.execute(
-                update(Dispatch)
-                .where(
-                    Dispatch.id == dispatch_id,
-                    Dispatch.status == DispatchStatus(before.status.value),
-                )
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            ),
-        )
-        if result.rowcount != 1:
-            session.refresh(dispatch)
-            fresh = lifecycle_of(dispatch, steps_of(session, dispatch_id))
-            raise lifecycle.InvalidTransition(fresh, event)
+    if not isinstance(event, lifecycle.AddNote) and not write_lifecycle(
+        session, dispatch_id, before, after
+    ):
+        session.refresh(dispatch)
+        fresh = lifecycle_of(dispatch, steps_of(session, dispatch_id))
+        raise lifecycle.InvalidTransition(fresh, event)
     record_change(
         session,
         dispatch_id=dispatch_id,
