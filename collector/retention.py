@@ -26,13 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from collector.domain.intake import KST
 from collector.store.db import Database
 from collector.store.models import DeviceDay, HeartbeatRecord, SeenMessage
+from collector.store.sql import insert_for, table_of
 
 log = logging.getLogger("anbu.collector.retention")
 
@@ -144,8 +143,7 @@ def _prune_heartbeats(session: Session, before: dt.datetime, batch: int) -> tupl
         return 0, 0
     days = roll_up(rows)
     values = [{"device_id": device, "day": day} | sums for (device, day), sums in days.items()]
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(DeviceDay)
+    statement = insert_for(session, table_of(DeviceDay))
     statement = statement.on_conflict_do_update(
         index_elements=[DeviceDay.device_id, DeviceDay.day],
         set_={

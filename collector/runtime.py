@@ -153,8 +153,8 @@ class Collector:
 
     def _after_event(self, outcome: Outcome) -> None:
         """An SOS or a cancel is the resident pressing or speaking: a life sign."""
-        if outcome.household_id is not None and self.settings.silence_enabled:
-            self.silence.on_life_sign(outcome.household_id, LifeSignKind.BUTTON, utcnow())
+        if outcome.household_id and outcome.at and self.settings.silence_enabled:
+            self.silence.on_life_sign(outcome.household_id, LifeSignKind.BUTTON, outcome.at)
 
     def start(self) -> None:
         self.db.create_schema()

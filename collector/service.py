@@ -78,12 +78,9 @@ from firmware_config.messages import (
     State,
     decode_device_message,
 )
-from firmware_config.topics import Channel, DeviceAddress, parse
+from firmware_config.topics import DeviceAddress, parse
 
 log = logging.getLogger("anbu.collector.service")
-
-EVENT_CHANNELS = frozenset({Channel.SOS, Channel.SOS_CANCEL})
-"""Channels handled one at a time in the event lane, ahead of heartbeats."""
 
 
 @dataclass
@@ -98,6 +95,8 @@ class Outcome:
     reason: str | None = None
     household_id: str | None = None
     """The household an SOS or cancel came from (its button or voice is a life sign)."""
+    at: dt.datetime | None = None
+    """When that SOS or cancel was received."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +370,7 @@ class Service:
                 heartbeats.append(facts)
                 offsets[address.device] = when.offset_s
                 result.heartbeats.append((address, when.at, message))
-                kind = _life_sign_kind(facts)
+                kind = facts.life_sign_kind
                 if kind is not None:
                     result.life_signs.append((address.household, kind, when.at))
             elif isinstance(message, MotionEvent):
@@ -483,6 +482,7 @@ class Service:
             outcome = self._apply_event(session, item)
         if outcome.kind in ("sos", "sos_cancel", "sos_test"):
             outcome.household_id = item.address.household
+            outcome.at = item.received_at
         self.count(outcome.kind)
         return outcome
 
@@ -807,27 +807,6 @@ class Service:
                 queued += _add_notifications(session, dispatch.id, step.messages, now, self.links)
                 log.warning("escalated", extra={"dispatch": dispatch.id, "level": step.new_level})
         return queued
-
-
-def lane_of_topic(topic: str) -> str:
-    """``event`` for SOS and cancels, ``bulk`` for everything else (bad topics included)."""
-    for channel in EVENT_CHANNELS:
-        if topic.endswith("/" + channel.value):
-            return "event"
-    return "bulk"
-
-
-def _life_sign_kind(hb: HeartbeatFacts) -> str | None:
-    """The strongest life sign a heartbeat carries (``LifeSignKind`` values), if any."""
-    if hb.button_presses:
-        return "button"
-    if hb.interactions or hb.wake_word_count:
-        return "interaction"
-    if hb.motion_count:
-        return "motion"
-    if hb.speech_s > 0:
-        return "speech"
-    return None
 
 
 def _log_dead_letters(items: Sequence[Rejected]) -> None:

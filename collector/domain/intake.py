@@ -67,10 +67,21 @@ class HeartbeatFacts:
     agent_version: str
 
     @property
+    def life_sign_kind(self) -> str | None:
+        """The strongest life sign this heartbeat carries (a ``LifeSignKind`` value), if any."""
+        if self.button_presses:
+            return "button"
+        if self.interactions or self.wake_word_count:
+            return "interaction"
+        if self.motion_count:
+            return "motion"
+        if self.speech_s > 0:
+            return "speech"
+        return None
+
+    @property
     def is_life_sign(self) -> bool:
-        return bool(
-            self.motion_count or self.speech_s > 0 or self.interactions or self.button_presses
-        )
+        return self.life_sign_kind is not None
 
 
 @dataclass(frozen=True, slots=True)
