@@ -182,6 +182,8 @@ def main() -> int:
         ingest_receive_maximum=2000,
     )
     ingest = Ingest(settings, Service(db))
+    bulk = ingest.bulk
+    assert bulk is not None  # these settings keep the bulk lane in this process
     ingest.start()
     ingest.wait_connected(10)
     acked: set[str] = set()
@@ -222,7 +224,7 @@ def main() -> int:
                     json.dumps(
                         {
                             "progress": f"{case + 1}/{opts.cases}",
-                            "dead_letters": ingest.bulk.dead_lettered + ingest.events.dead_lettered,
+                            "dead_letters": bulk.dead_lettered + ingest.events.dead_lettered,
                             "sos_acked": len(acked),
                             "sos_sent": len(sent_sos),
                         }
@@ -258,7 +260,7 @@ def main() -> int:
             "sos_sentinels": len(sent_sos),
             "dead_letters": count(db, DeadLetter),
             "fuzzer_reconnects": reconnects,
-            "lanes": {"events": ingest.events.health(), "bulk": ingest.bulk.health()},
+            "lanes": {"events": ingest.events.health(), "bulk": bulk.health()},
             "seconds": round(elapsed, 1),
             "conditions": {
                 "seed": opts.seed,

@@ -43,7 +43,7 @@ from bench._load import (
 )
 from collector.store.db import Database
 from firmware_config.messages import SosEvent
-from firmware_config.topics import Channel
+from firmware_config.topics import PREFIX, Channel
 from tests.e2e.processes import collector_env, free_port, start_collector
 from tests.support.sms_gateway import SmsGateway
 from tests.support.smtp import SmtpServer
@@ -56,10 +56,26 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+class AckWatch:
+    """When the collector's ``cmd/sos_ack`` reached each household (the commit is behind it)."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, float] = {}
+
+    def attach(self, client: mqtt.Client) -> None:
+        def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+            household = msg.topic.split("/")[3]
+            self.at.setdefault(household, time.monotonic())
+
+        client.on_message = on_message
+        client.subscribe(f"{PREFIX}/+/+/+/cmd/sos_ack", qos=0)
+
+
 def run_sos(
-    client: mqtt.Client, smtp: SmtpServer, homes: list[int], interval_s: float
-) -> tuple[list[float], int]:
-    """One SOS per home; latencies (ms) to the caregiver's e-mail, and how many never came."""
+    client: mqtt.Client, smtp: SmtpServer, homes: list[int], interval_s: float, acks: AckWatch
+) -> tuple[list[float], list[float], int]:
+    """One SOS per home: latencies (ms) to the collector's acknowledgement and to the caregiver's
+    e-mail, and how many e-mails never came."""
     sent: dict[str, float] = {}
     for n in homes:
         addr = address(n)
@@ -77,7 +93,8 @@ def run_sos(
                     arrived[household] = mail.accepted_monotonic
         time.sleep(0.05)
     latencies = [1000 * (arrived[h] - sent[h]) for h in arrived]
-    return latencies, len(sent) - len(arrived)
+    acked = [1000 * (acks.at[h] - sent[h]) for h in sent if h in acks.at]
+    return latencies, acked, len(sent) - len(arrived)
 
 
 def main() -> int:
@@ -87,6 +104,12 @@ def main() -> int:
     parser.add_argument("--interval-s", type=float, default=0.2)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument(
+        "--bulk-lane",
+        choices=("process", "thread"),
+        default="process",
+        help="the bulk lane in a child process (ANBU_INGEST_BULK_PROCESS) or a thread beside SOS",
+    )
     opts = parser.parse_args()
     mp.set_start_method("spawn")
     work = Path(tempfile.mkdtemp(prefix="anbu-bench-sosload-"))
@@ -100,16 +123,21 @@ def main() -> int:
     env = collector_env(db.url, broker, smtp, sms, port)
     env["ANBU_SOS_ACK_TIMEOUT_S"] = "3600"  # no escalation e-mails during the run
     env["ANBU_LOG_LEVEL"] = "WARNING"
+    env["ANBU_INGEST_BULK_PROCESS"] = "true" if opts.bulk_lane == "process" else "false"
     collector = start_collector(env, work / "collector.log", timeout_s=60)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="sos-bench", protocol=mqtt.MQTTv5)
     client.username_pw_set(LOAD_USER, "loadgen-secret")
     client.connect("127.0.0.1", int(broker.url.rsplit(":", 1)[1]))
+    acks = AckWatch()
+    acks.attach(client)
     client.loop_start()
     result: dict[str, Any] = {}
     try:
         time.sleep(1.0)
         half = opts.sos
-        quiet, quiet_dropped = run_sos(client, smtp, list(range(0, half)), opts.interval_s)
+        quiet, quiet_acked, quiet_dropped = run_sos(
+            client, smtp, list(range(0, half)), opts.interval_s, acks
+        )
         print(
             json.dumps({"progress": "reference (no flood) done", "n": len(quiet)}), file=sys.stderr
         )
@@ -118,7 +146,9 @@ def main() -> int:
             broker, opts.homes, opts.publishers, opts.seconds, seq_base=0
         )
         time.sleep(max(0.0, start_at - time.time()) + min(5.0, opts.seconds / 3))
-        loaded, dropped = run_sos(client, smtp, list(range(half, 2 * half)), opts.interval_s)
+        loaded, acked, dropped = run_sos(
+            client, smtp, list(range(half, 2 * half)), opts.interval_s, acks
+        )
         after = httpx.get(f"http://127.0.0.1:{port}/health").json()["ingest"]
         for p in pubs:
             p.join(timeout=opts.seconds + 60)
@@ -128,11 +158,14 @@ def main() -> int:
             "p50_ms": round(percentile(loaded, 0.5), 1) if loaded else None,
             "p99_ms": round(percentile(loaded, 0.99), 1) if loaded else None,
             "max_ms": round(max(loaded), 1) if loaded else None,
+            "ack_p50_ms": round(percentile(acked, 0.5), 1) if acked else None,
+            "ack_p99_ms": round(percentile(acked, 0.99), 1) if acked else None,
             "sos_sent": half,
             "sos_dropped": dropped,
             "reference_no_flood": {
                 "p50_ms": round(percentile(quiet, 0.5), 1) if quiet else None,
                 "p99_ms": round(percentile(quiet, 0.99), 1) if quiet else None,
+                "ack_p99_ms": round(percentile(quiet_acked, 0.99), 1) if quiet_acked else None,
                 "sos_dropped": quiet_dropped,
             },
             "p50_ratio_to_reference": round(statistics.median(loaded) / statistics.median(quiet), 2)
@@ -147,7 +180,8 @@ def main() -> int:
                 "publishers": opts.publishers,
                 "sos_interval_s": opts.interval_s,
                 "database": "sqlite",
-                "collector": "anbu collector serve (one process)",
+                "collector": "anbu collector serve",
+                "bulk_lane": opts.bulk_lane,
                 **machine(),
             },
         }

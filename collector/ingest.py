@@ -31,6 +31,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from collector.bulk_process import BulkProcess
 from collector.pipeline import BulkLane, EventLane, Inbound, Lane
 from collector.service import BulkResult, Outcome, Service
 from collector.settings import CollectorSettings
@@ -173,8 +174,31 @@ class MqttIntake:
         self.lane.offer(Inbound(msg.topic, bytes(msg.payload), self.clock(), ack))
 
 
+def bulk_intakes(
+    settings: CollectorSettings, lane: Lane, clock: Callable[[], dt.datetime]
+) -> list[MqttIntake]:
+    """The connections feeding the bulk lane; the first also takes the retained states."""
+    return [
+        MqttIntake(
+            settings,
+            client_id=f"{settings.mqtt_client_id}-bulk-{n}",
+            subscriptions=collector_bulk_subscriptions(
+                settings.mqtt_share_group, with_state=n == 1
+            ),
+            lane=lane,
+            receive_maximum=settings.ingest_receive_maximum,
+            clock=clock,
+        )
+        for n in range(1, settings.ingest_bulk_clients + 1)
+    ]
+
+
 class Ingest:
-    """The collector's MQTT side: an event lane, a bulk lane and their connections."""
+    """The collector's MQTT side: an event lane, a bulk lane and their connections.
+
+    With ``ingest_bulk_process`` the bulk lane and its connections run in a child process
+    (``collector/bulk_process.py``) and ``bulk`` is None.
+    """
 
     def __init__(
         self,
@@ -197,13 +221,20 @@ class Ingest:
             on_outcome=self._after_event,
             on_checkin_answer=on_checkin_answer,
         )
-        self.bulk = BulkLane(
-            service,
-            clock=clock,
-            batch_max=settings.ingest_batch_max,
-            batch_wait_s=settings.ingest_batch_wait_ms / 1000,
-            after_commit=after_bulk,
-        )
+        self.bulk: BulkLane | None = None
+        self.bulk_process: BulkProcess | None = None
+        bulk_connections: list[MqttIntake] = []
+        if settings.ingest_bulk_process:
+            self.bulk_process = BulkProcess(settings, after_bulk=after_bulk)
+        else:
+            self.bulk = BulkLane(
+                service,
+                clock=clock,
+                batch_max=settings.ingest_batch_max,
+                batch_wait_s=settings.ingest_batch_wait_ms / 1000,
+                after_commit=after_bulk,
+            )
+            bulk_connections = bulk_intakes(settings, self.bulk, clock)
         base = settings.mqtt_client_id
         group = settings.mqtt_share_group
         self.event_intake = MqttIntake(
@@ -217,17 +248,7 @@ class Ingest:
             receive_maximum=settings.ingest_receive_maximum,
             clock=clock,
         )
-        self.bulk_intakes = [
-            MqttIntake(
-                settings,
-                client_id=f"{base}-bulk-{n}",
-                subscriptions=collector_bulk_subscriptions(group, with_state=n == 1),
-                lane=self.bulk,
-                receive_maximum=settings.ingest_receive_maximum,
-                clock=clock,
-            )
-            for n in range(1, settings.ingest_bulk_clients + 1)
-        ]
+        self.bulk_intakes = bulk_connections
         self.intakes = [self.event_intake, *self.bulk_intakes]
 
     def _after_event(self, outcome: Outcome) -> None:
@@ -241,15 +262,28 @@ class Ingest:
 
     @property
     def connected(self) -> bool:
-        return all(i.connected.is_set() for i in self.intakes)
+        bulk_ok = self.bulk_process is None or self.bulk_process.connected
+        return bulk_ok and all(i.connected.is_set() for i in self.intakes)
+
+    def bulk_health(self) -> dict[str, Any]:
+        if self.bulk is not None:
+            return self.bulk.health()
+        return self.bulk_process.lane_health() if self.bulk_process is not None else {}
 
     @property
     def received(self) -> int:
-        return self.events.received + self.bulk.received
+        return self.events.received + int(self.bulk_health().get("received", 0))
+
+    @property
+    def store_failures(self) -> int:
+        return self.events.store_failures + int(self.bulk_health().get("store_failures", 0))
 
     def start(self) -> None:
         self.events.start()
-        self.bulk.start()
+        if self.bulk is not None:
+            self.bulk.start()
+        if self.bulk_process is not None:
+            self.bulk_process.start()
         for intake in self.intakes:
             intake.start()
 
@@ -257,7 +291,10 @@ class Ingest:
         for intake in self.intakes:
             intake.stop()
         self.events.stop()
-        self.bulk.stop()
+        if self.bulk is not None:
+            self.bulk.stop()
+        if self.bulk_process is not None:
+            self.bulk_process.stop()
 
     def wait_connected(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -269,7 +306,10 @@ class Ingest:
     def health(self) -> dict[str, Any]:
         return {
             "mqtt_connected": self.connected,
-            "mqtt_problems": {i.client_id: i.last_problem for i in self.intakes if i.last_problem},
+            "mqtt_problems": {
+                **{i.client_id: i.last_problem for i in self.intakes if i.last_problem},
+                **(self.bulk_process.problems() if self.bulk_process is not None else {}),
+            },
             "events": self.events.health(),
-            "bulk": self.bulk.health(),
+            "bulk": self.bulk_health(),
         }

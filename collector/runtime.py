@@ -26,7 +26,12 @@ from collector.silence_flow import SilenceFlow
 from collector.silence_runtime import SilenceRuntime, SilenceRuntimeSettings
 from collector.startup import first_line
 from collector.store.db import Database
-from collector.telemetry import HeartbeatPoint, TelemetrySink, telemetry_from_settings
+from collector.telemetry import (
+    HeartbeatPoint,
+    NullTelemetrySink,
+    TelemetrySink,
+    telemetry_from_settings,
+)
 
 log = logging.getLogger("anbu.collector")
 
@@ -48,6 +53,33 @@ def link_signer(settings: CollectorSettings) -> LinkSigner:
     )
 
 
+def staff_contact(settings: CollectorSettings) -> Contact | None:
+    """The district staff's contact, if one is configured."""
+    if settings.staff_email or settings.staff_phone:
+        return Contact("staff", settings.staff_name, settings.staff_phone, settings.staff_email)
+    return None
+
+
+def build_service(settings: CollectorSettings, db: Database, registry: DeviceRegistry) -> Service:
+    """The ingest service with the dispatch and escalation policies the settings give."""
+    staff = staff_contact(settings)
+    return Service(
+        db,
+        DispatchPolicy(
+            ack_timeout_s=settings.sos_ack_timeout_s,
+            staff=staff,
+            dashboard_url=settings.public_url,
+        ),
+        EscalationPolicy(
+            repeat_after_s=settings.escalation_repeat_s,
+            staff=staff,
+            dashboard_url=settings.public_url,
+        ),
+        registry=registry,
+        links=link_signer(settings),
+    )
+
+
 class Collector:
     """The collector service minus HTTP: ``start()``, ``stop()``, ``health()``."""
 
@@ -61,26 +93,8 @@ class Collector:
         self.settings = settings
         self.db = Database(settings.database_url, pool_size=settings.db_pool_size)
         self.registry = DeviceRegistry(store_lookup(self.db.sessions))
-        staff = None
-        if settings.staff_email or settings.staff_phone:
-            staff = Contact(
-                "staff", settings.staff_name, settings.staff_phone, settings.staff_email
-            )
-        self.service = Service(
-            self.db,
-            DispatchPolicy(
-                ack_timeout_s=settings.sos_ack_timeout_s,
-                staff=staff,
-                dashboard_url=settings.public_url,
-            ),
-            EscalationPolicy(
-                repeat_after_s=settings.escalation_repeat_s,
-                staff=staff,
-                dashboard_url=settings.public_url,
-            ),
-            registry=self.registry,
-            links=link_signer(settings),
-        )
+        staff = staff_contact(settings)
+        self.service = build_service(settings, self.db, self.registry)
         self.notifiers = notifiers_from_settings(settings) if notifiers is None else notifiers
         self.notifier = NotificationWorker(
             self.db,
@@ -93,7 +107,10 @@ class Collector:
                 dashboard_url=settings.public_url,
             ),
         )
-        self.telemetry: TelemetrySink = telemetry_from_settings(settings)
+        # With a bulk process the heartbeats' counters are written from there.
+        self.telemetry: TelemetrySink = NullTelemetrySink()
+        if not settings.ingest_bulk_process:
+            self.telemetry = telemetry_from_settings(settings)
         self.ingest = Ingest(
             settings,
             self.service,
@@ -187,6 +204,14 @@ class Collector:
         self.db.dispose()
         log.info("collector stopped")
 
+    def _counts(self) -> dict[str, int]:
+        """What the service did, by outcome; the bulk process's counts added in."""
+        counts = dict(self.service.counts)
+        if self.ingest.bulk_process is not None:
+            for key, n in self.ingest.bulk_process.counts().items():
+                counts[key] = counts.get(key, 0) + n
+        return counts
+
     def health(self) -> dict[str, Any]:
         try:
             database_ok = self.db.ping()
@@ -207,14 +232,15 @@ class Collector:
             "mqtt_connected": mqtt_ok,
             "ingest": {
                 "received": self.ingest.received,
-                "store_failures": self.ingest.events.store_failures
-                + self.ingest.bulk.store_failures,
+                "store_failures": self.ingest.store_failures,
                 "registered_devices": len(self.registry),
-                **self.service.counts,
+                **self._counts(),
                 **ingest,
             },
             "notifications": self.notifier.counts(),
-            "telemetry": self.telemetry.health(),
+            "telemetry": self.telemetry.health()
+            if self.ingest.bulk_process is None
+            else self.ingest.bulk_process.telemetry_health(),
             "silence": self.silence.health(),
             "notification_delivery": delivery,
             "scheduler_runs": self.scheduler.runs,

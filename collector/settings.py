@@ -100,6 +100,13 @@ class CollectorSettings(BaseSettings):
     ingest_bulk_clients: int = Field(
         default=1, ge=1, le=16, description="MQTT connections feeding the bulk lane"
     )
+    ingest_bulk_process: bool = Field(
+        default=False,
+        description="run the bulk lane in a child process, so heartbeats never delay an SOS",
+    )
+    ingest_bulk_nice: int = Field(
+        default=5, ge=0, le=19, description="how much lower the bulk process's CPU priority is"
+    )
 
     # E-mail (SMTP)
     smtp_host: str | None = Field(default=None, description="unset: no e-mail is sent")
