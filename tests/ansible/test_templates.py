@@ -340,6 +340,7 @@ def test_collector_env_file_gives_valid_settings(
     assert settings.database_url == "sqlite:////var/lib/anbu-collector/anbu.sqlite3"
     assert settings.public_url == "https://anbu.example.org"
     assert settings.staff_name == "Dongjak-gu welfare office"
+    assert settings.ingest_bulk_process is True
 
 
 def test_collector_and_broker_agree_on_the_collector_account() -> None:

@@ -86,6 +86,8 @@ def collector_env(
         # which the silence schedule rightly flags at start; the SOS path is what they test.
         # Silent homes are tested through their own runtime and flow (tests/collector).
         "ANBU_SILENCE_ENABLED": "false",
+        # The production shape (the Ansible role sets it too): heartbeats in a child process.
+        "ANBU_INGEST_BULK_PROCESS": "true",
     }
 
 

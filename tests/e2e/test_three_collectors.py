@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -47,6 +48,13 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         instance.kill()
 
 
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def test_kill_9_of_one_of_three_collectors_loses_no_sos_and_doubles_none(
     tmp_path: Path, broker: Broker
 ) -> None:
@@ -56,6 +64,7 @@ def test_kill_9_of_one_of_three_collectors_loses_no_sos_and_doubles_none(
         pytest.skip(str(exc))
     smtp, sms = SmtpServer().start(), SmsGateway().start()
     collectors = []
+    ports: list[str] = []
     try:
         db = Database(pg.create_database("three"))
         db.create_schema()
@@ -64,8 +73,11 @@ def test_kill_9_of_one_of_three_collectors_loses_no_sos_and_doubles_none(
             env = collector_env(db.url, broker, smtp, sms, free_port())
             env["ANBU_MQTT_CLIENT_ID"] = f"collector-{n}"  # one persistent session each
             env["ANBU_SOS_ACK_TIMEOUT_S"] = "3600"
+            ports.append(env["ANBU_HTTP_PORT"])
             collectors.append(start_collector(env, tmp_path / f"collector-{n}.log", timeout_s=60))
         time.sleep(1.0)  # every collector has joined the share group
+        bulk_child = httpx.get(f"http://127.0.0.1:{ports[0]}/health").json()["ingest"]["bulk"]
+        bulk_pid = bulk_child["process"]["pid"]
         sim = Simulator(
             SimSettings(
                 homes=HOMES,
@@ -90,6 +102,9 @@ def test_kill_9_of_one_of_three_collectors_loses_no_sos_and_doubles_none(
         while sim.pending_sos() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not sim.pending_sos(), "an SOS was never acknowledged"
+        assert not Path(f"/proc/{bulk_pid}").exists() or _zombie(bulk_pid), (
+            "the killed collector's bulk process lives on"
+        )
         done.set()
         runner.join(15)
         with db.session() as s:
