@@ -180,6 +180,7 @@ def main() -> int:
         mqtt_password=broker.password(COLLECTOR_USER),
         database_url=db.url,
         ingest_receive_maximum=2000,
+        ingest_bulk_process=False,  # both lanes in this process, whose counters are read
     )
     ingest = Ingest(settings, Service(db))
     bulk = ingest.bulk

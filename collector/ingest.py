@@ -301,6 +301,10 @@ class Ingest:
         for intake in self.intakes:
             if not intake.connected.wait(max(0.0, deadline - time.monotonic())):
                 return False
+        while self.bulk_process is not None and not self.bulk_process.connected:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
         return True
 
     def health(self) -> dict[str, Any]:

@@ -101,7 +101,7 @@ class CollectorSettings(BaseSettings):
         default=1, ge=1, le=16, description="MQTT connections feeding the bulk lane"
     )
     ingest_bulk_process: bool = Field(
-        default=False,
+        default=True,
         description="run the bulk lane in a child process, so heartbeats never delay an SOS",
     )
     ingest_bulk_nice: int = Field(

@@ -39,6 +39,7 @@ def ingest(broker: Broker, database: Database) -> Iterator[Ingest]:
         mqtt_username=COLLECTOR_USER,
         mqtt_password=broker.password(COLLECTOR_USER),
         database_url=database.url,
+        ingest_bulk_process=False,  # the lanes in this process (test_bulk_process: the child)
     )
     notified: list[int] = []
     ing = Ingest(settings, Service(database), on_notify=lambda: notified.append(1))
@@ -116,6 +117,7 @@ def _start_ingest(broker: Broker, database: Database) -> Ingest:
         mqtt_username=COLLECTOR_USER,
         mqtt_password=broker.password(COLLECTOR_USER),
         database_url=database.url,
+        ingest_bulk_process=False,  # the lanes in this process (test_bulk_process: the child)
     )
     ing = Ingest(settings, Service(database))
     ing.start()
