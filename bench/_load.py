@@ -29,17 +29,30 @@ from tests.support.mosquitto import COLLECTOR_USER, Broker, anbu_acl, anbu_users
 
 DISTRICT = "bench"
 LOAD_USER = "loadgen"
+WATCH_USER = "watch"
 
 
 def start_bench_broker(workdir: Path) -> Broker:
     """The field's rules (dynamic security) plus ``loadgen`` (publishes for every home, reads
-    every command, like ``anbu sim``) and ``bare`` (the reference subscriber)."""
-    users = {**anbu_users(), LOAD_USER: "loadgen-secret", "bare": "bare-secret"}
+    every command, like ``anbu sim``), ``bare`` (the reference subscriber) and ``watch`` (sees
+    every event as the broker passes it on, to time the broker apart from the collector)."""
+    users = {
+        **anbu_users(),
+        LOAD_USER: "loadgen-secret",
+        "bare": "bare-secret",
+        WATCH_USER: "watch-secret",
+    }
     bare = [
         {"acltype": "subscribePattern", "topic": f"$share/bare/{PREFIX}/#", "allow": True},
         {"acltype": "publishClientReceive", "topic": f"{PREFIX}/#", "allow": True},
     ]
-    rules = anbu_acl(COLLECTOR_USER, extra={LOAD_USER: simulator_acls(), "bare": bare})
+    watch = [
+        {"acltype": "subscribePattern", "topic": f"{PREFIX}/+/+/+/event/#", "allow": True},
+        {"acltype": "publishClientReceive", "topic": f"{PREFIX}/+/+/+/event/#", "allow": True},
+    ]
+    rules = anbu_acl(
+        COLLECTOR_USER, extra={LOAD_USER: simulator_acls(), "bare": bare, WATCH_USER: watch}
+    )
     return start_broker(workdir, users=users, acl=rules, max_queued_messages=1_000_000)
 
 

@@ -42,6 +42,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench._load import (
     LOAD_USER,
+    WATCH_USER,
     address,
     machine,
     run_publishers,
@@ -64,9 +65,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class AckWatch:
-    """When the collector's ``cmd/sos_ack`` reached each household (the commit is behind it)."""
+    """When a topic's first message reached each household's entry: with ``cmd/sos_ack`` the
+    collector's acknowledgement (its commit is behind it); with ``event/sos`` the moment the
+    broker passed the SOS on (the broker's part of the delay)."""
 
-    def __init__(self) -> None:
+    def __init__(self, topic_filter: str) -> None:
+        self.topic_filter = topic_filter
         self.at: dict[str, float] = {}
 
     def attach(self, client: mqtt.Client) -> None:
@@ -74,15 +78,23 @@ class AckWatch:
             household = msg.topic.split("/")[3]
             self.at.setdefault(household, time.monotonic())
 
+        def on_connect(c: mqtt.Client, *_args: object) -> None:
+            c.subscribe(self.topic_filter, qos=0)
+
         client.on_message = on_message
-        client.subscribe(f"{PREFIX}/+/+/+/cmd/sos_ack", qos=0)
+        client.on_connect = on_connect
 
 
 def run_sos(
-    client: mqtt.Client, smtp: SmtpServer, homes: list[int], interval_s: float, acks: AckWatch
-) -> tuple[list[float], list[float], int]:
-    """One SOS per home: latencies (ms) to the collector's acknowledgement and to the caregiver's
-    e-mail, and how many e-mails never came."""
+    client: mqtt.Client,
+    smtp: SmtpServer,
+    homes: list[int],
+    interval_s: float,
+    acks: AckWatch,
+    relayed: AckWatch,
+) -> tuple[list[float], list[float], list[float], int]:
+    """One SOS per home: latencies (ms) to the broker passing it on, to the collector's
+    acknowledgement and to the caregiver's e-mail, and how many e-mails never came."""
     sent: dict[str, float] = {}
     for n in homes:
         addr = address(n)
@@ -101,7 +113,8 @@ def run_sos(
         time.sleep(0.05)
     latencies = [1000 * (arrived[h] - sent[h]) for h in arrived]
     acked = [1000 * (acks.at[h] - sent[h]) for h in sent if h in acks.at]
-    return latencies, acked, len(sent) - len(arrived)
+    passed_on = [1000 * (relayed.at[h] - sent[h]) for h in sent if h in relayed.at]
+    return latencies, passed_on, acked, len(sent) - len(arrived)
 
 
 def one_run(opts: argparse.Namespace, lane: str) -> dict[str, Any]:
@@ -122,21 +135,29 @@ def one_run(opts: argparse.Namespace, lane: str) -> dict[str, Any]:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="sos-bench", protocol=mqtt.MQTTv5)
     client.username_pw_set(LOAD_USER, "loadgen-secret")
     client.connect("127.0.0.1", int(broker.url.rsplit(":", 1)[1]))
-    acks = AckWatch()
+    acks = AckWatch(f"{PREFIX}/+/+/+/cmd/sos_ack")
     acks.attach(client)
     client.loop_start()
+    watcher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="sos-watch", protocol=mqtt.MQTTv5)
+    watcher.username_pw_set(WATCH_USER, "watch-secret")
+    relayed = AckWatch(f"{PREFIX}/+/+/+/event/sos")
+    relayed.attach(watcher)
+    watcher.connect("127.0.0.1", int(broker.url.rsplit(":", 1)[1]))
+    watcher.loop_start()
     try:
         time.sleep(1.0)
         n = opts.sos
-        quiet, quiet_acked, quiet_dropped = run_sos(
-            client, smtp, list(range(0, n)), opts.interval_s, acks
+        quiet, _quiet_relayed, quiet_acked, quiet_dropped = run_sos(
+            client, smtp, list(range(0, n)), opts.interval_s, acks, relayed
         )
         before = httpx.get(f"http://127.0.0.1:{port}/health").json()["ingest"]
         sent, pubs, start_at = run_publishers(
-            broker, opts.homes, opts.publishers, opts.seconds, seq_base=0
+            broker, opts.homes, opts.publishers, opts.seconds, seq_base=0, rate_per_s=opts.rate
         )
         time.sleep(max(0.0, start_at - time.time()) + min(5.0, opts.seconds / 3))
-        loaded, acked, dropped = run_sos(client, smtp, list(range(n, 2 * n)), opts.interval_s, acks)
+        loaded, passed_on, acked, dropped = run_sos(
+            client, smtp, list(range(n, 2 * n)), opts.interval_s, acks, relayed
+        )
         after = httpx.get(f"http://127.0.0.1:{port}/health").json()["ingest"]
         for p in pubs:
             p.join(timeout=opts.seconds + 60)
@@ -147,6 +168,8 @@ def one_run(opts: argparse.Namespace, lane: str) -> dict[str, Any]:
             "max_ms": round(max(loaded), 1) if loaded else None,
             "ack_p50_ms": round(percentile(acked, 0.5), 1) if acked else None,
             "ack_p99_ms": round(percentile(acked, 0.99), 1) if acked else None,
+            "broker_p50_ms": round(percentile(passed_on, 0.5), 1) if passed_on else None,
+            "broker_p99_ms": round(percentile(passed_on, 0.99), 1) if passed_on else None,
             "sos_sent": n,
             "sos_dropped": dropped,
             "no_flood": {
@@ -162,6 +185,7 @@ def one_run(opts: argparse.Namespace, lane: str) -> dict[str, Any]:
         }
     finally:
         client.loop_stop()
+        watcher.loop_stop()
         collector.stop()
         smtp.stop()
         sms.stop()
@@ -187,6 +211,12 @@ def main() -> int:
     parser.add_argument("--publishers", type=int, default=2)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="heartbeats/s offered by all publishers together (0: as fast as they can)",
+    )
+    parser.add_argument(
         "--bulk-lane",
         choices=("process", "thread", "both"),
         default="both",
@@ -209,6 +239,9 @@ def main() -> int:
             "p50_ms": spread([r["p50_ms"] for r in mine if r["p50_ms"] is not None]),
             "p99_ms": spread([r["p99_ms"] for r in mine if r["p99_ms"] is not None]),
             "ack_p99_ms": spread([r["ack_p99_ms"] for r in mine if r["ack_p99_ms"] is not None]),
+            "broker_p99_ms": spread(
+                [r["broker_p99_ms"] for r in mine if r["broker_p99_ms"] is not None]
+            ),
             "no_flood_p99_ms": spread(
                 [r["no_flood"]["p99_ms"] for r in mine if r["no_flood"]["p99_ms"] is not None]
             ),
@@ -233,6 +266,7 @@ def main() -> int:
             "homes": opts.homes,
             "flood_seconds": opts.seconds,
             "publishers": opts.publishers,
+            "offered_rate_per_s": opts.rate or "as fast as the publishers can",
             "sos_per_run": opts.sos,
             "sos_interval_s": opts.interval_s,
             "reps": opts.reps,
