@@ -117,11 +117,14 @@ def run_sos(
     return latencies, passed_on, acked, len(sent) - len(arrived)
 
 
-def one_run(opts: argparse.Namespace, lane: str) -> dict[str, Any]:
+def one_run(opts: argparse.Namespace, lane: str, pg: Any, rep: int) -> dict[str, Any]:
     """A fresh broker, database and collector; SOS without, then with, a heartbeat flood."""
     work = Path(tempfile.mkdtemp(prefix="anbu-bench-sosload-"))
     broker = start_bench_broker(work / "broker")
-    db = Database(f"sqlite:///{work / 'collector.sqlite3'}")
+    if pg is not None:
+        db = Database(pg.create_database(f"sosload_{lane}_{rep}"))
+    else:
+        db = Database(f"sqlite:///{work / 'collector.sqlite3'}")
     seed(db, opts.homes)
     db.dispose()
     smtp = SmtpServer().start()
@@ -210,6 +213,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--publishers", type=int, default=2)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument(
         "--rate",
         type=float,
@@ -227,11 +231,21 @@ def main() -> int:
     mp.set_start_method("spawn")
     lanes = ["process", "thread"] if opts.bulk_lane == "both" else [opts.bulk_lane]
     runs: list[dict[str, Any]] = []
-    for rep in range(opts.reps):
-        for lane in lanes:
-            run = one_run(opts, lane)
-            runs.append(run)
-            print(json.dumps({"progress": f"rep {rep + 1}/{opts.reps}", **run}), file=sys.stderr)
+    pg = None
+    if opts.database == "postgresql":
+        from tests.support.postgres import start_postgres
+
+        pg = start_postgres()
+    try:
+        for rep in range(opts.reps):
+            for lane in lanes:
+                run = one_run(opts, lane, pg, rep)
+                runs.append(run)
+                progress = {"progress": f"rep {rep + 1}/{opts.reps}", **run}
+                print(json.dumps(progress), file=sys.stderr)
+    finally:
+        if pg is not None:
+            pg.stop()
     by_lane: dict[str, Any] = {}
     for lane in lanes:
         mine = [r for r in runs if r["lane"] == lane]
@@ -270,7 +284,7 @@ def main() -> int:
             "sos_per_run": opts.sos,
             "sos_interval_s": opts.interval_s,
             "reps": opts.reps,
-            "database": "sqlite",
+            "database": opts.database,
             "collector": "anbu collector serve",
             **machine(),
         },

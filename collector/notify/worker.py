@@ -254,12 +254,13 @@ class NotificationWorker:
     def _poll_once(self) -> int:
         """Settle unsendable rows and start sending what is due; how many sends were started."""
         now = self._clock()
-        self._fail_unconfigured(now)
-        self._fail_exhausted(now)
-        self._escalate_undelivered(now)
+        # What is due is sent first: an SOS's notifications do not wait for the bookkeeping.
         started = 0
         for channel in self._notifiers:
             started += self._fill(channel, now)
+        self._fail_unconfigured(now)
+        self._fail_exhausted(now)
+        self._escalate_undelivered(now)
         return started
 
     def _fill(self, channel: str, now: dt.datetime) -> int:
