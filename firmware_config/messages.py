@@ -18,16 +18,13 @@ made up at decoding would differ at every redelivery and defeat de-duplication.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ModelWrapValidatorHandler,
     ValidationError,
-    ValidationInfo,
-    model_validator,
 )
 
 from firmware_config.errors import ContractError
@@ -52,7 +49,6 @@ Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
 Seconds = Annotated[float, Field(ge=0, le=MAX_DURATION_S)]
 AgentVersion = Annotated[str, Field(max_length=32, pattern=_NO_CONTROL)]
 
-_WIRE = {"wire": True}
 """Validation context of a payload decoded from the wire (see ``_Message._wire_needs_id``)."""
 
 
@@ -70,17 +66,6 @@ class _Message(BaseModel):
         ge=0, lt=MAX_DEVICE_TS, description="device clock, seconds since the epoch (UTC)"
     )
     seq: Count = Field(description="per-device sequence number, increasing")
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _wire_needs_id(
-        cls, data: object, handler: ModelWrapValidatorHandler[Self], info: ValidationInfo
-    ) -> Self:
-        # Made in code, a message gets a fresh id; received, it must bring the one it was sent with.
-        message = handler(data)
-        if info.context is _WIRE and isinstance(data, dict) and "message_id" not in data:
-            raise ValueError("message_id: Field required")
-        return message
 
     def to_payload(self) -> bytes:
         """Compact JSON bytes for the wire."""
@@ -209,7 +194,7 @@ def _decode(model: type[_Message], payload: bytes, where: str) -> _Message:
     if nesting_depth(payload) > MAX_NESTING:
         raise ContractError(f"{where}: payload nests deeper than {MAX_NESTING} levels")
     try:
-        return model.model_validate_json(payload, context=_WIRE)
+        message = model.model_validate_json(payload)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         if errors and errors[0]["type"] == "json_invalid":
@@ -221,6 +206,10 @@ def _decode(model: type[_Message], payload: bytes, where: str) -> _Message:
             for err in errors[:5]
         )
         raise ContractError(f"{where}: {problems}"[:500]) from exc
+    # Made in code, a message gets a fresh id; received, it must bring the one it was sent with.
+    if "message_id" not in message.model_fields_set:
+        raise ContractError(f"{where}: message_id: Field required")
+    return message
 
 
 def decode_device_message(channel: Channel, payload: bytes) -> DeviceMessage:

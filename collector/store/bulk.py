@@ -54,7 +54,9 @@ _NAMED = re.compile(r":(\w+)")
 
 def _sqlite_time(value: dt.datetime) -> str:
     # The text form SQLAlchemy's SQLite DateTime stores (UTC, no zone), so both can compare.
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # isoformat is several times cheaper than strftime, and this runs twice per heartbeat.
+    utc = value if value.tzinfo is dt.UTC else value.astimezone(dt.UTC)
+    return utc.isoformat(sep=" ", timespec="microseconds")[:26]  # without the "+00:00"
 
 
 def executemany(
