@@ -391,60 +391,55 @@ class Service:
                 result.life_signs.append((address.household, "motion", when.at))
             else:  # pragma: no cover - the event lane takes SOS and cancels
                 raise ContractError(f"{message.kind} does not belong in the bulk lane")
+        # Every row is made before the first write: SQLite holds its one write lock (which an
+        # SOS in the other lane waits for) only while the statements run.
         latest = latest_per_device(heartbeats)
-        if latest:
-            bulk.executemany(
-                session,
-                bulk.LATEST,
-                [
-                    {
-                        "id": d.device_id,
-                        "heard": d.heard_at,
-                        "seq": d.seq,
-                        "version": d.agent_version,
-                        "depth": d.outbox_depth,
-                        "overruns": d.audio_overruns,
-                        "offset": offsets[d.device_id],
-                    }
-                    for d in latest
-                ],
-                times=("heard",),
-            )
-            for d in latest:
-                if d.life_sign_at is not None and (
-                    d.device_id not in alive or d.life_sign_at > alive[d.device_id]
-                ):
-                    alive[d.device_id] = d.life_sign_at
-            bulk.executemany(
-                session,
-                bulk.ROLLUP,
-                [
-                    {
-                        "device_id": r.device_id,
-                        "day": r.day.isoformat(),
-                        "heartbeats": r.heartbeats,
-                        "motion_count": r.motion_count,
-                        "speech_s": r.speech_s,
-                        "wake_word_count": r.wake_word_count,
-                        "interactions": r.interactions,
-                        "button_presses": r.button_presses,
-                        "max_outbox_depth": r.max_outbox_depth,
-                        "last_seq": r.last_seq,
-                    }
-                    for r in daily_rollups(heartbeats)
-                ],
-            )
+        latest_rows = bulk.for_driver(
+            session,
+            [
+                {
+                    "id": d.device_id,
+                    "heard": d.heard_at,
+                    "seq": d.seq,
+                    "version": d.agent_version,
+                    "depth": d.outbox_depth,
+                    "overruns": d.audio_overruns,
+                    "offset": offsets[d.device_id],
+                }
+                for d in latest
+            ],
+            times=("heard",),
+        )
+        for d in latest:
+            if d.life_sign_at is not None and (
+                d.device_id not in alive or d.life_sign_at > alive[d.device_id]
+            ):
+                alive[d.device_id] = d.life_sign_at
+        rollup_rows = [
+            {
+                "device_id": r.device_id,
+                "day": r.day.isoformat(),
+                "heartbeats": r.heartbeats,
+                "motion_count": r.motion_count,
+                "speech_s": r.speech_s,
+                "wake_word_count": r.wake_word_count,
+                "interactions": r.interactions,
+                "button_presses": r.button_presses,
+                "max_outbox_depth": r.max_outbox_depth,
+                "last_seq": r.last_seq,
+            }
+            for r in daily_rollups(heartbeats)
+        ]
+        alive_rows = bulk.for_driver(
+            session, [{"id": k, "alive": v} for k, v in alive.items()], times=("alive",)
+        )
+        bulk.run(session, bulk.LATEST, latest_rows)
+        bulk.run(session, bulk.ROLLUP, rollup_rows)
         if seen:
             session.execute(
                 _SEEN, [{"b_id": k, "b_seq": q, "b_heard": at} for k, (q, at) in seen.items()]
             )
-        if alive:
-            bulk.executemany(
-                session,
-                bulk.LIFE_SIGN,
-                [{"id": k, "alive": v} for k, v in alive.items()],
-                times=("alive",),
-            )
+        bulk.run(session, bulk.LIFE_SIGN, alive_rows)
         if states:
             session.execute(_STATE, list(states.values()))
         if motions:

@@ -59,21 +59,31 @@ def _sqlite_time(value: dt.datetime) -> str:
     return utc.isoformat(sep=" ", timespec="microseconds")[:26]  # without the "+00:00"
 
 
-def executemany(
-    session: Session, sql: str, rows: Sequence[dict[str, Any]], *, times: tuple[str, ...] = ()
-) -> None:
-    """Run ``sql`` (``:name`` parameters) once per row on the session's own connection."""
-    if not rows:
+def for_driver(
+    session: Session, rows: Sequence[dict[str, Any]], *, times: tuple[str, ...] = ()
+) -> Sequence[dict[str, Any]]:
+    """``rows`` as the session's driver takes them (SQLite: the ``times`` columns as text).
+
+    Done before the first write of a batch, so that SQLite's write lock is held for the
+    statements only.
+    """
+    if not times or session.get_bind().dialect.name == "postgresql":
+        return rows
+    return [{**r, **{k: _sqlite_time(r[k]) for k in times}} for r in rows]
+
+
+def run(session: Session, sql: str, params: Sequence[dict[str, Any]]) -> None:
+    """Run ``sql`` (``:name`` parameters) once per row of :func:`for_driver` ``params`` on the
+    session's own connection."""
+    if not params:
         return
     connection = session.connection().connection
+    statement = sql
     if session.get_bind().dialect.name == "postgresql":
         statement = _NAMED.sub(r"%(\1)s", sql)
-        params: Sequence[dict[str, Any]] = rows
-    else:
-        statement = sql
-        params = [{**r, **{k: _sqlite_time(r[k]) for k in times}} for r in rows] if times else rows
     cursor = connection.cursor()
     try:
         cursor.executemany(statement, params)
     finally:
         cursor.close()
+
