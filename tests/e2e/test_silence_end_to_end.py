@@ -313,3 +313,55 @@ def test_kill_9_rebuilds_the_deadline_from_the_store_and_raises_each_flag_once(
     finally:
         device.close()
         collector.stop()
+
+
+def test_a_device_gone_offline_opens_a_ticket_and_its_silence_is_dispatched_at_once(
+    tmp_path: Path,
+    broker: Broker,
+    store: Database,
+    smtp_server: SmtpServer,
+    sms_gateway: SmsGateway,
+) -> None:
+    """The agent dies (``kill -9``; the broker publishes its last will): a technician ticket
+    opens, and once the period runs out with no other life sign the home is flagged as
+    ``device_offline`` and dispatched without a check-in (there is nobody to ask)."""
+    env = silence_env(store, broker, smtp_server, sms_gateway)
+    env["ANBU_SUPERVISION_INTERVAL_S"] = "0.5"
+    env["ANBU_API_TOKEN"] = "e2e-staff-token"
+    collector = start_collector(env, tmp_path / "c.log")
+    register_home(store, 1, period_s=8)
+    config = agent_config(tmp_path / "agent.toml", broker, "dev-1", "h-1")
+    control = tmp_path / "gpio.sock"
+    agent = start_agent(config, control, tmp_path / "agent.log")
+    try:
+        moved_at = time.time()
+        drive(control, f"high {PIR}")
+        time.sleep(0.5)
+        drive(control, f"low {PIR}")
+        wait_until(lambda: life_sign_stored(store, "dev-1"), 10, "the agent's motion event")
+        agent.kill9()
+        url = f"http://127.0.0.1:{env['ANBU_HTTP_PORT']}/api/v1/technician-tickets"
+        headers = {"Authorization": f"Bearer {env['ANBU_API_TOKEN']}"}
+
+        def tickets() -> list[dict[str, object]]:
+            data: list[dict[str, object]] = httpx.get(url, headers=headers).json()["data"]
+            return data
+
+        wait_until(tickets, 10, "the offline ticket")
+        [ticket] = tickets()
+        assert (ticket["device_id"], ticket["kind"], ticket["status"]) == (
+            "dev-1",
+            "offline",
+            "open",
+        )
+        assert flags(store, "h-1") == [], "a device offline is not yet a silent resident"
+        wait_until(lambda: dispatches(store, "h-1"), 30, "the silence dispatch")
+        [flag] = flags(store, "h-1")
+        assert flag.limit == "device_offline" and flag.status == "dispatched"
+        assert flag.checkin_id is None, "nobody to ask: no check-in was sent"
+        assert flag.raised_at.timestamp() - moved_at >= 8 - 0.5
+        [mail] = smtp_server.wait_for(1, timeout=15)
+        assert "무활동" in str(mail.message["Subject"])
+    finally:
+        agent.stop()
+        collector.stop()
