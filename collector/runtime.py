@@ -11,6 +11,8 @@ from collector.domain.dispatch import Contact, DispatchPolicy
 from collector.domain.escalation import EscalationPolicy
 from collector.domain.links import LinkSigner
 from collector.domain.silence import LifeSignKind
+from collector.domain.silence_checkin import CheckinPolicy
+from collector.domain.supervision import HeartbeatFacts, SupervisionSettings
 from collector.ingest import Ingest, utcnow
 from collector.notify.base import Notifier
 from collector.notify.email import SmtpNotifier
@@ -22,10 +24,11 @@ from collector.retention import RetentionJob, RetentionPolicy
 from collector.scheduler import Scheduler
 from collector.service import BulkResult, Outcome, Service
 from collector.settings import CollectorSettings
-from collector.silence_flow import SilenceFlow
+from collector.silence_flow import SilenceFlow, StoreDispatches
 from collector.silence_runtime import SilenceRuntime, SilenceRuntimeSettings
 from collector.startup import first_line
 from collector.store.db import Database
+from collector.supervision_runtime import SupervisionRuntime
 from collector.telemetry import (
     HeartbeatPoint,
     NullTelemetrySink,
@@ -125,21 +128,47 @@ class Collector:
         # Silent homes (docs/silence.md): life signs from both lanes feed the schedule; a flag
         # asks the home's speaker to check in (over the event connection) or opens a dispatch.
         self.silence_flow = SilenceFlow(
-            self.db, self.ingest.event_intake, on_notify=self.notifier.wake
+            self.db,
+            self.ingest.event_intake,
+            policy=CheckinPolicy(
+                enabled=settings.silence_checkin,
+                answer_window_min=settings.silence_checkin_window_min,
+                listen_s=settings.silence_checkin_listen_s,
+                request_ttl_min=settings.silence_checkin_ttl_min,
+                staff=staff,
+                dashboard_url=settings.public_url,
+            ),
+            dispatches=StoreDispatches(escalate_after_s=settings.silence_escalate_after_s),
+            on_notify=self.notifier.wake,
         )
         self.silence = SilenceRuntime(
             self.db,
             on_flag=self.silence_flow.on_flag,
-            settings=SilenceRuntimeSettings(instance_id=settings.mqtt_client_id),
+            settings=SilenceRuntimeSettings(
+                instance_id=settings.mqtt_client_id,
+                flush_interval_s=settings.silence_flush_interval_s,
+            ),
             clock=clock,
         )
         self.silence_flow.on_life_sign = self.silence.on_life_sign
+        # Device supervision (technician tickets); a home with no device up tells the silence
+        # schedule, which then keeps only the fixed period (docs/silence.md).
+        self.supervision = SupervisionRuntime(
+            self.db,
+            settings=SupervisionSettings(
+                heartbeat_interval_s=settings.supervision_heartbeat_interval_s,
+                missed_heartbeats=settings.supervision_missed_heartbeats,
+            ),
+            clock=clock,
+            on_offline_changed=self._home_offline_changed,
+        )
+        self._next_supervision_at: dt.datetime | None = None
         self.scheduler = Scheduler(
             self.service,
             interval_s=settings.scheduler_interval_s,
             clock=clock,
             on_notify=self.notifier.wake,
-            also=self.silence_flow.tick,
+            also=self._periodic,
         )
         self.retention = RetentionJob(
             self.db,
@@ -152,14 +181,45 @@ class Collector:
         )
         self.started_at: dt.datetime | None = None
 
+    def _home_offline_changed(self, household_id: str, offline: bool) -> None:
+        if self.settings.silence_enabled:
+            self.silence.on_device_state(household_id, online=not offline)
+
+    def _periodic(self, now: dt.datetime) -> None:
+        """With each scheduler tick: check-ins whose window ran out; now and then, tickets."""
+        if self.settings.silence_enabled:
+            self.silence_flow.tick(now)
+        if self._next_supervision_at is None or now >= self._next_supervision_at:
+            self._next_supervision_at = now + dt.timedelta(
+                seconds=self.settings.supervision_interval_s
+            )
+            self.supervision.tick()
+
     def _after_bulk(self, result: BulkResult) -> None:
-        """After a bulk commit: life signs and device states to the silence schedule, each
-        heartbeat's counters to the time-series sink (neither blocks)."""
+        """After a bulk commit: life signs and device states to the silence schedule and to
+        supervision, each heartbeat's counters to the time-series sink (none blocks)."""
         if self.settings.silence_enabled:
             for household, kind, at in result.life_signs:
                 self.silence.on_life_sign(household, LifeSignKind(kind), at)
             for household, online in result.states:
                 self.silence.on_device_state(household, online=online)
+        for address, state, at in result.device_states:
+            self.supervision.on_state(address.device, address.household, state, at)
+        for address, at, hb in result.heartbeats:
+            self.supervision.on_heartbeat(
+                address.device,
+                address.household,
+                HeartbeatFacts(
+                    interval_s=hb.interval_s,
+                    uptime_s=hb.uptime_s,
+                    audio_overruns=hb.audio_overruns,
+                    outbox_depth=hb.outbox_depth,
+                    motion_count=hb.motion_count,
+                    speech_s=hb.speech_s,
+                    interactions=hb.interactions,
+                ),
+                at,
+            )
         if result.heartbeats:
             self.telemetry.submit(
                 [
@@ -182,6 +242,7 @@ class Collector:
             self.silence.start()
         else:
             log.warning("silence flags are off (ANBU_SILENCE_ENABLED=false)")
+        self.supervision.restore()
         self.notifier.start()
         self.scheduler.start()
         self.retention.start()
@@ -242,6 +303,7 @@ class Collector:
             if self.ingest.bulk_process is None
             else self.ingest.bulk_process.telemetry_health(),
             "silence": self.silence.health(),
+            "supervision": self.supervision.health(),
             "notification_delivery": delivery,
             "scheduler_runs": self.scheduler.runs,
             "retention": self.retention.health(),

@@ -136,6 +136,8 @@ class BulkResult:
     """(household, kind, at) for every life sign in the batch; kinds are ``LifeSignKind`` values."""
     states: list[tuple[str, bool]] = field(default_factory=list)
     """(household, online) for every state message, in arrival order."""
+    device_states: list[tuple[DeviceAddress, str, dt.datetime]] = field(default_factory=list)
+    """(address, "online" | "offline", received at) for every state message, in arrival order."""
 
 
 def household_view(household: Household) -> HouseholdView:
@@ -339,6 +341,7 @@ class Service:
                 # Applied in arrival order: the last will carries the timestamp of the
                 # connection it was registered with, so device timestamps would mislead here.
                 result.states.append((address.household, message.state == "online"))
+                result.device_states.append((address, message.state, item.received_at))
                 states[address.device] = {
                     "b_id": address.device,
                     "b_online": message.state == "online",

@@ -86,6 +86,33 @@ class CollectorSettings(BaseSettings):
     silence_enabled: bool = Field(
         default=True, description="raise silence flags (check-in, then a dispatch)"
     )
+    silence_checkin: bool = Field(
+        default=True, description="ask the home's speaker before a silence dispatch"
+    )
+    silence_checkin_window_min: float = Field(
+        default=10.0, gt=0, le=240, description="minutes from the check-in request to dispatch"
+    )
+    silence_checkin_ttl_min: float = Field(
+        default=5.0, gt=0, le=240, description="a request not played this soon is not played"
+    )
+    silence_checkin_listen_s: float = Field(
+        default=60.0, ge=5, le=600, description="seconds the speaker listens after each prompt"
+    )
+    silence_escalate_after_s: float = Field(
+        default=900.0, gt=0, description="escalate a silence dispatch nobody accepted"
+    )
+    silence_flush_interval_s: float = Field(
+        default=5.0, gt=0, le=300, description="life signs are written behind this often"
+    )
+    supervision_interval_s: float = Field(
+        default=60.0, gt=0, le=3600, description="how often technician tickets are decided"
+    )
+    supervision_heartbeat_interval_s: float = Field(
+        default=300.0, gt=0, le=86400, description="the agents' heartbeat interval"
+    )
+    supervision_missed_heartbeats: int = Field(
+        default=3, ge=1, le=100, description="heartbeats missed before a device is offline"
+    )
 
     # Ingest pipeline (see collector/pipeline.py)
     ingest_batch_max: int = Field(
@@ -170,6 +197,11 @@ class CollectorSettings(BaseSettings):
             raise ValueError(
                 f"api_db_sessions={self.api_db_sessions} must be below db_pool_size="
                 f"{self.db_pool_size}: ingest and notifications need connections too"
+            )
+        if self.silence_checkin_ttl_min > self.silence_checkin_window_min:
+            raise ValueError(
+                f"silence_checkin_ttl_min={self.silence_checkin_ttl_min} must not exceed "
+                f"silence_checkin_window_min={self.silence_checkin_window_min}"
             )
         if not self.database_url.startswith(("sqlite", "postgresql")):
             raise ValueError(f"database_url={self.database_url!r} must be sqlite:// or postgresql")

@@ -22,9 +22,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from collector.domain.dispatch import Message
@@ -243,12 +243,22 @@ class SilenceFlow:
             )
             resumed = _resumed_at(session, row)
             if isinstance(decision, DispatchForSilence) and resumed is not None:
-                row.status, row.closed_at = "closed", now
-                row.record = f"응답 없음, 그러나 생활 신호 ({resumed.isoformat()})"
+                if _take(session, row, "closed"):
+                    row.closed_at = now
+                    row.record = f"응답 없음, 그러나 생활 신호 ({resumed.isoformat()})"
             elif isinstance(decision, CloseFlag):
-                row.status, row.closed_at, row.record = "closed", now, decision.record
+                if _take(session, row, "closed"):
+                    row.closed_at, row.record = now, decision.record
+                else:  # the window ran out at another collector first: the dispatch stays
+                    decision = LateAnswer(
+                        decision.household_id, decision.checkin_id, decision.record
+                    )
+                    session.refresh(row)
+                    if row.dispatch_id is not None:
+                        self.dispatches.add_note(session, row.dispatch_id, decision.record)
             elif isinstance(decision, DispatchForSilence):
-                self._dispatch(session, row, decision, now)
+                if _take(session, row, "dispatched"):
+                    self._dispatch(session, row, decision, now)
             elif isinstance(decision, LateAnswer) and row.dispatch_id is not None:
                 self.dispatches.add_note(session, row.dispatch_id, decision.record)
                 row.record = decision.record
@@ -275,14 +285,18 @@ class SilenceFlow:
                     continue
                 resumed = _resumed_at(session, row)
                 if resumed is not None:  # the resident moved (or spoke) while we waited
-                    row.status, row.closed_at = "closed", now
-                    row.record = f"확인 대기 중 생활 신호 ({resumed.isoformat()})"
+                    if _take(session, row, "closed"):
+                        row.closed_at = now
+                        row.record = f"확인 대기 중 생활 신호 ({resumed.isoformat()})"
                     self._pending.pop(row.checkin_id or "", None)
                     continue
                 decision = on_tick(pending, household_view(household), now=now, policy=self.policy)
-                if decision is not None:
+                # Several collectors tick the same rows: one conditional UPDATE decides which
+                # of them opens the dispatch.
+                if decision is not None and _take(session, row, "dispatched"):
                     self._dispatch(session, row, decision, now)
                     opened += 1
+                    self._pending.pop(row.checkin_id or "", None)
         self._wake_notifier()
         return opened
 
@@ -320,6 +334,29 @@ class SilenceFlow:
             extra={"household_id": decision.household_id, "dispatch_id": dispatch_id},
         )
         self._notify = True
+
+
+def _take(session: Session, row: SilenceFlagRow, status: str) -> bool:
+    """Move the flag from the status read to ``status``, unless another collector moved it
+    first (one conditional UPDATE; on PostgreSQL the loser waits for the winner's commit and
+    then matches no row)."""
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            update(SilenceFlagRow)
+            .where(SilenceFlagRow.id == row.id, SilenceFlagRow.status == row.status)
+            .values(status=status)
+            .execution_options(synchronize_session=False)
+        ),
+    )
+    if result.rowcount != 1:
+        log.info(
+            "silence flag already moved by another collector",
+            extra={"flag_id": row.id, "wanted": status},
+        )
+        return False
+    row.status = status
+    return True
 
 
 def _resumed_at(session: Session, row: SilenceFlagRow) -> dt.datetime | None:

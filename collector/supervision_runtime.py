@@ -35,6 +35,7 @@ from collector.domain.supervision import (
     TicketKind,
     decide_tickets,
     is_offline,
+    merge_stored,
     observe_heartbeat,
     observe_state,
 )
@@ -126,6 +127,20 @@ class SupervisionRuntime:
         decisions: list[OpenTicket | CloseTicket] = []
         changed: list[tuple[str, bool]] = []
         with self._lock:
+            suspects = [
+                device_id
+                for device_id, health in self._health.items()
+                if is_offline(health, now=now, settings=self.settings)
+            ]
+        stored = self._stored_liveness(suspects)
+        self._reload_open()
+        with self._lock:
+            for device_id, (online, state_at, heartbeat_at) in stored.items():
+                health = self._health.get(device_id)
+                if health is not None:
+                    self._health[device_id] = merge_stored(
+                        health, online=online, state_at=state_at, last_heartbeat_at=heartbeat_at
+                    )
             for device_id, health in self._health.items():
                 open_kinds = frozenset(self._open.get(device_id, ()))
                 decisions += decide_tickets(health, open_kinds, now=now, settings=self.settings)
@@ -145,6 +160,53 @@ class SupervisionRuntime:
             self.on_offline_changed(household_id, offline)
         return written
 
+    def _reload_open(self) -> None:
+        """The open tickets as stored: another collector, or staff by hand, may have closed one
+        (a ticket closed by hand whose condition still holds is opened again, as a new one)."""
+        try:
+            with self.db.session() as session:
+                rows = session.execute(
+                    select(TechnicianTicket.device_id, TechnicianTicket.kind).where(
+                        TechnicianTicket.closed_at.is_(None)
+                    )
+                ).all()
+        except SQLAlchemyError:
+            log.exception("could not read open tickets; using what this collector knows")
+            return
+        open_now: dict[str, set[TicketKind]] = {}
+        for device_id, kind in rows:
+            try:
+                open_now.setdefault(device_id, set()).add(TicketKind(kind))
+            except ValueError:
+                log.error("unknown ticket kind in the store", extra={"kind": kind})
+        with self._lock:
+            self._open = open_now
+
+    def _stored_liveness(
+        self, device_ids: list[str]
+    ) -> dict[str, tuple[bool, dt.datetime | None, dt.datetime | None]]:
+        """``online``, ``state_changed_at`` and ``last_heartbeat_at`` as stored, for the devices
+        this collector thinks are offline (few, usually): another collector may have heard them."""
+        found: dict[str, tuple[bool, dt.datetime | None, dt.datetime | None]] = {}
+        if not device_ids:
+            return found
+        try:
+            with self.db.session() as session:
+                for start in range(0, len(device_ids), 500):
+                    rows = session.execute(
+                        select(
+                            Device.id,
+                            Device.online,
+                            Device.state_changed_at,
+                            Device.last_heartbeat_at,
+                        ).where(Device.id.in_(device_ids[start : start + 500]))
+                    )
+                    for device_id, online, state_at, heartbeat_at in rows:
+                        found[device_id] = (bool(online), state_at, heartbeat_at)
+        except SQLAlchemyError:
+            log.exception("could not read device liveness; deciding on what this collector heard")
+        return found
+
     def _write(self, decision: OpenTicket | CloseTicket, now: dt.datetime) -> bool:
         try:
             with self.db.session() as session:
@@ -159,15 +221,24 @@ class SupervisionRuntime:
                         )
                     )
                 else:
+                    closed = 0
                     for ticket in session.scalars(
-                        select(TechnicianTicket).where(
+                        select(TechnicianTicket)
+                        .where(
                             TechnicianTicket.device_id == decision.device_id,
                             TechnicianTicket.kind == decision.kind.value,
                             TechnicianTicket.closed_at.is_(None),
                         )
+                        .with_for_update(skip_locked=True)
                     ):
                         ticket.closed_at = now
                         ticket.close_detail = decision.detail
+                        closed += 1
+                    if not closed:
+                        # Another collector (or staff, by hand) closed it first: not ours.
+                        with self._lock:
+                            self._open.get(decision.device_id, set()).discard(decision.kind)
+                        return False
         except IntegrityError:
             # Another collector opened it first: it is open either way, but not ours to report.
             with self._lock:

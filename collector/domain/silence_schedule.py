@@ -245,8 +245,12 @@ class SilenceTracker:
             home = self._homes[household_id]
             deadline = home.deadline
             assert deadline is not None  # armed homes always have one  # noqa: S101
+            limit = deadline.limit
+            if home.routine_suspended and limit is SilenceLimit.PERIOD:
+                # The device is offline: nothing could be heard, and staff should see that.
+                limit = SilenceLimit.DEVICE_OFFLINE
             reason = SilenceReason(
-                deadline.limit,
+                limit,
                 from_epoch(home.last_s),
                 home.last_kind,
                 deadline.limit_h,

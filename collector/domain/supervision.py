@@ -138,6 +138,30 @@ def observe_state(health: DeviceHealth, state: str, *, now: dt.datetime) -> Devi
     return dataclasses.replace(health, state=state, state_at=now)
 
 
+def merge_stored(
+    health: DeviceHealth,
+    *,
+    online: bool,
+    state_at: dt.datetime | None,
+    last_heartbeat_at: dt.datetime | None,
+) -> DeviceHealth:
+    """``health`` brought up to what the store knows (another collector heard the device).
+
+    With a shared subscription each collector hears only its share of a device's messages, so
+    its own view can say "offline" (heartbeats missed, or the last will it alone heard) while
+    the store holds a newer heartbeat or state. Only newer facts are taken.
+    """
+    if last_heartbeat_at is not None and (
+        health.last_heartbeat_at is None or last_heartbeat_at > health.last_heartbeat_at
+    ):
+        health = dataclasses.replace(health, last_heartbeat_at=last_heartbeat_at)
+    if state_at is not None and (health.state_at is None or state_at > health.state_at):
+        health = dataclasses.replace(
+            health, state="online" if online else "offline", state_at=state_at
+        )
+    return health
+
+
 @dataclass(frozen=True, slots=True)
 class OpenTicket:
     kind: TicketKind

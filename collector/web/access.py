@@ -50,6 +50,10 @@ def may_read_docs(viewer: Viewer) -> bool:
     return viewer.role in (Role.ADMIN, Role.SUPERVISOR, Role.TECHNICIAN)
 
 
+def may_see_tickets(viewer: Viewer) -> bool:
+    return viewer.role in (Role.ADMIN, Role.SUPERVISOR, Role.TECHNICIAN)
+
+
 def check(allowed: bool, what: str) -> None:
     if not allowed:
         raise Forbidden(what)

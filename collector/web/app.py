@@ -18,7 +18,7 @@ from collector.settings import CollectorSettings
 from collector.web.access import Forbidden
 from collector.web.deps import HERE, CsrfFailed, LoginRequired, optional_viewer, render
 from collector.web.records import BadForm, Missing
-from collector.web.routes import care, docs, login, reports, supervise
+from collector.web.routes import care, docs, login, reports, supervise, tickets
 from collector.web.snapshots import SnapshotCache
 
 
@@ -51,7 +51,8 @@ def install_web(app: FastAPI, settings: CollectorSettings) -> None:
         tile_url=settings.map_tile_url,
         tile_attribution=settings.map_tile_attribution,
     )
-    for router in (login.router, care.router, supervise.router, reports.router, docs.router):
+    routers = (login.router, care.router, supervise.router, reports.router, tickets.router)
+    for router in (*routers, docs.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.mount(

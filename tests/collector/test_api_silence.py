@@ -91,3 +91,66 @@ def test_staff_see_flags_with_their_reason_and_open_tickets(
     assert client.get("/api/v1/silence-flags", params={"status": "closed"}).json()["count"] == 0
     tickets = client.get("/api/v1/technician-tickets").json()
     assert [t["kind"] for t in tickets["data"]] == ["offline"]
+
+
+def add_ticket(database: Database, kind: str = "offline", device: str = "dev-1") -> int:
+    with database.session() as s:
+        ticket = TechnicianTicket(
+            device_id=device,
+            household_id=f"h-{device.split('-')[1]}",
+            kind=kind,
+            detail="heartbeats stopped",
+            opened_at=NOW,
+        )
+        s.add(ticket)
+        s.flush()
+        return ticket.id
+
+
+def test_staff_filter_and_close_tickets_by_hand(client: TestClient, database: Database) -> None:
+    register_homes(database, ("dev-1", "dev-2"))
+    first = add_ticket(database)
+    add_ticket(database, "outbox_backlog", "dev-2")
+    listed = client.get("/api/v1/technician-tickets", params={"kind": "outbox_backlog"}).json()
+    assert [(t["device_id"], t["status"]) for t in listed["data"]] == [("dev-2", "open")]
+    by_home = client.get("/api/v1/technician-tickets", params={"household_id": "h-1"}).json()
+    assert [t["id"] for t in by_home["data"]] == [first]
+    closed = client.post(
+        f"/api/v1/technician-tickets/{first}/close",
+        json={"by": "박기사", "note": "전원 어댑터 교체"},
+    )
+    assert closed.status_code == 200, closed.text
+    body = closed.json()
+    assert body["status"] == "closed" and body["close_detail"] == "박기사: 전원 어댑터 교체"
+    assert body["closed_at"] is not None
+    again = client.post(
+        f"/api/v1/technician-tickets/{first}/close", json={"by": "박기사", "note": "다시"}
+    )
+    assert again.status_code == 409
+    assert client.get(f"/api/v1/technician-tickets/{first}").json()["status"] == "closed"
+    everything = client.get("/api/v1/technician-tickets", params={"open": "false"}).json()
+    assert everything["count"] == 2
+    assert client.get("/api/v1/technician-tickets").json()["count"] == 1  # open ones only
+
+
+def test_bad_ticket_requests_are_refused(
+    client: TestClient, anonymous: TestClient, database: Database
+) -> None:
+    register_homes(database, ("dev-1",))
+    ticket = add_ticket(database)
+    url = f"/api/v1/technician-tickets/{ticket}/close"
+    assert anonymous.post(url, json={"by": "a", "note": "b"}).status_code == 401
+    assert anonymous.get("/api/v1/technician-tickets").status_code == 401
+    assert (
+        client.post(
+            "/api/v1/technician-tickets/999/close", json={"by": "a", "note": "b"}
+        ).status_code
+        == 404
+    )
+    assert client.get("/api/v1/technician-tickets/0").status_code == 422
+    assert client.post(url, json={"by": "a"}).status_code == 422  # a note is required
+    assert client.post(url, json={"by": "a", "note": "x" * 501}).status_code == 422
+    assert client.post(url, json={"by": "a", "note": "b", "extra": 1}).status_code == 422
+    assert client.get("/api/v1/technician-tickets", params={"kind": "bogus"}).status_code == 422
+    assert client.get("/api/v1/technician-tickets", params={"device_id": "../x"}).status_code == 422
+    assert client.get(f"/api/v1/technician-tickets/{ticket}").json()["status"] == "open"

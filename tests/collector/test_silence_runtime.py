@@ -140,8 +140,8 @@ def test_learning_persists_and_an_offline_device_falls_back_to_the_period(
     again.on_device_state("h-1", online=False)
     clock.advance(hours=40)
     assert again.tick() == []
-    clock.advance(hours=6)
-    assert [f.reason.limit for f in again.tick()] == [SilenceLimit.PERIOD]
+    clock.advance(hours=6)  # labelled so staff see why nothing was heard
+    assert [f.reason.limit for f in again.tick()] == [SilenceLimit.DEVICE_OFFLINE]
 
 
 def test_health_and_a_bad_stored_routine_is_reported_not_fatal(database: Database) -> None:

@@ -18,6 +18,7 @@ from collector.domain.supervision import (
     SupervisionSettings,
     TicketKind,
     decide_tickets,
+    merge_stored,
     observe_heartbeat,
     observe_state,
     offline_since,
@@ -170,8 +171,19 @@ def test_tracker_falls_back_to_the_period_while_the_device_is_offline() -> None:
     tracker.suspend_routine("h1")  # the device turned out to be offline
     assert tracker.due(last + 9 * 3600) == []
     flags = tracker.due(last + 10 * 3600)
-    assert [f.reason.limit for f in flags] == [SilenceLimit.PERIOD]
+    assert [f.reason.limit for f in flags] == [SilenceLimit.DEVICE_OFFLINE]
     tracker.life_sign("h1", last + 11 * 3600)  # an outside signal: the phone was used
     tracker.resume_routine("h1")
     deadline = tracker.deadline("h1")
     assert deadline is not None and deadline.limit is SilenceLimit.ROUTINE
+
+
+def test_stored_facts_are_merged_only_when_newer() -> None:
+    t0 = T0
+    later = t0 + dt.timedelta(minutes=5)
+    health = DeviceHealth("d", "h", state="offline", state_at=t0, last_heartbeat_at=t0)
+    merged = merge_stored(health, online=True, state_at=later, last_heartbeat_at=later)
+    assert (merged.state, merged.state_at, merged.last_heartbeat_at) == ("online", later, later)
+    older = t0 - dt.timedelta(minutes=5)
+    assert merge_stored(health, online=True, state_at=older, last_heartbeat_at=older) == health
+    assert merge_stored(health, online=True, state_at=None, last_heartbeat_at=None) == health

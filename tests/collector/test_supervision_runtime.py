@@ -85,3 +85,54 @@ def test_last_will_opens_a_ticket_at_once(database: Database) -> None:
     opened = rt.tick()
     assert [(type(d).__name__, d.kind) for d in opened] == [("OpenTicket", TicketKind.OFFLINE)]
     assert rt.health()["open_tickets"] == 1
+
+
+def store_heard(database: Database, at: dt.datetime, *, online: bool | None = None) -> None:
+    """What the ingest of whichever collector heard the device wrote to ``devices``."""
+    with database.session() as s:
+        device = s.get(Device, "dev-1")
+        assert device is not None
+        if online is None:
+            device.last_heartbeat_at = at
+        else:
+            device.online, device.state_changed_at = online, at
+
+
+def test_heartbeats_heard_by_the_other_collector_open_no_offline_ticket(
+    database: Database,
+) -> None:
+    """A shared subscription gives each collector only its share of a device's messages."""
+    register_homes(database, ("dev-1",))
+    clock = FakeClock()
+    changes: list[tuple[str, bool]] = []
+    a = SupervisionRuntime(
+        database,
+        settings=S,
+        clock=clock,
+        on_offline_changed=lambda h, off: changes.append((h, off)),
+    )
+    b = SupervisionRuntime(database, settings=S, clock=clock)
+    a.restore()
+    b.restore()
+    a.on_heartbeat("dev-1", "h-1", BEAT, NOW)
+    store_heard(database, NOW)
+    for minute in range(1, 6):  # every later heartbeat reaches b only
+        clock.at = NOW + dt.timedelta(minutes=minute)
+        b.on_heartbeat("dev-1", "h-1", BEAT, clock.at)
+        store_heard(database, clock.at)
+        assert a.tick() == [] and b.tick() == []
+    assert changes == []
+    # The device really stops: both now see the missed heartbeats; one ticket.
+    clock.at += dt.timedelta(minutes=3)
+    assert len(a.tick()) + len(b.tick()) == 1
+    # Its last will reached a only; it came back and b heard "online": a closes the ticket.
+    a.on_state("dev-1", "h-1", "offline", clock.at)
+    clock.at += dt.timedelta(minutes=1)
+    b.on_state("dev-1", "h-1", "online", clock.at)
+    b.on_heartbeat("dev-1", "h-1", BEAT, clock.at)
+    store_heard(database, clock.at, online=True)
+    store_heard(database, clock.at)
+    closed = [d for rt in (a, b) for d in rt.tick()]
+    assert [type(d).__name__ for d in closed] == ["CloseTicket"]
+    with database.session() as s:
+        assert s.scalars(select(TechnicianTicket)).one().closed_at == clock.at

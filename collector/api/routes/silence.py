@@ -5,14 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy import func, select
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select, update
 
-from collector.api.deps import PaginationDep, SessionDep
-from collector.api.models import Page
+from collector.api.deps import NowDep, PaginationDep, SessionDep
+from collector.api.models import Name, Page
+from collector.api.responses import CONFLICT, NOT_FOUND
 from collector.domain.silence import LifeSignKind, SilenceLimit, SilenceReason
+from collector.domain.supervision import TicketKind
 from collector.store.silence import SilenceFlagRow, TechnicianTicket
+from firmware_config.topics import ID_PATTERN
 
 router = APIRouter(tags=["silence"])
 
@@ -39,16 +42,45 @@ class SilenceFlagPublic(BaseModel):
 
 
 class TicketPublic(BaseModel):
+    """A technician ticket: ``open`` while ``closed_at`` is null, else ``closed``."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: int
     device_id: str
     household_id: str
     kind: str
+    """``offline``, ``audio_overruns``, ``outbox_backlog`` or ``microphone_silent``."""
     detail: str
     opened_at: dt.datetime
     closed_at: dt.datetime | None
     close_detail: str | None
+    """Why it closed: the condition cleared (written by the collector), or who closed it by
+    hand and their note."""
+    status: Literal["open", "closed"] = "open"
+
+
+def _ticket(row: TechnicianTicket) -> TicketPublic:
+    public = TicketPublic.model_validate(row)
+    return public.model_copy(update={"status": "open" if row.closed_at is None else "closed"})
+
+
+class TicketClose(BaseModel):
+    """A technician or staff member closes a ticket by hand."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    by: Name = Field(description="who closes it", examples=["박기사"])
+    note: str = Field(
+        min_length=1,
+        max_length=500,
+        pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]+$",
+        description="what was done or found",
+        examples=["전원 어댑터 교체"],
+    )
+
+
+TicketId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the ticket's id")]
 
 
 def _why(row: SilenceFlagRow) -> str:
@@ -92,19 +124,55 @@ def list_tickets(
     session: SessionDep,
     page: PaginationDep,
     open_only: Annotated[bool, Query(alias="open", description="only tickets not closed")] = True,
-    device_id: Annotated[str | None, Query()] = None,
+    device_id: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=64)] = None,
+    household_id: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=64)] = None,
+    kind: Annotated[TicketKind | None, Query(description="only this kind")] = None,
 ) -> Page[TicketPublic]:
-    """Technician tickets, newest first."""
+    """Technician tickets, newest first: a device offline (last will or missed heartbeats) or
+    sick (audio overruns, outbox backlog, microphone silent while motion continues)."""
     query = select(TechnicianTicket)
     if open_only:
         query = query.where(TechnicianTicket.closed_at.is_(None))
     if device_id is not None:
         query = query.where(TechnicianTicket.device_id == device_id)
+    if household_id is not None:
+        query = query.where(TechnicianTicket.household_id == household_id)
+    if kind is not None:
+        query = query.where(TechnicianTicket.kind == kind.value)
     count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(
         query.order_by(TechnicianTicket.opened_at.desc(), TechnicianTicket.id.desc())
         .limit(page.limit)
         .offset(page.offset)
     ).all()
-    data = [TicketPublic.model_validate(r) for r in rows]
+    data = [_ticket(r) for r in rows]
     return Page[TicketPublic](data=data, count=count, limit=page.limit, offset=page.offset)
+
+
+@router.get("/technician-tickets/{ticket_id}", responses=NOT_FOUND)
+def get_ticket(session: SessionDep, ticket_id: TicketId) -> TicketPublic:
+    row = session.get(TechnicianTicket, ticket_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no ticket {ticket_id}")
+    return _ticket(row)
+
+
+@router.post("/technician-tickets/{ticket_id}/close", responses=NOT_FOUND | CONFLICT)
+def close_ticket(
+    session: SessionDep, now: NowDep, ticket_id: TicketId, body: TicketClose
+) -> TicketPublic:
+    """Close an open ticket by hand (409 if it is already closed). If its condition still holds
+    (the device is still offline), the collector opens a new ticket at its next check."""
+    closed = session.execute(
+        update(TechnicianTicket)
+        .where(TechnicianTicket.id == ticket_id, TechnicianTicket.closed_at.is_(None))
+        .values(closed_at=now, close_detail=f"{body.by}: {body.note}")
+        .execution_options(synchronize_session=False)
+    )
+    row = session.get(TechnicianTicket, ticket_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no ticket {ticket_id}")
+    if getattr(closed, "rowcount", 0) != 1:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"ticket {ticket_id} is already closed")
+    session.refresh(row)
+    return _ticket(row)

@@ -33,7 +33,7 @@ def _safe_next(value: str | None) -> str:
 
 
 def _home(role: Role) -> str:
-    return {Role.CAREGIVER: "/care", Role.TECHNICIAN: "/docs"}.get(role, "/map")
+    return {Role.CAREGIVER: "/care", Role.TECHNICIAN: "/tickets"}.get(role, "/map")
 
 
 @router.get("/")
