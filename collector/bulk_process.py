@@ -9,8 +9,9 @@ silence and the API; a child process runs the bulk connections, the bulk lane an
 sink, at a lower CPU priority (``ingest_bulk_nice``), so the operating system, not the interpreter,
 puts an SOS first.
 
-The child sends the main process what the silence schedule needs from each committed batch (life
-signs and device states) and a health snapshot every second. It dies with the main process (the
+The child sends the main process what the silence schedule and device supervision read of each
+committed batch (life signs, device states, a heartbeat's health fields) and a health snapshot
+every second. It dies with the main process (the
 parent-death signal, and a check of its parent's pid), and the main process starts it again if it
 dies: its unacknowledged messages wait at the broker meanwhile, in its persistent session.
 """
@@ -55,19 +56,15 @@ def child_main(
     """The child: bulk connections → bulk lane → store; signs and health to ``out``."""
     _die_with_parent()
     from anbu import logs
+    from collector.domain.supervision import facts_of
     from collector.ingest import bulk_intakes, utcnow
     from collector.pipeline import BulkLane
     from collector.registry import DeviceRegistry, load_all, store_lookup
-    from collector.runtime import build_service
+    from collector.service import build_service
     from collector.store.db import Database
     from collector.telemetry import HeartbeatPoint, telemetry_from_settings
 
     logs.setup(settings.log_level)
-    if settings.ingest_bulk_nice:
-        try:
-            os.nice(settings.ingest_bulk_nice)
-        except OSError as exc:
-            log.warning("cannot lower the bulk process's priority", extra={"error": str(exc)})
     db = Database(settings.database_url, pool_size=2)
     registry = DeviceRegistry(store_lookup(db.sessions))
     with db.sessions() as session:
@@ -76,8 +73,18 @@ def child_main(
     telemetry = telemetry_from_settings(settings)
 
     def after_commit(result: BulkResult) -> None:
-        if settings.silence_enabled and (result.life_signs or result.states):
-            out.put(("signs", result.life_signs, result.states))
+        # What the main process's silence schedule and supervision read, in plain tuples.
+        out.put(
+            (
+                "signs",
+                BulkResult(
+                    life_signs=result.life_signs,
+                    states=result.states,
+                    device_states=result.device_states,
+                    supervised=[(a, at, facts_of(hb)) for a, at, hb in result.heartbeats],
+                ),
+            )
+        )
         if result.heartbeats:
             telemetry.submit(
                 [
@@ -98,6 +105,13 @@ def child_main(
     for intake in intakes:
         intake.start()
     log.info("bulk ingest process started", extra={"pid": os.getpid()})
+    # Started at the collector's priority (on a loaded machine a lowered one made the start take
+    # half a minute), lowered once it runs.
+    if settings.ingest_bulk_nice:
+        try:
+            os.nice(settings.ingest_bulk_nice)
+        except OSError as exc:
+            log.warning("cannot lower the bulk process's priority", extra={"error": str(exc)})
     try:
         while not stop.wait(_SNAPSHOT_EVERY_S):
             if os.getppid() != parent_pid:
@@ -149,8 +163,15 @@ class BulkProcess:
         self._reader = threading.Thread(target=self._read, name="anbu-bulk-reader", daemon=True)
 
     def start(self) -> None:
-        self._spawn()
+        """Start the child (if :meth:`spawn_early` has not) and read what it reports."""
+        if self._process is None:
+            self._spawn()
         self._reader.start()
+
+    def spawn_early(self) -> None:
+        """Start the child now, so its start-up overlaps the main process's."""
+        if self._process is None:
+            self._spawn()
 
     def _spawn(self) -> None:
         # A child killed while holding the lock of its queue or stop event would leave them
@@ -177,7 +198,7 @@ class BulkProcess:
                 continue
             if message[0] == "signs":
                 try:
-                    self.after_bulk(BulkResult(life_signs=message[1], states=message[2]))
+                    self.after_bulk(message[1])
                 except Exception:
                     log.exception("life signs from the bulk process failed")
             elif message[0] == "health":
@@ -206,7 +227,8 @@ class BulkProcess:
             if process.is_alive():
                 process.kill()
                 process.join(2.0)
-        self._reader.join(timeout=2.0)
+        if self._reader.ident is not None:
+            self._reader.join(timeout=2.0)
 
     # -- what the main process reports ----------------------------------------------------
 

@@ -278,6 +278,11 @@ class Ingest:
     def store_failures(self) -> int:
         return self.events.store_failures + int(self.bulk_health().get("store_failures", 0))
 
+    def prepare(self) -> None:
+        """Start what takes long to start (the bulk process), ahead of :meth:`start`."""
+        if self.bulk_process is not None:
+            self.bulk_process.spawn_early()
+
     def start(self) -> None:
         self.events.start()
         if self.bulk is not None:

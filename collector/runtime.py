@@ -7,12 +7,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from collector.domain.dispatch import Contact, DispatchPolicy
-from collector.domain.escalation import EscalationPolicy
-from collector.domain.links import LinkSigner
 from collector.domain.silence import LifeSignKind
 from collector.domain.silence_checkin import CheckinPolicy
-from collector.domain.supervision import HeartbeatFacts, SupervisionSettings
+from collector.domain.supervision import SupervisionSettings, facts_of
 from collector.ingest import Ingest, utcnow
 from collector.notify.base import Notifier
 from collector.notify.email import SmtpNotifier
@@ -22,7 +19,7 @@ from collector.notify.worker import NotificationWorker
 from collector.registry import DeviceRegistry, load_all, store_lookup
 from collector.retention import RetentionJob, RetentionPolicy
 from collector.scheduler import Scheduler
-from collector.service import BulkResult, Outcome, Service
+from collector.service import BulkResult, Outcome, build_service, staff_contact
 from collector.settings import CollectorSettings
 from collector.silence_flow import SilenceFlow, StoreDispatches
 from collector.silence_runtime import SilenceRuntime, SilenceRuntimeSettings
@@ -47,40 +44,6 @@ def notifiers_from_settings(settings: CollectorSettings) -> dict[str, Notifier]:
     if settings.sms_gateway_url:
         notifiers["sms"] = HttpSmsNotifier.from_settings(settings)
     return notifiers
-
-
-def link_signer(settings: CollectorSettings) -> LinkSigner:
-    """The signer of SMS/e-mail links; the pages verify with the same one."""
-    return LinkSigner(
-        settings.link_secret.encode(), settings.public_url, ttl_s=settings.link_ttl_h * 3600
-    )
-
-
-def staff_contact(settings: CollectorSettings) -> Contact | None:
-    """The district staff's contact, if one is configured."""
-    if settings.staff_email or settings.staff_phone:
-        return Contact("staff", settings.staff_name, settings.staff_phone, settings.staff_email)
-    return None
-
-
-def build_service(settings: CollectorSettings, db: Database, registry: DeviceRegistry) -> Service:
-    """The ingest service with the dispatch and escalation policies the settings give."""
-    staff = staff_contact(settings)
-    return Service(
-        db,
-        DispatchPolicy(
-            ack_timeout_s=settings.sos_ack_timeout_s,
-            staff=staff,
-            dashboard_url=settings.public_url,
-        ),
-        EscalationPolicy(
-            repeat_after_s=settings.escalation_repeat_s,
-            staff=staff,
-            dashboard_url=settings.public_url,
-        ),
-        registry=registry,
-        links=link_signer(settings),
-    )
 
 
 class Collector:
@@ -205,21 +168,11 @@ class Collector:
                 self.silence.on_device_state(household, online=online)
         for address, state, at in result.device_states:
             self.supervision.on_state(address.device, address.household, state, at)
-        for address, at, hb in result.heartbeats:
-            self.supervision.on_heartbeat(
-                address.device,
-                address.household,
-                HeartbeatFacts(
-                    interval_s=hb.interval_s,
-                    uptime_s=hb.uptime_s,
-                    audio_overruns=hb.audio_overruns,
-                    outbox_depth=hb.outbox_depth,
-                    motion_count=hb.motion_count,
-                    speech_s=hb.speech_s,
-                    interactions=hb.interactions,
-                ),
-                at,
-            )
+        supervised = result.supervised
+        if supervised is None:
+            supervised = [(a, at, facts_of(hb)) for a, at, hb in result.heartbeats]
+        for address, at, facts in supervised:
+            self.supervision.on_heartbeat(address.device, address.household, facts, at)
         if result.heartbeats:
             self.telemetry.submit(
                 [
@@ -235,6 +188,7 @@ class Collector:
 
     def start(self) -> None:
         self.db.create_schema()
+        self.ingest.prepare()  # the bulk process starts while the rest is restored
         with self.db.sessions() as session:
             self.registry.replace_all(load_all(session))
         if self.settings.silence_enabled:

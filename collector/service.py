@@ -46,7 +46,9 @@ from collector.domain.intake import (
 )
 from collector.domain.links import LinkSigner, fill_links
 from collector.domain.sos_test import incoming_sos
+from collector.domain.supervision import HeartbeatFacts as SupervisedBeat
 from collector.registry import DeviceHome, DeviceRegistry, store_lookup
+from collector.settings import CollectorSettings
 from collector.sos_tests import reack_test_sos, record_test_sos
 from collector.store import bulk
 from collector.store.db import Database
@@ -138,6 +140,9 @@ class BulkResult:
     """(household, online) for every state message, in arrival order."""
     device_states: list[tuple[DeviceAddress, str, dt.datetime]] = field(default_factory=list)
     """(address, "online" | "offline", received at) for every state message, in arrival order."""
+    supervised: list[tuple[DeviceAddress, dt.datetime, SupervisedBeat]] | None = None
+    """What supervision reads of each heartbeat, when the batch's results come from the bulk
+    process (which keeps ``heartbeats`` to itself); None: read it from ``heartbeats``."""
 
 
 def household_view(household: Household) -> HouseholdView:
@@ -823,3 +828,40 @@ def _dead_letter_row(item: Rejected) -> dict[str, object]:
         "reason": item.reason[:2000],
         "received_at": item.received_at,
     }
+
+
+# -- built from settings (the collector's main process and its bulk process) -----------------
+
+
+def link_signer(settings: CollectorSettings) -> LinkSigner:
+    """The signer of SMS/e-mail links; the pages verify with the same one."""
+    return LinkSigner(
+        settings.link_secret.encode(), settings.public_url, ttl_s=settings.link_ttl_h * 3600
+    )
+
+
+def staff_contact(settings: CollectorSettings) -> Contact | None:
+    """The district staff's contact, if one is configured."""
+    if settings.staff_email or settings.staff_phone:
+        return Contact("staff", settings.staff_name, settings.staff_phone, settings.staff_email)
+    return None
+
+
+def build_service(settings: CollectorSettings, db: Database, registry: DeviceRegistry) -> Service:
+    """The ingest service with the dispatch and escalation policies the settings give."""
+    staff = staff_contact(settings)
+    return Service(
+        db,
+        DispatchPolicy(
+            ack_timeout_s=settings.sos_ack_timeout_s,
+            staff=staff,
+            dashboard_url=settings.public_url,
+        ),
+        EscalationPolicy(
+            repeat_after_s=settings.escalation_repeat_s,
+            staff=staff,
+            dashboard_url=settings.public_url,
+        ),
+        registry=registry,
+        links=link_signer(settings),
+    )

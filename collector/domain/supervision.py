@@ -34,6 +34,7 @@ import enum
 from dataclasses import dataclass
 
 from collector.domain.silence import SilenceFlag, SilenceLimit
+from firmware_config.messages import Heartbeat
 
 
 class TicketKind(enum.StrEnum):
@@ -102,6 +103,19 @@ class HeartbeatFacts:
     motion_count: int
     speech_s: float
     interactions: int
+
+
+def facts_of(heartbeat: Heartbeat) -> HeartbeatFacts:
+    """The fields supervision reads, from a heartbeat as received."""
+    return HeartbeatFacts(
+        interval_s=heartbeat.interval_s,
+        uptime_s=heartbeat.uptime_s,
+        audio_overruns=heartbeat.audio_overruns,
+        outbox_depth=heartbeat.outbox_depth,
+        motion_count=heartbeat.motion_count,
+        speech_s=heartbeat.speech_s,
+        interactions=heartbeat.interactions,
+    )
 
 
 def observe_heartbeat(

@@ -86,4 +86,3 @@ def run(session: Session, sql: str, params: Sequence[dict[str, Any]]) -> None:
         cursor.executemany(statement, params)
     finally:
         cursor.close()
-

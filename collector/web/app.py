@@ -40,7 +40,7 @@ class WebConfig:
 
 def install_web(app: FastAPI, settings: CollectorSettings) -> None:
     """Add the pages to ``app``. The app must be made with ``docs_url=None, redoc_url=None``."""
-    from collector.runtime import link_signer  # runtime imports the whole collector
+    from collector.service import link_signer
 
     app.state.web = WebConfig(
         links=link_signer(settings),

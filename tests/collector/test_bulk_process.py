@@ -37,7 +37,7 @@ def heartbeat(seq: int) -> bytes:
         interactions=0,
         uptime_s=60.0 * seq,
         audio_overruns=0,
-        outbox_depth=0,
+        outbox_depth=seq * 10,
         agent_version="0.1.0",
     ).to_payload()
 
@@ -47,9 +47,13 @@ class Signs:
 
     def __init__(self) -> None:
         self.life_signs: list[tuple[str, str, dt.datetime]] = []
+        self.outbox_depths: list[tuple[str, int]] = []
 
     def __call__(self, result: BulkResult) -> None:
         self.life_signs.extend(result.life_signs)
+        assert not result.heartbeats, "the child keeps the heartbeats themselves"
+        assert result.supervised is not None
+        self.outbox_depths.extend((a.device, f.outbox_depth) for a, _at, f in result.supervised)
 
 
 @pytest.fixture
@@ -89,6 +93,8 @@ def test_heartbeats_are_stored_by_the_child_and_life_signs_reach_the_main_proces
             assert device.publish(ADDR.topic(Channel.HEARTBEAT), heartbeat(seq)) == 0
         wait_until(lambda: last_seq(database) == 3, timeout_s=10)
     wait_until(lambda: any(h == "h-1" for h, _k, _at in signs.life_signs))
+    # what device supervision reads of each heartbeat crosses too
+    wait_until(lambda: sorted(signs.outbox_depths) == [("dev-1", 10), ("dev-1", 20), ("dev-1", 30)])
     wait_until(lambda: ingest.bulk_health().get("applied") == 3, timeout_s=5)
     health = ingest.health()
     assert health["bulk"]["process"]["alive"] is True
