@@ -202,6 +202,7 @@ class SilenceFlow:
             seq=0,
             checkin_id=decision.pending.checkin_id,
             listen_s=decision.listen_s,
+            repeats=self.policy.repeats,
             expires_ts=decision.expires_at.timestamp(),
         )
         self.publisher.publish(checkin_command_topic(address), request.to_payload())

@@ -101,7 +101,11 @@ def start_collector(env: dict[str, str], log: Path, timeout_s: float = 20) -> Pr
         except httpx.HTTPError:
             return False
 
-    wait_until(healthy, timeout_s, "collector health")
+    try:
+        wait_until(healthy, timeout_s, "collector health")
+    except BaseException:
+        proc.kill9()  # never leave a half-started collector behind
+        raise
     return proc
 
 
