@@ -60,7 +60,9 @@ from tests.support.mqtt_client import TestClient
 from tests.support.sms_gateway import SmsGateway
 from tests.support.smtp import SmtpServer
 
-pytestmark = pytest.mark.slow
+# Three collector start-ups in one test: on a loaded machine a start-up can wait for the
+# ingest's 30 s MQTT retry, so these get more than the suite's 120 s.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 DISTRICT = "seodaemun"
 PIR = 4  # GpioConfig default (BCM)
