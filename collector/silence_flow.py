@@ -229,6 +229,9 @@ class SilenceFlow:
                     extra={"checkin_id": answer.checkin_id, "household_id": address.household},
                 )
                 return
+            if row.status == "closed":  # a copy of an answer already taken (QoS 1)
+                log.info("check-in answer for a closed flag", extra={"flag_id": row.id})
+                return
             household = session.get(Household, row.household_id)
             assert household is not None  # noqa: S101 - the flag was raised for it
             pending = self._pending_of(row)
