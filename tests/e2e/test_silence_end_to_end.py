@@ -292,6 +292,7 @@ def test_kill_9_rebuilds_the_deadline_from_the_store_and_raises_each_flag_once(
         # kill -9 while the deadline is pending: nothing was flushed by the silence runtime
         # beyond what the ingest wrote with the event.
         collector.kill9()
+        env["ANBU_HTTP_PORT"] = str(free_port())  # the old port may be taken by now
         collector = start_collector(env, tmp_path / "c2.log", timeout_s=60)
         asked_at, checkin_id = device.next_checkin(timeout_s=40)
         assert asked_at - moved_at >= 10 - 0.5, "flagged before the period ran out"
@@ -301,6 +302,7 @@ def test_kill_9_rebuilds_the_deadline_from_the_store_and_raises_each_flag_once(
 
         # kill -9 while the check-in waits; the new process takes the window from the store.
         collector.kill9()
+        env["ANBU_HTTP_PORT"] = str(free_port())
         collector = start_collector(env, tmp_path / "c3.log", timeout_s=60)
         wait_until(lambda: dispatches(store, "h-3"), WINDOW_S + 20, "the silence dispatch")
         mails = smtp_server.wait_for(1, timeout=15)
