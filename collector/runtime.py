@@ -97,6 +97,7 @@ class Collector:
                 enabled=settings.silence_checkin,
                 answer_window_min=settings.silence_checkin_window_min,
                 listen_s=settings.silence_checkin_listen_s,
+                repeats=settings.silence_checkin_repeats,
                 request_ttl_min=settings.silence_checkin_ttl_min,
                 staff=staff,
                 dashboard_url=settings.public_url,

@@ -98,6 +98,9 @@ class CollectorSettings(BaseSettings):
     silence_checkin_listen_s: float = Field(
         default=60.0, ge=5, le=600, description="seconds the speaker listens after each prompt"
     )
+    silence_checkin_repeats: int = Field(
+        default=2, ge=1, le=5, description="times the check-in prompt is played"
+    )
     silence_escalate_after_s: float = Field(
         default=900.0, gt=0, description="escalate a silence dispatch nobody accepted"
     )

@@ -202,6 +202,7 @@ class SilenceFlow:
             seq=0,
             checkin_id=decision.pending.checkin_id,
             listen_s=decision.listen_s,
+            repeats=self.policy.repeats,
             expires_ts=decision.expires_at.timestamp(),
         )
         self.publisher.publish(checkin_command_topic(address), request.to_payload())
@@ -227,6 +228,9 @@ class SilenceFlow:
                     "check-in answer matches no flag of this home",
                     extra={"checkin_id": answer.checkin_id, "household_id": address.household},
                 )
+                return
+            if row.status == "closed":  # a copy of an answer already taken (QoS 1)
+                log.info("check-in answer for a closed flag", extra={"flag_id": row.id})
                 return
             household = session.get(Household, row.household_id)
             assert household is not None  # noqa: S101 - the flag was raised for it

@@ -71,9 +71,11 @@ class SupervisionRuntime:
         self._lock = threading.Lock()
         self.tickets_opened = 0
         self.tickets_closed = 0
+        self._listening_since: dt.datetime | None = None
 
     def restore(self) -> int:
         """Read devices and open tickets back; return the number of devices watched."""
+        self._listening_since = self.clock()
         with self.db.session() as session:
             devices = session.execute(
                 select(
@@ -141,11 +143,16 @@ class SupervisionRuntime:
                     self._health[device_id] = merge_stored(
                         health, online=online, state_at=state_at, last_heartbeat_at=heartbeat_at
                     )
+            waiting = self._undecided(now)
             for device_id, health in self._health.items():
+                if device_id in waiting:
+                    continue
                 open_kinds = frozenset(self._open.get(device_id, ()))
                 decisions += decide_tickets(health, open_kinds, now=now, settings=self.settings)
             homes_offline: dict[str, bool] = {}
-            for health in self._health.values():
+            for device_id, health in self._health.items():
+                if device_id in waiting:
+                    continue
                 offline = is_offline(health, now=now, settings=self.settings)
                 # A home is offline only when none of its devices is up.
                 homes_offline[health.household_id] = (
@@ -159,6 +166,22 @@ class SupervisionRuntime:
         for household_id, offline in changed:
             self.on_offline_changed(household_id, offline)
         return written
+
+    def _undecided(self, now: dt.datetime) -> set[str]:
+        """Devices not heard since this collector started listening, while fewer than the
+        missed-heartbeat allowance have passed: their heartbeats during the collector's own
+        downtime say nothing about them (without this, a collector back after 15 minutes
+        would open an offline ticket for every device). Call with the lock held."""
+        since = self._listening_since
+        if since is None or (now - since).total_seconds() >= self.settings.offline_after_s:
+            return set()
+        return {
+            device_id
+            for device_id, health in self._health.items()
+            if health.state == "online"
+            and health.last_heartbeat_at is not None
+            and health.last_heartbeat_at < since
+        }
 
     def _reload_open(self) -> None:
         """The open tickets as stored: another collector, or staff by hand, may have closed one

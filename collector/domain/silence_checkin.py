@@ -42,6 +42,8 @@ class CheckinPolicy:
     """Minutes from sending the request to giving up on an answer."""
     listen_s: float = 60.0
     """How long the speaker listens after each prompt."""
+    repeats: int = 2
+    """Times the prompt is played (1–5)."""
     request_ttl_min: float = 5.0
     """A request not played within this (device reconnecting) is not played at all."""
     staff: Contact | None = None
@@ -50,6 +52,8 @@ class CheckinPolicy:
     def __post_init__(self) -> None:
         if self.answer_window_min <= 0 or self.request_ttl_min <= 0:
             raise ValueError("answer_window_min and request_ttl_min must be > 0")
+        if not 1 <= self.repeats <= 5:
+            raise ValueError("repeats must be 1..5")
         if self.request_ttl_min > self.answer_window_min:
             raise ValueError("request_ttl_min must not exceed answer_window_min")
 

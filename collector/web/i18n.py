@@ -114,6 +114,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "ticket_kind_outbox_backlog": ("전송 밀림", "Messages piling up"),
     "ticket_kind_microphone_silent": ("마이크 무음", "Microphone silent"),
     "device": ("기기", "Device"),
+    "ticket_detail": ("내용", "Detail"),
     "opened_at": ("열림", "Opened"),
     "closed_at": ("닫힘", "Closed"),
     "ticket_note": ("조치 내용", "What was done"),

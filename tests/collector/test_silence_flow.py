@@ -110,6 +110,13 @@ def test_an_answer_closes_the_flag_and_counts_as_a_life_sign(
     row = flag_row(database)
     assert row.status == "closed" and row.record is not None and "네" in row.record
     assert signs == [("h-1", LifeSignKind.CHECKIN_ANSWER)]
+    # The broker delivers a copy (QoS 1): the closed flag and its record stay as they were.
+    flow.on_answer(
+        checkin_answer_topic(ADDRESS), answer.to_payload(), clock.at + dt.timedelta(minutes=3)
+    )
+    again = flag_row(database)
+    assert (again.closed_at, again.record) == (row.closed_at, row.record)
+    assert signs == [("h-1", LifeSignKind.CHECKIN_ANSWER)]
     assert flow.tick(clock.at + dt.timedelta(hours=1)) == 0
     with database.session() as s:
         assert s.scalars(select(Dispatch)).all() == []

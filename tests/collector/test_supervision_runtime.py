@@ -136,3 +136,21 @@ def test_heartbeats_heard_by_the_other_collector_open_no_offline_ticket(
     assert [type(d).__name__ for d in closed] == ["CloseTicket"]
     with database.session() as s:
         assert s.scalars(select(TechnicianTicket)).one().closed_at == clock.at
+
+
+def test_a_collector_back_after_an_outage_waits_before_calling_devices_offline(
+    database: Database,
+) -> None:
+    register_homes(database, ("dev-1", "dev-2"))
+    store_heard(database, NOW - dt.timedelta(hours=2))  # dev-1's last heartbeat before the outage
+    clock = FakeClock()
+    rt = SupervisionRuntime(database, settings=S, clock=clock)
+    rt.restore()
+    rt.on_state("dev-2", "h-2", "offline", NOW)  # a last will is news, judged at once
+    opened = rt.tick()
+    assert [(d.device_id, d.kind) for d in opened] == [("dev-2", TicketKind.OFFLINE)]
+    clock.at = NOW + dt.timedelta(minutes=2)
+    assert rt.tick() == []  # dev-1 may still be heard: 3 heartbeat intervals from the restart
+    clock.at = NOW + dt.timedelta(minutes=3)
+    opened = rt.tick()
+    assert [(d.device_id, d.kind) for d in opened] == [("dev-1", TicketKind.OFFLINE)]

@@ -92,6 +92,8 @@ def collector_env(
 
 
 def start_collector(env: dict[str, str], log: Path, timeout_s: float = 60) -> Proc:
+    # 60 s: on a loaded machine the ingest's first MQTT connect can fail and retry after 30 s,
+    # and the bulk process takes a while to start.
     proc = start(["collector", "serve"], env, log)
     url = f"http://127.0.0.1:{env['ANBU_HTTP_PORT']}/health"
 
@@ -103,7 +105,11 @@ def start_collector(env: dict[str, str], log: Path, timeout_s: float = 60) -> Pr
         except httpx.HTTPError:
             return False
 
-    wait_until(healthy, timeout_s, "collector health")
+    try:
+        wait_until(healthy, timeout_s, "collector health")
+    except BaseException:
+        proc.kill9()  # never leave a half-started collector behind
+        raise
     return proc
 
 
