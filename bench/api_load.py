@@ -62,7 +62,7 @@ def populate(url: str, homes: int, dispatches: int) -> float:
         rows: list[dict[str, Any]] = []
         for k in range(dispatches):
             hid, cid = rng.choice(homes_)
-            status = rng.choices(list(DispatchStatus), weights=(1, 1, 8))[0]
+            status = rng.choices(list(DispatchStatus), weights=(1, 1, 1, 7))[0]
             sos = rng.random() < 0.3
             rows.append(
                 {
