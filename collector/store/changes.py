@@ -33,17 +33,20 @@ _WRITE = re.compile(
     r"\s+(?!SET\b)[\"`]?(\w+)",
     re.IGNORECASE,
 )
-_READ_ONLY = ("SELECT", "PRAGMA", "SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "SHOW", "SET ")
+_READ_ONLY = (
+    "SELECT", "PRAGMA", "SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT", "SHOW", "SET ",
+    "EXPLAIN",
+)  # fmt: skip
 _KEY = "anbu_written"
+_NONE: frozenset[str] = frozenset()
 
 
 def written_tables(statement: str) -> frozenset[str]:
     """The tables ``statement`` writes (lower case), empty for a read, ``{ALL}`` if unsure."""
-    head = statement.lstrip()[:10].upper()
+    if statement.lstrip()[:10].upper().startswith(_READ_ONLY):
+        return _NONE
     tables = frozenset(name.lower() for name in _WRITE.findall(statement))
-    if tables or head.startswith(_READ_ONLY):
-        return tables
-    return frozenset({ALL})
+    return tables or frozenset({ALL})
 
 
 class TableChanges:
