@@ -72,7 +72,7 @@ def create_app(runtime: Runtime, *, settings: CollectorSettings | None = None) -
     app.state.silence = getattr(runtime, "silence", None)
     app.state.api_token = settings.api_token
     app.state.session_slots = SessionSlots(settings.api_db_sessions, settings.api_db_wait_s)
-    app.state.page_cache = PageCache(settings.api_list_cache_s)
+    app.state.page_cache = PageCache(settings.api_list_cache_s, changes=runtime.db.changes)
 
     @app.get(
         "/health",

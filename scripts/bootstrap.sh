@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(mosquitto mosquitto-clients libportaudio2 alsa-utils espeak-ng sox postgresql python3-venv
-  victoria-metrics chromium fonts-nanum)
+  victoria-metrics chromium fonts-nanum wrk)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

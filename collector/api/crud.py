@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
 from collector.api.cursor import decode_cursor, encode_cursor
-from collector.api.models import CaregiverCreate, DeviceCreate, HouseholdCreate
+from collector.api.models import CaregiverCreate, DeviceCreate, DispatchPublic, HouseholdCreate
 from collector.domain import lifecycle
 from collector.domain.assignment import CAPACITY, choose_caregiver
 from collector.store.models import (
@@ -135,6 +135,8 @@ def household_counts(session: Session, caregiver_ids: Sequence[int]) -> dict[int
 
 
 CAREGIVER_ORDER = Order((Caregiver.id,), (int,))
+CAREGIVER_TABLES = frozenset({"caregivers", "households"})
+"""What a caregiver list page is read from (``household_count`` comes from households)."""
 
 
 def list_caregivers(
@@ -157,6 +159,7 @@ def create_caregiver(session: Session, data: CaregiverCreate) -> Caregiver:
 
 
 HOUSEHOLD_ORDER = Order((Household.id,), (str,))
+HOUSEHOLD_TABLES = frozenset({"households"})
 
 
 def list_households(
@@ -235,6 +238,7 @@ def _assign(session: Session, data: HouseholdCreate) -> int:
 
 
 DEVICE_ORDER = Order((Device.id,), (str,))
+DEVICE_TABLES = frozenset({"devices"})
 
 
 def list_devices(
@@ -273,6 +277,13 @@ def register_device(session: Session, data: DeviceCreate) -> Device:
 
 
 DISPATCH_ORDER = Order((Dispatch.created_at, Dispatch.id), (dt.datetime, int), descending=True)
+DISPATCH_TABLES = frozenset({"dispatches", "households"})
+DISPATCH_FIELDS = tuple(DispatchPublic.model_fields)
+"""A dispatch list row's names, in the order of ``DispatchPublic`` (and so of its JSON)."""
+DISPATCH_COLUMNS = tuple(
+    getattr(Household if name in ("district", "resident_name") else Dispatch, name)
+    for name in DISPATCH_FIELDS
+)
 
 
 @functools.cache
@@ -294,7 +305,7 @@ def _dispatch_statements(
         filters.append(Household.district == bindparam("district"))
         counted = counted.join(Household, Household.id == Dispatch.household_id)
     query = (
-        select(*Dispatch.__table__.columns, Household.district, Household.resident_name)
+        select(*DISPATCH_COLUMNS)
         .join(Household, Household.id == Dispatch.household_id)
         .where(*filters)
     )
@@ -318,7 +329,7 @@ def list_dispatches(
     offset: int,
     cursor: str | None = None,
 ) -> Listing:
-    """Newest first, as rows of the dispatch's columns plus the household's district and name.
+    """Newest first, as rows of ``DISPATCH_FIELDS`` (the household's district and name joined).
 
     Plain rows from one joined query, not ORM objects: the busiest list is read the cheap way.
     """
@@ -405,6 +416,7 @@ def transition_dispatch(
 DEAD_LETTER_ORDER = Order(
     (DeadLetter.received_at, DeadLetter.id), (dt.datetime, int), descending=True
 )
+DEAD_LETTER_TABLES = frozenset({"dead_letters"})
 
 
 def list_dead_letters(

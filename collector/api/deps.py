@@ -123,15 +123,18 @@ class Db:
             if self.writes:
                 self.pages.clear()
 
-    async def page(self, request: Request, work: Callable[[Session], Response]) -> Response:
+    async def page(
+        self, request: Request, work: Callable[[Session], Response], tables: frozenset[str]
+    ) -> Response:
         """A list page from the page cache, or from ``work`` (then kept there).
 
+        ``tables`` are those ``work`` reads: a write to any of them makes the kept page stale.
         With the cache on, concurrent misses for one page wait for a single read of it.
         """
         if not self.pages.enabled:
             return await self.run(work)
         key = f"{request.url.path}?{request.url.query}"
-        body = self.pages.get(key)
+        body = self.pages.get(key, tables)
         if body is not None:
             return Response(body, media_type="application/json")
         pending = self.pages.inflight.get(key)
@@ -140,10 +143,10 @@ class Db:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.pages.inflight[key] = future
         try:
-            made_at = self.pages.clock()
+            reading = self.pages.reading(tables)
             response = await self.run(work)
             body = bytes(response.body)
-            self.pages.put(key, body, made_at=made_at)
+            self.pages.put(key, body, reading)
             future.set_result(body)
             return response
         except BaseException as exc:

@@ -11,6 +11,7 @@ import swagger_ui_bundle
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collector.auth.throttle import LoginThrottle
 from collector.domain.links import LinkSigner
@@ -61,8 +62,7 @@ def install_web(app: FastAPI, settings: CollectorSettings) -> None:
         name="swagger-ui",
     )
     _error_pages(app)
-    csp = _content_security_policy(settings.map_tile_url)
-    app.middleware("http")(_security_headers(csp))
+    app.add_middleware(PageHeaders, csp=_content_security_policy(settings.map_tile_url))
 
 
 def _error_pages(app: FastAPI) -> None:
@@ -109,28 +109,49 @@ def _content_security_policy(tile_url: str | None) -> str:
     )
 
 
-def _security_headers(
-    csp: str,
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    # Swagger UI sets inline styles; only its page gets 'unsafe-inline' for styles.
-    docs_csp = csp.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+class PageHeaders:
+    """The pages' security headers, as plain ASGI middleware: one pass over the response headers.
 
-    async def add(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        # The signed link is in the path: never send it on to another site.
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-        if response.headers.get("content-type", "").startswith("text/html"):
-            path = request.url.path
-            headers.setdefault("Content-Security-Policy", docs_csp if path == "/docs" else csp)
-            headers.setdefault("Cache-Control", "no-store")
-        if request.url.scheme == "https":
-            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-        return response
+    Every response gets ``nosniff``, ``DENY``, ``no-referrer`` and the permissions policy; HTML
+    also gets the pages' content security policy and ``no-store``; https adds HSTS. A header the
+    route set itself is kept. (``@app.middleware("http")`` would put every request, API calls
+    included, through an extra task and memory stream.)
+    """
 
-    return add
+    def __init__(self, app: ASGIApp, *, csp: str) -> None:
+        self.app = app
+        self.csp = csp
+        # Swagger UI sets inline styles; only its page gets 'unsafe-inline' for styles.
+        self.docs_csp = csp.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                raw: list[tuple[bytes, bytes]] = list(message.get("headers", []))
+                present = {name.lower(): value for name, value in raw}
+                extra = list(_PAGE_HEADERS)
+                if present.get(b"content-type", b"").startswith(b"text/html"):
+                    csp = self.docs_csp if scope["path"] == "/docs" else self.csp
+                    extra += [(b"content-security-policy", csp.encode()), _NO_STORE]
+                if scope.get("scheme") == "https":
+                    extra.append(_HSTS)
+                raw += [(name, value) for name, value in extra if name not in present]
+                message["headers"] = raw
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+_PAGE_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    # The signed link is in the path: never send it on to another site.
+    (b"referrer-policy", b"no-referrer"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+)
+_NO_STORE = (b"cache-control", b"no-store")
+_HSTS = (b"strict-transport-security", b"max-age=31536000")

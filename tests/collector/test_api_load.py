@@ -255,20 +255,89 @@ def test_without_the_cache_every_list_is_exact(database: Database) -> None:
         assert client.get("/api/v1/households").json()["count"] == 2
 
 
-def test_cached_pages_repeat_until_a_write_through_the_api(database: Database) -> None:
+def test_cached_pages_repeat_until_their_tables_are_written(database: Database) -> None:
     with client_for(database, api_list_cache_s=60) as client:
         first = client.get("/api/v1/households").content
-        add_households(database, 2)  # behind the API's back, as ingest would
         assert client.get("/api/v1/households").content == first
-        assert client.get("/api/v1/households?limit=5").json()["count"] == 2  # another page
-        created = client.post(
-            "/api/v1/caregivers",
-            json={"name": "이정희", "phone": "010-2", "email": "j@example.org", "district": "mapo"},
-        )
-        assert created.status_code == 201
-        assert client.get("/api/v1/households").json()["count"] == 2
         cache = client.app.state.page_cache  # type: ignore[attr-defined]
         assert cache.hits == 1
+        add_households(database, 2)  # behind the API's back, as ingest would: seen at once
+        assert client.get("/api/v1/households").json()["count"] == 2
+        caregivers = client.get("/api/v1/caregivers").json()["count"]
+        devices = client.get("/api/v1/devices").content
+        with database.session() as session:
+            session.add(
+                Caregiver(name="이정희", phone="010-2", email="j@example.org", district="mapo")
+            )
+        hits = cache.hits
+        assert client.get("/api/v1/devices").content == devices
+        assert cache.hits == hits + 1  # caregivers written, devices not: still cached
+        assert client.get("/api/v1/caregivers").json()["count"] == caregivers + 1
+
+
+def test_a_new_sos_dispatch_is_in_the_next_cached_page(database: Database) -> None:
+    """Ingest's SOS (the real ``Service``, same process) is listed at once, not after ttl_s."""
+    from collector.domain.dispatch import Contact, DispatchPolicy
+    from collector.domain.escalation import EscalationPolicy
+    from collector.service import Service
+    from firmware_config.messages import SosEvent
+    from firmware_config.topics import Channel, DeviceAddress
+    from tests.collector.helpers import DISTRICT, NOW, register_homes
+
+    register_homes(database)
+    staff = Contact("staff", "구청", None, "staff@example.org")
+    svc = Service(
+        database,
+        DispatchPolicy(ack_timeout_s=60, staff=staff),
+        EscalationPolicy(repeat_after_s=300, staff=staff),
+    )
+    with client_for(database, api_list_cache_s=60) as client:
+        assert client.get("/api/v1/dispatches").json()["count"] == 0
+        assert client.get("/api/v1/dispatches").json()["count"] == 0  # now from the cache
+        sos = SosEvent(device_ts=NOW.timestamp(), seq=1, source="button")
+        svc.handle(
+            DeviceAddress(DISTRICT, "h-1", "dev-1").topic(Channel.SOS), sos.to_payload(), NOW
+        )
+        page = client.get("/api/v1/dispatches").json()
+        assert page["count"] == 1
+        assert page["data"][0]["status"] == "open"
+
+
+def test_an_acknowledgement_from_the_pages_is_in_the_next_cached_page(database: Database) -> None:
+    """The caregiver pages write through ``write_lifecycle``, not the API: still seen at once."""
+    from collector.domain import lifecycle
+    from collector.store.models import Dispatch, DispatchReason, DispatchStatus, Priority
+    from collector.store.trail import write_lifecycle
+
+    add_households(database, 1)
+    with database.session() as session:
+        session.add(
+            Dispatch(
+                household_id="h0000", reason=DispatchReason.SILENCE, priority=Priority.NORMAL,
+                status=DispatchStatus.OPEN, created_at=T0, escalation_level=0,
+            )
+        )  # fmt: skip
+    with client_for(database, api_list_cache_s=60) as client:
+        assert client.get("/api/v1/dispatches").json()["data"][0]["status"] == "open"
+        assert client.get("/api/v1/dispatches").json()["data"][0]["status"] == "open"
+        before = lifecycle.Lifecycle()
+        after = lifecycle.apply(before, lifecycle.Acknowledge("김미영"), now=T0)
+        with database.session() as session:
+            assert write_lifecycle(session, 1, before, after)
+        item = client.get("/api/v1/dispatches").json()["data"][0]
+        assert (item["status"], item["acknowledged_by"]) == ("acknowledged", "김미영")
+
+
+def test_a_page_read_while_a_write_is_uncommitted_is_not_kept(database: Database) -> None:
+    with client_for(database, api_list_cache_s=60) as client:
+        client.get("/api/v1/households")
+        writer = database.sessions()
+        writer.add(Caregiver(name="이정희", phone="010-2", email="j@example.org", district="mapo"))
+        writer.flush()  # written, not committed: a page read now may or may not see it
+        assert client.get("/api/v1/caregivers").json()["count"] == 0
+        writer.commit()
+        writer.close()
+        assert client.get("/api/v1/caregivers").json()["count"] == 1
 
 
 def test_cached_pages_expire() -> None:
@@ -276,22 +345,126 @@ def test_cached_pages_expire() -> None:
 
     now = [100.0]
     cache = PageCache(1.0, clock=lambda: now[0])
-    cache.put("k", b"old", made_at=now[0])
-    assert cache.get("k") == b"old"
+    tables = frozenset({"households"})
+    cache.put("k", b"old", cache.reading(tables))
+    assert cache.get("k", tables) == b"old"
     now[0] += 1.0
-    assert cache.get("k") is None
+    assert cache.get("k", tables) is None
 
 
-def test_a_page_read_before_a_write_is_not_kept() -> None:
+def test_a_page_read_before_an_api_write_is_not_kept() -> None:
     from collector.api.cache import PageCache
 
     now = [100.0]
     cache = PageCache(5.0, clock=lambda: now[0])
-    started = now[0]
+    reading = cache.reading(frozenset({"households"}))
     now[0] += 0.1
-    cache.clear()  # a write finished while the page was being read
-    cache.put("k", b"maybe stale", made_at=started)
-    assert cache.get("k") is None
+    cache.clear()  # a write through the API finished while the page was being read
+    cache.put("k", b"maybe stale", reading)
+    assert cache.get("k", frozenset({"households"})) is None
+
+
+@pytest.mark.parametrize(
+    ("statement", "tables"),
+    [
+        ("SELECT * FROM dispatches", set()),
+        ("  select 1", set()),
+        ("PRAGMA foreign_keys=ON", set()),
+        ("SAVEPOINT sa_savepoint_1", set()),
+        ('INSERT INTO "dispatches" (id) VALUES (?)', {"dispatches"}),
+        ("INSERT OR IGNORE INTO seen_messages (id) VALUES (?)", {"seen_messages"}),
+        ("UPDATE dispatches SET status=? WHERE id=?", {"dispatches"}),
+        ("DELETE FROM households WHERE id = %(id)s", {"households"}),
+        (
+            "WITH gone AS (DELETE FROM heartbeats WHERE id < 5 RETURNING device_id) "
+            "UPDATE devices SET last_seen = NULL",
+            {"heartbeats", "devices"},
+        ),
+        (
+            "INSERT INTO devices (id) VALUES (%(id)s) ON CONFLICT (id) DO UPDATE SET x = 1",
+            {"devices"},
+        ),
+        ("TRUNCATE dispatches", {"*"}),
+        ("VACUUM", {"*"}),
+    ],
+)
+def test_the_tables_a_statement_writes(statement: str, tables: set[str]) -> None:
+    from collector.store.changes import written_tables
+
+    assert written_tables(statement) == tables
+
+
+def test_every_write_statement_sqlalchemy_sends_is_seen(database: Database) -> None:
+    """The statements as each backend's dialect really sends them (ORM flush, Core, bulk)."""
+    from sqlalchemy import delete, insert, update
+
+    from collector.store.models import Dispatch, DispatchReason, DispatchStatus, Priority
+
+    tables = frozenset({"dispatches"})
+    changes = database.changes
+    add_households(database, 1)
+    for write in (
+        insert(Dispatch).values(
+            household_id="h0000", reason=DispatchReason.SOS, priority=Priority.URGENT,
+            status=DispatchStatus.OPEN, created_at=T0, escalation_level=0,
+        ),
+        update(Dispatch).values(note="x"),
+        delete(Dispatch),
+    ):  # fmt: skip
+        seen = changes.snapshot(tables)
+        with database.session() as session:
+            session.execute(write)
+            assert changes.snapshot(tables) is None  # unsettled until the transaction is over
+        assert not changes.unchanged(tables, seen)
+        assert changes.snapshot(tables) is not None
+
+
+def test_the_dispatch_list_bytes_equal_the_models(database: Database) -> None:
+    """The plain-row JSON (orjson) is byte for byte what ``Page[DispatchPublic]`` would write."""
+    from collector.api import crud
+    from collector.api.deps import Pagination
+    from collector.api.models import DispatchPublic, Page
+    from collector.api.responses import json_page, json_rows
+    from collector.store.models import Dispatch, DispatchReason, DispatchStatus, Priority
+
+    add_households(database, 2)
+    with database.session() as session:
+        session.add_all(
+            [
+                Dispatch(
+                    household_id="h0000", caregiver_id=1, reason=DispatchReason.SOS,
+                    priority=Priority.URGENT, status=DispatchStatus.RESOLVED,
+                    sos_message_id="sos-1", created_at=T0,
+                    acknowledged_at=T0 + dt.timedelta(microseconds=123456),
+                    acknowledged_by="김미영 \"팀장\"", resolved_at=T0 + dt.timedelta(hours=1),
+                    outcome="safe", note="줄\n바꿈\t탭 ✓", escalation_level=2,
+                    cancelled_by_resident_at=T0 + dt.timedelta(seconds=1),
+                    next_escalation_at=T0 + dt.timedelta(days=400),
+                ),
+                Dispatch(
+                    household_id="h0001", reason=DispatchReason.SILENCE,
+                    priority=Priority.NORMAL, status=DispatchStatus.OPEN,
+                    created_at=T0 - dt.timedelta(days=1),
+                    escalation_level=0,
+                ),
+            ]
+        )  # fmt: skip
+    page = Pagination(limit=1, offset=0)
+    with database.session() as session:
+        listing = crud.list_dispatches(
+            session, status=None, district=None, household_id=None, limit=1, offset=0
+        )
+        again = crud.list_dispatches(
+            session, status=None, district=None, household_id=None, limit=1, offset=0,
+            cursor=listing.next_cursor,
+        )  # fmt: skip
+    for one in (listing, again):
+        models = [
+            DispatchPublic.model_validate(dict(zip(crud.DISPATCH_FIELDS, row, strict=True)))
+            for row in one.items
+        ]
+        expected = json_page(Page[DispatchPublic], models, one, page).body
+        assert json_rows(crud.DISPATCH_FIELDS, one, page).body == expected
 
 
 def test_the_cache_is_checked_after_the_token(database: Database) -> None:
@@ -330,7 +503,9 @@ def test_concurrent_misses_for_one_page_read_it_once(database: Database) -> None
     }
 
     async def many() -> list[bytes]:
-        answers = await asyncio.gather(*(db.page(Request(scope), work) for _ in range(10)))
+        answers = await asyncio.gather(
+            *(db.page(Request(scope), work, frozenset({"households"})) for _ in range(10))
+        )
         return [bytes(a.body) for a in answers]
 
     assert asyncio.run(many()) == [b'{"data": []}'] * 10

@@ -27,7 +27,7 @@ async def list_caregivers(
         data = [CaregiverPublic.of(c, loads[c.id]) for c in listing.items]
         return json_page(Page[CaregiverPublic], data, listing, page)
 
-    return await db.page(request, work)
+    return await db.page(request, work, crud.CAREGIVER_TABLES)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)

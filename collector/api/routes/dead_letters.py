@@ -24,4 +24,4 @@ async def list_dead_letters(request: Request, db: DbDep, page: PaginationDep) ->
         data = [DeadLetterPublic.model_validate(d) for d in listing.items]
         return json_page(Page[DeadLetterPublic], data, listing, page)
 
-    return await db.page(request, work)
+    return await db.page(request, work, crud.DEAD_LETTER_TABLES)

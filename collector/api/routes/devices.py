@@ -35,7 +35,7 @@ async def list_devices(
         data = [DevicePublic.model_validate(d) for d in listing.items]
         return json_page(Page[DevicePublic], data, listing, page)
 
-    return await db.page(request, work)
+    return await db.page(request, work, crud.DEVICE_TABLES)
 
 
 @router.get("/{device_id}", responses=NOT_FOUND)

@@ -39,7 +39,7 @@ async def list_households(
         data = [HouseholdPublic.model_validate(h) for h in listing.items]
         return json_page(Page[HouseholdPublic], data, listing, page)
 
-    return await db.page(request, work)
+    return await db.page(request, work, crud.HOUSEHOLD_TABLES)
 
 
 def _detail(session: Session, household_id: str) -> HouseholdDetail:
