@@ -77,6 +77,8 @@ def test_bad_payload_is_dead_lettered_and_the_next_message_still_lands(
             ADDR.topic(Channel.SOS), SosEvent(device_ts=1, seq=2, source="button").to_payload()
         )
         wait_until(lambda: dispatches(database) == 1)
+        # the events lane applies the valid events of a batch first, then its dead letters
+        wait_until(lambda: _dead_letters(database) == 1)
     with database.session() as s:
         [letter] = s.scalars(select(DeadLetter)).all()
         assert "not JSON" in letter.reason
