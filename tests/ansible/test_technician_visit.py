@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -222,6 +223,7 @@ def test_a_technicians_visit_from_certificate_to_test_sos_and_revocation(
             installed = _installed_cert(rootfs, device)
             with TestClient(broker, cert=installed):
                 pass  # accepted before the revocation: the control for what follows
+            assert _openssl_verify(control_node / "pki", installed.cert_file) == "ok"
             _issue_with_pki_playbook(control_node, (device,), anbu_pki_revoke=device)
             assert not (control_node / "pki" / "devices" / f"{device}.crt").exists()
             assert len(list((control_node / "pki" / "revoked").glob("*.crt"))) == 1
@@ -230,10 +232,13 @@ def test_a_technicians_visit_from_certificate_to_test_sos_and_revocation(
             broker.start()
             with pytest.raises(ConnectFailed):
                 TestClient(broker, cert=installed).connect(timeout_s=5)
+            # Refused for its revocation (mosquitto logs only "certificate verify failed").
+            assert _openssl_verify(control_node / "pki", installed.cert_file) == "revoked"
             refused = _playbook(tmp_path / "inventory.yml", _chroot_play_env(rootfs), "verify.yml")
             assert refused.returncode != 0, refused.stdout[-6000:]
             assert "broker       FAIL" in refused.stdout, refused.stdout[-6000:]
             assert "the on-site check failed" in refused.stdout
+            print(_report_of(refused.stdout))
     finally:
         if collector is not None:
             collector.stop()
@@ -351,10 +356,36 @@ def _visit(
         "result       PASS",
     ):
         assert line in played.stdout, played.stdout[-6000:]
+    print(_report_of(played.stdout))
     assert _count(db, EventRecord, EventRecord.kind == "sos_test") == 2
     assert _count(db, EventRecord, EventRecord.kind == "sos") == 0
+    sos_report = api.get("/api/v1/reports/sos").json()
+    assert (sos_report["test_sos_events"], sos_report["sos_events"]) == (2, 0)
 
 
 def _installed_cert(rootfs: Path, device: str) -> ClientCert:
     tls = rootfs / "etc" / "anbu" / "tls"
     return ClientCert(device, tls / "device.crt", tls / "device.key")
+
+
+def _report_of(playbook_output: str) -> str:
+    """The verify report lines that verify.yml's debug task printed (one JSON string each)."""
+    lines = re.findall(
+        r'^\s+"((?:[a-z]+(?: [a-z]+)?)\s+(?:PASS|FAIL|SKIP)\b.*)",?$', playbook_output, re.M
+    )
+    return "\n".join(lines)
+
+
+def _openssl_verify(pki: Path, cert: Path) -> str:
+    """``ok`` or ``revoked``: the device certificate checked against the CA and pki.yml's CRL."""
+    ca, crl = str(pki / "ca.crt"), str(pki / "crl.pem")
+    result = subprocess.run(
+        ["openssl", "verify", "-crl_check", "-CAfile", ca, "-CRLfile", crl, str(cert)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if result.returncode == 0:
+        return "ok"
+    assert "certificate revoked" in result.stdout + result.stderr, result.stdout + result.stderr
+    return "revoked"
