@@ -205,7 +205,7 @@ def test_a_technicians_visit_from_certificate_to_test_sos_and_revocation(
     }
     collector: Proc | None = None
     try:
-        collector = start_collector(collector_env, tmp_path / "collector.log", timeout_s=60)
+        collector = start_collector(collector_env, tmp_path / "collector.log")
         url = f"http://127.0.0.1:{http_port}"
         api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"})
         # A caregiver with room: a real SOS from this home would reach her by SMS and e-mail.

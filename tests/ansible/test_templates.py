@@ -937,7 +937,10 @@ def needs_chroot(test: Any) -> Any:
         pytest.mark.slow,
         # apt and pip inside the chroot and several playbook runs: minutes on a loaded machine
         pytest.mark.timeout(1800),
-        pytest.mark.skipif(not CHROOT_OPT_IN, reason="minutes and network: ANBU_ANSIBLE_CHROOT=1"),
+        pytest.mark.skipif(
+            not CHROOT_OPT_IN,
+            reason="opt-in, not in .ci/run (tens of minutes cold, network): ANBU_ANSIBLE_CHROOT=1",
+        ),
         pytest.mark.skipif(ANSIBLE_PLAYBOOK is None, reason="ansible is not installed"),
         pytest.mark.skipif(os.geteuid() != 0, reason="mounting an overlay and chroot need root"),
     )

@@ -89,7 +89,7 @@ def collector_env(
     }
 
 
-def start_collector(env: dict[str, str], log: Path, timeout_s: float = 20) -> Proc:
+def start_collector(env: dict[str, str], log: Path, timeout_s: float = 60) -> Proc:
     proc = start(["collector", "serve"], env, log)
     url = f"http://127.0.0.1:{env['ANBU_HTTP_PORT']}/health"
 
