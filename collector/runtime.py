@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from collector.domain.dispatch import Contact, DispatchPolicy
 from collector.domain.escalation import EscalationPolicy
 from collector.domain.links import LinkSigner
 from collector.domain.silence import LifeSignKind
+from collector.escalation_config import load_escalation
 from collector.ingest import Ingest, utcnow
 from collector.notify.base import Notifier
 from collector.notify.email import SmtpNotifier
@@ -22,7 +24,7 @@ from collector.retention import RetentionJob, RetentionPolicy
 from collector.scheduler import Scheduler
 from collector.service import BulkResult, Outcome, Service
 from collector.settings import CollectorSettings
-from collector.silence_flow import SilenceFlow
+from collector.silence_flow import SilenceFlow, StoreDispatches
 from collector.silence_runtime import SilenceRuntime, SilenceRuntimeSettings
 from collector.startup import first_line
 from collector.store.db import Database
@@ -39,6 +41,23 @@ def notifiers_from_settings(settings: CollectorSettings) -> dict[str, Notifier]:
     if settings.sms_gateway_url:
         notifiers["sms"] = HttpSmsNotifier.from_settings(settings)
     return notifiers
+
+
+def escalation_policy(settings: CollectorSettings, staff: Contact | None) -> EscalationPolicy:
+    """The chains of ``ANBU_ESCALATION_FILE``, or the built-in ladder when it is unset."""
+    book, calendar = (None, None)
+    if settings.escalation_file is not None:
+        book, calendar = load_escalation(settings.escalation_file)
+    policy = EscalationPolicy(
+        repeat_after_s=settings.escalation_repeat_s,
+        staff=staff,
+        dashboard_url=settings.public_url,
+        book=book,
+        first_after_s=settings.sos_ack_timeout_s,
+    )
+    if calendar is not None:
+        policy = dataclasses.replace(policy, calendar=calendar)
+    return policy
 
 
 def link_signer(settings: CollectorSettings) -> LinkSigner:
@@ -73,11 +92,7 @@ class Collector:
                 staff=staff,
                 dashboard_url=settings.public_url,
             ),
-            EscalationPolicy(
-                repeat_after_s=settings.escalation_repeat_s,
-                staff=staff,
-                dashboard_url=settings.public_url,
-            ),
+            escalation_policy(settings, staff),
             registry=self.registry,
             links=link_signer(settings),
         )
@@ -108,7 +123,10 @@ class Collector:
         # Silent homes (docs/silence.md): life signs from both lanes feed the schedule; a flag
         # asks the home's speaker to check in (over the event connection) or opens a dispatch.
         self.silence_flow = SilenceFlow(
-            self.db, self.ingest.event_intake, on_notify=self.notifier.wake
+            self.db,
+            self.ingest.event_intake,
+            on_notify=self.notifier.wake,
+            dispatches=StoreDispatches(escalation=self.service.escalation_policy),
         )
         self.silence = SilenceRuntime(
             self.db,

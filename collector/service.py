@@ -152,6 +152,11 @@ def household_view(household: Household) -> HouseholdView:
             household.guardian_phone,
             household.guardian_email,
         )
+    backup = None
+    if household.caregiver is not None and household.caregiver.backup is not None:
+        b = household.caregiver.backup
+        if b.active:
+            backup = Contact("backup", b.name, b.phone, b.email)
     return HouseholdView(
         household.id,
         household.district,
@@ -159,6 +164,7 @@ def household_view(household: Household) -> HouseholdView:
         household.address,
         caregiver,
         guardian,
+        backup,
     )
 
 
@@ -238,7 +244,9 @@ class Service:
     ) -> None:
         self.db = db
         self.dispatch_policy = dispatch_policy or DispatchPolicy()
-        self.escalation_policy = escalation_policy or EscalationPolicy()
+        self.escalation_policy = escalation_policy or EscalationPolicy(
+            first_after_s=self.dispatch_policy.ack_timeout_s
+        )
         # Without a configured secret the links still work as links; only the pages verify them.
         self.links = links or LinkSigner(
             secrets.token_bytes(32), self.dispatch_policy.dashboard_url
@@ -648,7 +656,10 @@ class Service:
                 sos_message_id=sos.message_id,
                 created_at=now,
                 escalation_level=0,
-                next_escalation_at=decision.escalate_at,
+                # The district's SOS chain decides when the first step is due.
+                next_escalation_at=self.escalation_policy.first_due_at(
+                    household.district, DispatchReason.SOS.value, now
+                ),
             )
             session.add(dispatch)
             session.flush()
@@ -779,6 +790,7 @@ class Service:
                     dispatch.escalation_level,
                     dispatch.next_escalation_at,
                     dispatch.created_at,
+                    dispatch.reason.value,
                 )
                 step = decide_escalation(
                     state,
@@ -805,7 +817,16 @@ class Service:
                 if session.execute(claim).rowcount != 1 or step is None:  # type: ignore[attr-defined]
                     continue
                 queued += _add_notifications(session, dispatch.id, step.messages, now, self.links)
-                log.warning("escalated", extra={"dispatch": dispatch.id, "level": step.new_level})
+                log.warning(
+                    "escalated",
+                    extra={
+                        "dispatch": dispatch.id,
+                        "kind": dispatch.reason.value,
+                        "level": step.new_level,
+                        "skipped_steps": list(step.skipped),
+                        "recipients": sorted({m.recipient_role for m in step.messages}),
+                    },
+                )
         return queued
 
 

@@ -121,6 +121,11 @@ class CollectorSettings(BaseSettings):
     # Dispatch and escalation
     sos_ack_timeout_s: float = Field(default=60.0, gt=0, description="escalate an unacked SOS")
     escalation_repeat_s: float = Field(default=300.0, gt=0)
+    escalation_file: Path | None = Field(
+        default=None,
+        description="TOML of escalation chains per kind and district, contacts, office "
+        "hours and holidays (docs/escalation.md); unset: the built-in 60 s / 5 min ladder",
+    )
     staff_name: str = "District welfare office"
     staff_email: str | None = None
     staff_phone: str | None = None
