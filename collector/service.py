@@ -67,6 +67,7 @@ from collector.store.models import (
 from collector.store.sql import insert_for, table_of
 from firmware_config import ContractError
 from firmware_config.messages import (
+    CallRequest,
     CancelAck,
     CommandMessage,
     DeviceMessage,
@@ -88,7 +89,8 @@ class Outcome:
     """What handling one message produced."""
 
     kind: str
-    """heartbeat | state | sos | sos_test | sos_cancel | motion | duplicate | dead_letter"""
+    """heartbeat | state | sos | sos_test | sos_cancel | request | motion | duplicate |
+    dead_letter"""
     commands: list[tuple[DeviceAddress, CommandMessage]] = field(default_factory=list)
     notify: bool = False
     dispatch_id: int | None = None
@@ -500,7 +502,7 @@ class Service:
         The pipeline batches instead; this is the same code applied to a batch of one.
         """
         [item] = self.decode([(topic, payload, received_at)])
-        if isinstance(item, Rejected) or item.message.kind in ("sos", "sos_cancel"):
+        if isinstance(item, Rejected) or item.message.kind in ("sos", "sos_cancel", "request"):
             return self.apply_event(item)
         result = self.apply_bulk([item])
         return Outcome(next(iter(result.counts)))
@@ -527,6 +529,22 @@ class Service:
             return self._sos(session, device, household, message, address, when.at, now)
         if isinstance(message, SosCancel):
             return self._cancel(session, device, household, message, address, when.at, now)
+        if isinstance(message, CallRequest):
+            from collector.requests import file_request  # imports this module
+
+            filed = file_request(
+                session,
+                message_id=message.message_id,
+                channel="voice",
+                household=household,
+                district=household.district,
+                sender=None,
+                text=message.phrase or "",
+                now=now,
+                policy=self.escalation_policy,
+                links=self.links,
+            )
+            return Outcome("request", dispatch_id=filed.dispatch_id)
         raise ContractError(f"{message.kind} does not belong in the event lane")
 
     def _duplicate(

@@ -94,6 +94,12 @@ def legacy_chain(first_after_s: float = 60.0, repeat_after_s: float = 300.0) -> 
     )
 
 
+DEFAULT_REQUEST_CHAIN = EscalationChain(
+    (ChainStep(("supervisor", "department", "staff"), working_days=1),)
+)
+"""A request nobody answered within a working day goes to the district's office."""
+
+
 @dataclass(frozen=True, slots=True)
 class EscalationBook:
     """Every kind's chain, with per-district replacements and each district's contacts."""
@@ -108,6 +114,8 @@ class EscalationBook:
         own = self.districts.get(district, {})
         if kind in own:
             return own[kind]
+        if kind == "request" and kind not in self.defaults:
+            return DEFAULT_REQUEST_CHAIN
         return self.defaults.get(kind, self.fallback)
 
     def contacts_for(self, district: str) -> DistrictContacts:

@@ -137,3 +137,22 @@ def escalation_text(
         f"출동 #{dispatch_id}({ref})이 {waited_s}초 동안 확인되지 않았습니다. "
         + dispatch_link(dashboard_url, str(dispatch_id)),
     )
+
+
+def request_text(
+    role: str,
+    *,
+    household_id: str | None,
+    channel: str,
+    now: dt.datetime,
+    due_at: dt.datetime,
+) -> tuple[str, str]:
+    """A non-urgent request for a call; answer by ``due_at`` (one working day)."""
+    del role  # caregiver, department or staff: the same words
+    ref = household_ref(household_id) if household_id else "등록되지 않은 번호"
+    how = "음성" if channel == "voice" else "문자"
+    return (
+        f"[안부] 상담 요청: {ref}",
+        f"{ref}에서 상담 전화를 요청했습니다 ({how}, {local_time(now)}). "
+        f"{local_time(due_at)}까지 연락해 주세요: " + dispatch_link("", ""),
+    )
