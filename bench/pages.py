@@ -205,6 +205,11 @@ def main() -> int:
                 "server": f"uvicorn, 1 worker, {db.dialect}",
                 "results": results,
                 "map_data_cold_first_request_ms": cold_map_ms,
+                # snapshot builds vs refreshes that found the store unchanged (kept the bytes)
+                "map_snapshot": {
+                    "builds": getattr(app.state.web.map_cache, "builds", None),
+                    "unchanged": getattr(app.state.web.map_cache, "unchanged", None),
+                },
                 "p50_ratio_to_health": ratios,
                 "map_in_chromium": paint,
                 "machine": {

@@ -89,6 +89,17 @@ def _parser() -> argparse.ArgumentParser:
         '({"caregivers": [...], "households": [...]}); see docs/api.md.',
     )
     load.add_argument("file", type=Path, help="the JSON file")
+    assign = sub.add_parser(
+        "assign",
+        parents=[common],
+        help="share a district's households among its caregivers by geography, with backups",
+        description="Stable: only new, orphaned or over-capacity households move (see "
+        "collector/domain/geo_assignment.py); --redraw draws the rounds afresh.",
+    )
+    assign.add_argument("--district", required=True)
+    assign.add_argument("--capacity", type=int, default=100, help="households per caregiver")
+    assign.add_argument("--redraw", action="store_true", help="redraw every round")
+    assign.add_argument("--dry-run", action="store_true", help="say what would change")
     add_account_parser(sub, common)
     return parser
 
@@ -109,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _seed(settings, args)
         if command == "add-account":
             return add_account(settings, args, PROG)
+        if command == "assign":
+            return _assign(settings, args)
         return _import(settings, args.file)
     except _Refused as refused:
         return refused.code
@@ -277,6 +290,43 @@ def _seed(settings: CollectorSettings, args: argparse.Namespace) -> int:
         print(
             f"{PROG} seed: {len(result.unassigned)} households have no caregiver "
             "(all full): add caregivers",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _assign(settings: CollectorSettings, args: argparse.Namespace) -> int:
+    from collector.store.assignment import assign_district
+
+    if args.capacity < 1:
+        print(f"{PROG} assign: --capacity must be at least 1", file=sys.stderr)
+        return 2
+    db = _database(settings)
+    try:
+        with db.session() as session:
+            result = assign_district(
+                session,
+                args.district,
+                capacity=args.capacity,
+                redraw=args.redraw,
+                dry_run=args.dry_run,
+            )
+    finally:
+        db.dispose()
+    _report(
+        district=result.district,
+        households=result.households,
+        caregivers=result.caregivers,
+        moved=result.moved,
+        unassigned=len(result.unassigned),
+        over_capacity=result.over_capacity,
+        backups_changed=result.backups_changed,
+        dry_run=args.dry_run,
+    )
+    if result.unassigned:
+        print(
+            f"{PROG} assign: {len(result.unassigned)} households have no caregiver "
+            "(all full): add caregivers or raise --capacity",
             file=sys.stderr,
         )
     return 0

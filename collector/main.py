@@ -101,6 +101,20 @@ def create_app(runtime: Runtime, *, settings: CollectorSettings | None = None) -
         return PlainTextResponse(render_metrics(report), media_type="text/plain; version=0.0.4")
 
     app.include_router(api_router)
+    # Texts to the district's number: their own token, outside /api/v1 (docs/sms-gateway.md).
+    from collector.api.routes import sms_inbound
+    from collector.service import escalation_policy, link_signer
+
+    service = getattr(runtime, "service", None)
+    app.state.escalation_policy = getattr(service, "escalation_policy", None) or (
+        escalation_policy(settings, None)
+    )
+    app.state.request_links = getattr(service, "links", None) or link_signer(settings)
+    app.state.sms_inbound_token = settings.sms_inbound_token
+    app.state.sms_district_numbers = {
+        sms_inbound._digits(k): v for k, v in settings.sms_district_numbers.items()
+    }
+    app.include_router(sms_inbound.router)
     install_web(app, settings)
     add_error_handlers(app)
     app.add_middleware(RequestLog)

@@ -102,7 +102,10 @@ class Collector:
                 staff=staff,
                 dashboard_url=settings.public_url,
             ),
-            dispatches=StoreDispatches(escalate_after_s=settings.silence_escalate_after_s),
+            dispatches=StoreDispatches(
+                escalate_after_s=settings.silence_escalate_after_s,
+                escalation=self.service.escalation_policy,
+            ),
             on_notify=self.notifier.wake,
         )
         self.silence = SilenceRuntime(

@@ -18,6 +18,7 @@ messages, retry) or one message is poison (find it, dead-letter it, go on).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import secrets
@@ -47,6 +48,7 @@ from collector.domain.intake import (
 from collector.domain.links import LinkSigner, fill_links
 from collector.domain.sos_test import incoming_sos
 from collector.domain.supervision import HeartbeatFacts as SupervisedBeat
+from collector.escalation_config import load_escalation
 from collector.registry import DeviceHome, DeviceRegistry, store_lookup
 from collector.settings import CollectorSettings
 from collector.sos_tests import reack_test_sos, record_test_sos
@@ -69,6 +71,7 @@ from collector.store.models import (
 from collector.store.sql import insert_for, table_of
 from firmware_config import ContractError
 from firmware_config.messages import (
+    CallRequest,
     CancelAck,
     CommandMessage,
     DeviceMessage,
@@ -90,7 +93,8 @@ class Outcome:
     """What handling one message produced."""
 
     kind: str
-    """heartbeat | state | sos | sos_test | sos_cancel | motion | duplicate | dead_letter"""
+    """heartbeat | state | sos | sos_test | sos_cancel | request | motion | duplicate |
+    dead_letter"""
     commands: list[tuple[DeviceAddress, CommandMessage]] = field(default_factory=list)
     notify: bool = False
     dispatch_id: int | None = None
@@ -159,6 +163,11 @@ def household_view(household: Household) -> HouseholdView:
             household.guardian_phone,
             household.guardian_email,
         )
+    backup = None
+    if household.caregiver is not None and household.caregiver.backup is not None:
+        b = household.caregiver.backup
+        if b.active:
+            backup = Contact("backup", b.name, b.phone, b.email)
     return HouseholdView(
         household.id,
         household.district,
@@ -166,6 +175,7 @@ def household_view(household: Household) -> HouseholdView:
         household.address,
         caregiver,
         guardian,
+        backup,
     )
 
 
@@ -245,7 +255,9 @@ class Service:
     ) -> None:
         self.db = db
         self.dispatch_policy = dispatch_policy or DispatchPolicy()
-        self.escalation_policy = escalation_policy or EscalationPolicy()
+        self.escalation_policy = escalation_policy or EscalationPolicy(
+            first_after_s=self.dispatch_policy.ack_timeout_s
+        )
         # Without a configured secret the links still work as links; only the pages verify them.
         self.links = links or LinkSigner(
             secrets.token_bytes(32), self.dispatch_policy.dashboard_url
@@ -495,7 +507,7 @@ class Service:
         The pipeline batches instead; this is the same code applied to a batch of one.
         """
         [item] = self.decode([(topic, payload, received_at)])
-        if isinstance(item, Rejected) or item.message.kind in ("sos", "sos_cancel"):
+        if isinstance(item, Rejected) or item.message.kind in ("sos", "sos_cancel", "request"):
             return self.apply_event(item)
         result = self.apply_bulk([item])
         return Outcome(next(iter(result.counts)))
@@ -522,6 +534,22 @@ class Service:
             return self._sos(session, device, household, message, address, when.at, now)
         if isinstance(message, SosCancel):
             return self._cancel(session, device, household, message, address, when.at, now)
+        if isinstance(message, CallRequest):
+            from collector.requests import file_request  # imports this module
+
+            filed = file_request(
+                session,
+                message_id=message.message_id,
+                channel="voice",
+                household=household,
+                district=household.district,
+                sender=None,
+                text=message.phrase or "",
+                now=now,
+                policy=self.escalation_policy,
+                links=self.links,
+            )
+            return Outcome("request", dispatch_id=filed.dispatch_id)
         raise ContractError(f"{message.kind} does not belong in the event lane")
 
     def _duplicate(
@@ -651,7 +679,10 @@ class Service:
                 sos_message_id=sos.message_id,
                 created_at=now,
                 escalation_level=0,
-                next_escalation_at=decision.escalate_at,
+                # The district's SOS chain decides when the first step is due.
+                next_escalation_at=self.escalation_policy.first_due_at(
+                    household.district, DispatchReason.SOS.value, now
+                ),
             )
             session.add(dispatch)
             session.flush()
@@ -782,6 +813,7 @@ class Service:
                     dispatch.escalation_level,
                     dispatch.next_escalation_at,
                     dispatch.created_at,
+                    dispatch.reason.value,
                 )
                 step = decide_escalation(
                     state,
@@ -808,7 +840,16 @@ class Service:
                 if session.execute(claim).rowcount != 1 or step is None:  # type: ignore[attr-defined]
                     continue
                 queued += _add_notifications(session, dispatch.id, step.messages, now, self.links)
-                log.warning("escalated", extra={"dispatch": dispatch.id, "level": step.new_level})
+                log.warning(
+                    "escalated",
+                    extra={
+                        "dispatch": dispatch.id,
+                        "kind": dispatch.reason.value,
+                        "level": step.new_level,
+                        "skipped_steps": list(step.skipped),
+                        "recipients": sorted({m.recipient_role for m in step.messages}),
+                    },
+                )
         return queued
 
 
@@ -847,8 +888,25 @@ def staff_contact(settings: CollectorSettings) -> Contact | None:
     return None
 
 
+def escalation_policy(settings: CollectorSettings, staff: Contact | None) -> EscalationPolicy:
+    """The chains of ``ANBU_ESCALATION_FILE``, or the built-in ladder when it is unset."""
+    book, calendar = (None, None)
+    if settings.escalation_file is not None:
+        book, calendar = load_escalation(settings.escalation_file)
+    policy = EscalationPolicy(
+        repeat_after_s=settings.escalation_repeat_s,
+        staff=staff,
+        dashboard_url=settings.public_url,
+        book=book,
+        first_after_s=settings.sos_ack_timeout_s,
+    )
+    if calendar is not None:
+        policy = dataclasses.replace(policy, calendar=calendar)
+    return policy
+
+
 def build_service(settings: CollectorSettings, db: Database, registry: DeviceRegistry) -> Service:
-    """The ingest service with the dispatch and escalation policies the settings give."""
+    """The ingest service with the dispatch policy and escalation chains the settings give."""
     staff = staff_contact(settings)
     return Service(
         db,
@@ -857,11 +915,7 @@ def build_service(settings: CollectorSettings, db: Database, registry: DeviceReg
             staff=staff,
             dashboard_url=settings.public_url,
         ),
-        EscalationPolicy(
-            repeat_after_s=settings.escalation_repeat_s,
-            staff=staff,
-            dashboard_url=settings.public_url,
-        ),
+        escalation_policy(settings, staff),
         registry=registry,
         links=link_signer(settings),
     )

@@ -158,10 +158,25 @@ class CollectorSettings(BaseSettings):
     sms_gateway_token: str | None = Field(default=None, repr=False)
     sms_sender: str = "0200000000"
     sms_timeout_s: float = Field(default=10.0, gt=0)
+    sms_inbound_token: str | None = Field(
+        default=None,
+        repr=False,
+        description="bearer token of POST /sms/inbound (texts to the district's number); "
+        "unset: that address answers 404",
+    )
+    sms_district_numbers: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON {"0233301234": "seodaemun"}: which district a texted number serves',
+    )
 
     # Dispatch and escalation
     sos_ack_timeout_s: float = Field(default=60.0, gt=0, description="escalate an unacked SOS")
     escalation_repeat_s: float = Field(default=300.0, gt=0)
+    escalation_file: Path | None = Field(
+        default=None,
+        description="TOML of escalation chains per kind and district, contacts, office "
+        "hours and holidays (docs/escalation.md); unset: the built-in 60 s / 5 min ladder",
+    )
     staff_name: str = "District welfare office"
     staff_email: str | None = None
     staff_phone: str | None = None
@@ -240,6 +255,8 @@ class CollectorSettings(BaseSettings):
             names.append("smtp_password")
         if self.sms_gateway_url and self.sms_gateway_token is not None:
             names.append("sms_gateway_token")
+        if self.sms_inbound_token is not None:
+            names.append("sms_inbound_token")
         if self.influx_url:
             names.append("influx_token")
         names += [

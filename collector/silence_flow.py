@@ -28,6 +28,7 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from collector.domain.dispatch import Message
+from collector.domain.escalation import EscalationPolicy
 from collector.domain.silence import LifeSignKind, SilenceFlag, SilenceLimit, SilenceReason
 from collector.domain.silence_checkin import (
     AskCheckin,
@@ -86,8 +87,12 @@ class Dispatches(Protocol):
 class StoreDispatches:
     """:class:`Dispatches` on today's ``dispatches`` and ``notifications`` tables."""
 
-    def __init__(self, escalate_after_s: float = 900.0) -> None:
+    def __init__(
+        self, escalate_after_s: float = 900.0, escalation: EscalationPolicy | None = None
+    ) -> None:
         self.escalate_after_s = escalate_after_s
+        # With configured chains (ANBU_ESCALATION_FILE) the district's silence chain decides.
+        self.escalation = escalation if escalation and escalation.book else None
 
     def open_silence(
         self, session: Session, household_id: str, messages: tuple[Message, ...], now: dt.datetime
@@ -101,7 +106,11 @@ class StoreDispatches:
             status=DispatchStatus.OPEN,
             created_at=now,
             escalation_level=0,
-            next_escalation_at=now + dt.timedelta(seconds=self.escalate_after_s),
+            next_escalation_at=(
+                now + dt.timedelta(seconds=self.escalate_after_s)
+                if self.escalation is None or household is None
+                else self.escalation.first_due_at(household.district, "silence", now)
+            ),
         )
         session.add(dispatch)
         session.flush()

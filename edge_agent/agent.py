@@ -24,11 +24,12 @@ from edge_agent.checkin import CheckinResponder
 from edge_agent.heartbeat import Counters, HeartbeatBuilder
 from edge_agent.outbox import Outbox
 from edge_agent.sos import Feedback, SosTracker
-from edge_agent.spotter import Detection
+from edge_agent.spotter import Detection, Kind
 from edge_agent.voice_sos import Action, Decision, VoiceSosDecider
 from firmware_config.checkin import CheckinRequest
 from firmware_config.device import DeviceConfig
 from firmware_config.messages import (
+    CallRequest,
     CancelAck,
     CommandMessage,
     MotionEvent,
@@ -188,8 +189,28 @@ class Agent:
         if self.link is not None:
             self.link.wake()
 
+    def request_call(self, phrase: str | None = None) -> str:
+        """The resident asked for a call from the welfare office: stored on disk like an SOS
+        (not droppable), sent on ``event/request``; returns its message id."""
+        with self._lock:
+            event = CallRequest(
+                device_ts=self.clocks.wall(),
+                seq=self.outbox.next_seq(),
+                phrase=phrase,
+                language="ko" if self.phrases.language == "ko" else "en",
+            )
+            self.outbox.put(self.address.topic(Channel.REQUEST), event.to_payload())
+        log.info("call requested", extra={"message_id": event.message_id})
+        self._say("request_sent")
+        if self.link is not None:
+            self.link.wake()
+        return event.message_id
+
     def on_detection(self, detection: Detection) -> None:
         """The spotter recognised a phrase: :class:`VoiceSosDecider` says what to do."""
+        if detection.kind is Kind.REQUEST:
+            self.request_call(detection.phrase)
+            return
         with self._lock:
             decisions = self.voice_sos.hear(detection, self.clocks.monotonic())
         self._act(decisions)

@@ -18,7 +18,9 @@ Rules, in order:
 5. While an answer is expected (``answering=True``, after "도움을 요청할까요?"), a yes or no
    phrase is an answer.
 6. Otherwise the wake word arms the spotter for ``wake_window_s``; a check-in answer heard while
-   armed (or in the same utterance) is a check-in. A bare wake word is reported as a wake.
+   armed (or in the same utterance) is a check-in, and a request phrase ("상담 받고 싶어요") is a
+   request for a call (never without the wake word: talk on television must not file one).
+   A bare wake word is reported as a wake.
 
 Nothing here reads the clock or imports I/O: ``now`` is an argument.
 """
@@ -45,6 +47,8 @@ class Kind(enum.Enum):
     """Yes to "shall I ask for help?"."""
     NO = "no"
     """No to "shall I ask for help?"."""
+    REQUEST = "request"
+    """A non-urgent request for a call from the welfare office (after the wake word)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +116,7 @@ class Spotter:
             (Kind.CHECKIN, phrases.checkin),
             (Kind.YES, phrases.yes),
             (Kind.NO, phrases.no),
+            (Kind.REQUEST, phrases.request),
         ):
             table: dict[str, str] = {}
             for p in source:
@@ -172,6 +177,10 @@ class Spotter:
                     return Detection(kind, *found)
         woke = self._find(Kind.WAKE, tokens)
         armed = self._armed_until is not None and now <= self._armed_until
+        request = self._find(Kind.REQUEST, tokens)
+        if request is not None and (armed or woke is not None):
+            self._armed_until = None
+            return Detection(Kind.REQUEST, *request)
         answer = self._find(Kind.CHECKIN, tokens)
         if answer is not None and (armed or woke is not None):
             self._armed_until = None

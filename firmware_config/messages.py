@@ -125,7 +125,17 @@ class MotionEvent(_Message):
     kind: Literal["motion"] = "motion"
 
 
-DeviceMessage = State | Heartbeat | SosEvent | SosCancel | MotionEvent
+class CallRequest(_Message):
+    """The resident asked by voice for a call from the welfare office: not an emergency, it
+    is answered within a working day."""
+
+    kind: Literal["request"] = "request"
+    source: Literal["voice"] = "voice"
+    phrase: Phrase | None = Field(default=None, description="the matched request phrase")
+    language: Literal["ko", "en"] | None = None
+
+
+DeviceMessage = State | Heartbeat | SosEvent | SosCancel | MotionEvent | CallRequest
 
 _BY_CHANNEL: dict[Channel, type[_Message]] = {
     Channel.STATE: State,
@@ -133,6 +143,7 @@ _BY_CHANNEL: dict[Channel, type[_Message]] = {
     Channel.SOS: SosEvent,
     Channel.SOS_CANCEL: SosCancel,
     Channel.MOTION: MotionEvent,
+    Channel.REQUEST: CallRequest,
 }
 
 

@@ -8,6 +8,7 @@ Layout (version 1)::
     BASE/event/sos          the resident asked for help
     BASE/event/sos_cancel   the resident withdrew an SOS
     BASE/event/motion       a motion episode (motion is also counted in heartbeats)
+    BASE/event/request      the resident asked for a call from the welfare office (not urgent)
     BASE/cmd/{name}         collector -> device (e.g. cmd/sos_ack)
 
 Identifiers are lower-case ASCII letters, digits, ``-`` and ``_`` (1-64 characters), so they can
@@ -46,6 +47,8 @@ class Channel(enum.StrEnum):
     """The resident cancelled an SOS within the cancel window."""
     MOTION = "event/motion"
     """A PIR motion episode started."""
+    REQUEST = "event/request"
+    """The resident asked by voice for a call from the welfare office (non-urgent)."""
 
 
 class Command(enum.StrEnum):
@@ -138,11 +141,11 @@ def collector_subscriptions(share_group: str = COLLECTOR_SHARE_GROUP) -> list[st
     return [*shared, f"{PREFIX}/+/+/+/{Channel.STATE.value}"]
 
 
-_EVENT_CHANNELS = (Channel.SOS, Channel.SOS_CANCEL)
+_EVENT_CHANNELS = (Channel.SOS, Channel.SOS_CANCEL, Channel.REQUEST)
 
 
 def collector_event_subscriptions(share_group: str = COLLECTOR_SHARE_GROUP) -> list[str]:
-    """The event lane's filters: SOS and cancels only, on a connection of their own."""
+    """The event lane's filters: SOS, cancels and requests, on a connection of their own."""
     return [f"$share/{share_group}/{PREFIX}/+/+/+/{c.value}" for c in _EVENT_CHANNELS]
 
 

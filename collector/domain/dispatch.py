@@ -39,6 +39,8 @@ class HouseholdView:
     address: str
     caregiver: Contact | None
     guardian: Contact | None
+    backup: Contact | None = None
+    """The caregiver who stands in for ``caregiver`` (escalation chains reach them)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,14 @@ NEW_DISPATCH = "{dispatch_id}"
 """Stands for the id of a dispatch not stored yet; the service fills it in."""
 
 
+KIND_LABELS = {
+    "sos": "SOS",
+    "silence": "무응답 가구",
+    "device_offline": "기기 끊김",
+    "request": "상담 요청",
+}
+
+
 def dispatch_link(dashboard_url: str, dispatch_ref: str) -> str:
     """The link line to one dispatch's page: a placeholder the service fills with a signed,
     expiring link (:func:`collector.domain.links.fill_links`) once the dispatch id is known."""
@@ -113,17 +121,38 @@ def escalation_text(
     waited_s: int,
     dispatch_id: int,
     dashboard_url: str,
+    kind: str = "sos",
 ) -> tuple[str, str]:
     """Subject and body of an escalation: nobody acknowledged the dispatch in time."""
     ref = household_ref(household_id)
     if role == GUARDIAN:
+        what = "상담 요청" if kind == "request" else "도움 요청"
         return (
-            "[안부] 도움 요청 확인 지연",
-            f"{ref}의 도움 요청이 {waited_s}초 동안 확인되지 않아 구청 담당자에게도 알렸습니다.",
+            f"[안부] {what} 확인 지연",
+            f"{ref}의 {what}이 {waited_s}초 동안 확인되지 않아 구청 담당자에게도 알렸습니다.",
         )
     tag = "미응답" if level == 1 else "긴급 미응답"
     return (
-        f"[안부] {tag} SOS: {ref}",
+        f"[안부] {tag} {KIND_LABELS.get(kind, kind)}: {ref}",
         f"출동 #{dispatch_id}({ref})이 {waited_s}초 동안 확인되지 않았습니다. "
         + dispatch_link(dashboard_url, str(dispatch_id)),
+    )
+
+
+def request_text(
+    role: str,
+    *,
+    household_id: str | None,
+    channel: str,
+    now: dt.datetime,
+    due_at: dt.datetime,
+) -> tuple[str, str]:
+    """A non-urgent request for a call; answer by ``due_at`` (one working day)."""
+    del role  # caregiver, department or staff: the same words
+    ref = household_ref(household_id) if household_id else "등록되지 않은 번호"
+    how = "음성" if channel == "voice" else "문자"
+    return (
+        f"[안부] 상담 요청: {ref}",
+        f"{ref}에서 상담 전화를 요청했습니다 ({how}, {local_time(now)}). "
+        f"{local_time(due_at)}까지 연락해 주세요: " + dispatch_link("", ""),
     )

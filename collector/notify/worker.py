@@ -41,6 +41,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 
 from collector.domain.dispatch import Message
+from collector.domain.escalation import failure_brings_forward
 from collector.notify.base import Notifier, NotifyError
 from collector.notify.retry import RetryPolicy, next_attempt_at
 from collector.notify.undelivered import (
@@ -572,6 +573,8 @@ class NotificationWorker:
         self._note_outcome(claimed.channel, error, now)
         if self._write_with_retries(statement):
             _LOG.log(level, message, extra=log)
+            if error is not None:
+                self._bring_escalation_forward(claimed, error, now)
         else:
             _LOG.warning(
                 "notification outcome not recorded: another worker took it over",
@@ -588,6 +591,48 @@ class NotificationWorker:
                 state.consecutive_failures += 1
                 state.last_error = error.message[:_MAX_ERROR_CHARS]
                 state.last_failure_at = now
+
+    def _bring_escalation_forward(
+        self, claimed: _Claimed, error: NotifyError, now: dt.datetime
+    ) -> None:
+        """A failed notification escalates: the dispatch's next chain step becomes due now."""
+        with self._db.session() as session:
+            row = session.execute(
+                select(Dispatch.status, Dispatch.next_escalation_at).where(
+                    Dispatch.id == claimed.dispatch_id
+                )
+            ).first()
+            if row is None:
+                return
+            due = failure_brings_forward(
+                dispatch_status=row.status.value,
+                due_at=row.next_escalation_at,
+                permanent=error.permanent,
+                attempts=claimed.attempt,
+                now=now,
+            )
+            if due is None:
+                return
+            moved = _changed(
+                session,
+                update(Dispatch)
+                .where(
+                    Dispatch.id == claimed.dispatch_id,
+                    Dispatch.status == DispatchStatus.OPEN,
+                    Dispatch.next_escalation_at == row.next_escalation_at,
+                )
+                .values(next_escalation_at=due),
+            )
+        if moved:
+            _LOG.warning(
+                "notification failed: next escalation step brought forward",
+                extra={
+                    "event": "escalation_brought_forward",
+                    "notification_id": claimed.id,
+                    "dispatch_id": claimed.dispatch_id,
+                    "was_due_at": row.next_escalation_at.isoformat(),
+                },
+            )
 
     def _dispatch_open(self, dispatch_id: int) -> bool:
         with self._db.session() as session:

@@ -71,8 +71,13 @@ class DispatchStatus(enum.StrEnum):
 
 
 class DispatchReason(enum.StrEnum):
+    """The kind of a dispatch; each kind has its escalation chain (domain/escalation.py)."""
+
     SOS = "sos"
     SILENCE = "silence"
+    DEVICE_OFFLINE = "device_offline"
+    REQUEST = "request"
+    """A resident or guardian asked for a call (voice or SMS): answered within a working day."""
 
 
 class Priority(enum.StrEnum):
@@ -103,8 +108,11 @@ class Caregiver(Base):
     email: Mapped[str] = mapped_column(String(254))
     district: Mapped[str] = mapped_column(String(64), index=True)
     active: Mapped[bool] = mapped_column(default=True)
+    backup_id: Mapped[int | None] = mapped_column(ForeignKey("caregivers.id"), nullable=True)
+    """The caregiver who stands in when this one does not answer (escalation chains)."""
 
     households: Mapped[list[Household]] = relationship(back_populates="caregiver")
+    backup: Mapped[Caregiver | None] = relationship(remote_side="Caregiver.id")
 
 
 class Household(Base):
@@ -124,6 +132,8 @@ class Household(Base):
     silence_period_h: Mapped[float] = mapped_column(Float, default=48.0)
     risk_level: Mapped[RiskLevel] = mapped_column(_enum(RiskLevel), default=RiskLevel.BLUE)
     caregiver_id: Mapped[int | None] = mapped_column(ForeignKey("caregivers.id"), nullable=True)
+    caregiver_pinned: Mapped[bool] = mapped_column(default=False, server_default="0")
+    """A supervisor chose this caregiver: geographic reassignment leaves the household alone."""
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
     caregiver: Mapped[Caregiver | None] = relationship(back_populates="households")
@@ -315,6 +325,27 @@ class DeadLetter(Base):
 
     # The API lists newest first.
     __table_args__ = (Index("ix_dead_letters_received_at_id", "received_at", "id"),)
+
+
+class ServiceRequest(Base):
+    """A non-urgent request for a call (by voice on the device, or by SMS to the district)."""
+
+    __tablename__ = "service_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    """The device message id, or the SMS gateway's message id: a redelivery is ignored."""
+    channel: Mapped[str] = mapped_column(String(8))  # "voice" | "sms"
+    household_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    """None when an SMS came from a number no household has: kept for staff to match."""
+    district: Mapped[str] = mapped_column(String(64))
+    sender: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    text: Mapped[str] = mapped_column(Text, default="")
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    due_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    """Answer by then (one working day); the dispatch escalates when it passes."""
+    routed_to: Mapped[str] = mapped_column(String(16))  # "caregiver" | "department"
+    dispatch_id: Mapped[int | None] = mapped_column(ForeignKey("dispatches.id"), nullable=True)
 
 
 # Tables that live in modules of their own (accounts, sessions, audit log and dispatch steps; data

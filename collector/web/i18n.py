@@ -93,6 +93,8 @@ _WORDS: dict[str, tuple[str, str]] = {
     # reasons and priorities
     "reason_sos": ("긴급 SOS", "SOS"),
     "reason_silence": ("무응답(활동 없음)", "Silence"),
+    "reason_device_offline": ("기기 끊김", "Device offline"),
+    "reason_request": ("상담 요청(전화)", "Call request"),
     "priority_urgent": ("긴급", "Urgent"),
     "priority_normal": ("보통", "Normal"),
     # live states

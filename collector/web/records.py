@@ -7,7 +7,8 @@ query itself (lists) or with :func:`access.check` (single records), so a page ca
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,10 +28,12 @@ from collector.store.models import (
     Notification,
     NotificationStatus,
     Priority,
+    RiskLevel,
 )
 from collector.store.trail import record_change, write_lifecycle
 from collector.web import audit
 from collector.web.access import Forbidden, Viewer, check, may_see_household
+from collector.web.snapshots import Built
 
 _Q = TypeVar("_Q", bound="Select[*tuple[Any, ...]]")
 
@@ -271,7 +274,12 @@ def add_household_note(
 
 
 def map_snapshot(
-    session: Session, viewer: Viewer, *, now: dt.datetime, household_id: str | None = None
+    session: Session,
+    viewer: Viewer,
+    *,
+    now: dt.datetime,
+    household_id: str | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Every household ``viewer`` may see with its position, risk colour and live state.
 
@@ -328,13 +336,10 @@ def map_snapshot(
         reasons = frozenset(
             name for name, flag in (("sos", row.sos), ("silence", row.silence)) if flag
         )
-        life = row.life
-        if isinstance(life, str):  # SQLite hands an aggregate back untyped
-            life = dt.datetime.fromisoformat(life)
-        if life is not None and life.tzinfo is None:
-            life = life.replace(tzinfo=dt.UTC)
+        life = as_utc(row.life)
         online = (bool(row.all_online),) * int(row.n or 0)
         signals = HomeSignals(reasons, online, life, row.silence_period_h)
+        state = live_state(signals, now=now)
         out.append(
             {
                 "id": row.id,
@@ -342,11 +347,88 @@ def map_snapshot(
                 "lat": row.latitude,
                 "lon": row.longitude,
                 "risk": row.risk_level.value,
-                "state": live_state(signals, now=now).value,
+                "state": state.value,
                 "dispatch_id": row.dispatch_id,
             }
         )
+        if meta is not None and life is not None and not reasons:
+            # What turns this home's state by itself: a life sign (silent), or time (not yet).
+            turns = life + dt.timedelta(hours=row.silence_period_h)
+            if state is LiveState.SILENT:
+                meta.setdefault("silent_ids", set()).add(row.id)
+                meta["silent_life"] = max(meta.get("silent_life") or life, life)
+            elif turns > now:
+                meta["valid_until"] = min(meta.get("valid_until") or turns, turns)
     return out
+
+
+def as_utc(value: object) -> dt.datetime | None:
+    """An aggregate's time as aware UTC (SQLite hands aggregates back as text)."""
+    if value is None:
+        return None
+    when = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    assert isinstance(when, dt.datetime)  # noqa: S101
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
+class StoreMapWatch:
+    """What the map's data depends on, summarised by a few cheap aggregate queries (the
+    snapshot cache compares it before rebuilding; see ``collector/web/snapshots.py``)."""
+
+    def __init__(self, sessions: Callable[[], AbstractContextManager[Session]]) -> None:
+        self._sessions = sessions
+
+    def changes(self, viewer: Viewer) -> Hashable:
+        del viewer  # the whole store: a change elsewhere only costs a needless rebuild
+        with self._sessions() as session:
+            dispatches = session.execute(
+                select(func.count(), func.max(Dispatch.id), func.sum(Dispatch.id)).where(
+                    Dispatch.status != DispatchStatus.RESOLVED
+                )
+            ).one()
+            devices = session.execute(
+                select(
+                    func.count(),
+                    func.sum(case((Device.online, 1), else_=0)),
+                    func.max(Device.state_changed_at),
+                )
+            ).one()
+            households = session.execute(
+                select(
+                    func.count(),
+                    func.max(Household.created_at),
+                    func.sum(case((Household.risk_level == RiskLevel.RED, 1), else_=0)),
+                    func.sum(case((Household.risk_level == RiskLevel.ORANGE, 1), else_=0)),
+                    func.sum(Household.caregiver_id),
+                )
+            ).one()
+        return (tuple(dispatches), tuple(devices), tuple(households))
+
+    def silent_life(self, viewer: Viewer, ids: frozenset[str]) -> Hashable:
+        del viewer
+        if not ids:
+            return None
+        if len(ids) > 5000:
+            return object()  # too many to ask about: rebuild
+        with self._sessions() as session:
+            latest = session.scalar(
+                select(func.max(Device.last_life_sign_at)).where(
+                    Device.household_id.in_(sorted(ids))
+                )
+            )
+        return as_utc(latest)
+
+
+def map_built(session: Session, viewer: Viewer, *, now: dt.datetime) -> Built:
+    """The map's homes with what the snapshot cache watches for a change."""
+    meta: dict[str, Any] = {}
+    homes = map_snapshot(session, viewer, now=now, meta=meta)
+    return Built(
+        homes,
+        frozenset(meta.get("silent_ids", ())),
+        meta.get("silent_life"),
+        meta.get("valid_until"),
+    )
 
 
 def monthly_reports(

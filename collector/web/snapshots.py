@@ -4,17 +4,26 @@ every ``ttl_s``, however many supervisors and live streams ask.
 At 10,000 households a snapshot takes ~0.2-0.5 s to build, so building it per request or per
 stream would not scale. A stale snapshot is served while one background thread refreshes it
 (stale-while-revalidate); only the very first request for a scope waits for the build.
+
+Rebuilt only when something changed (``watch``): every ``ttl_s`` a cheap query of what the map
+depends on (unresolved dispatches, devices' online state, households, and the life signs of the
+homes shown silent) is compared with the one taken before the last build; the snapshot is
+rebuilt when it differs, when a home's quiet time reaches its silence period (``valid_until``),
+or after ``max_age_s`` whatever happened (for changes the query cannot see, such as a moved
+marker). Each snapshot carries its JSON encoded once, and gzip-compressed once.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import gzip
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from collector.store.accounts import Role
 from collector.web.access import Viewer
@@ -24,11 +33,37 @@ log = logging.getLogger("anbu.collector.web")
 
 
 @dataclass(frozen=True, slots=True)
+class Built:
+    """What a build returns besides the homes: what to watch for a change."""
+
+    homes: Homes
+    silent_ids: frozenset[str] = frozenset()
+    """Homes shown silent for lack of life signs (a life sign turns them back)."""
+    silent_life: Hashable = None
+    """The latest life sign among ``silent_ids`` at build time."""
+    valid_until: dt.datetime | None = None
+    """When the next home's quiet time reaches its silence period."""
+
+
+class MapWatch(Protocol):
+    def changes(self, viewer: Viewer) -> Hashable:
+        """A cheap summary of the store that changes whenever the map's data may have."""
+
+    def silent_life(self, viewer: Viewer, ids: frozenset[str]) -> Hashable:
+        """The latest life sign among ``ids`` now (compared with ``Built.silent_life``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     homes: Homes
     body: bytes
     """``{"households": homes}`` as JSON, encoded once for every reader."""
     built_at: float
+    """When the snapshot was built or last found unchanged (the ``ttl_s`` clock)."""
+    gzipped: bytes = b""
+    created_at: float = 0.0
+    changes: Hashable = None
+    meta: Built | None = field(default=None, repr=False)
 
 
 def scope_of(viewer: Viewer) -> tuple[str, str | None, int | None]:
@@ -45,14 +80,22 @@ def scope_of(viewer: Viewer) -> tuple[str, str | None, int | None]:
 class SnapshotCache:
     def __init__(
         self,
-        build: Callable[[Viewer], Homes],
+        build: Callable[[Viewer], Homes | Built],
         *,
         ttl_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        watch: MapWatch | None = None,
+        max_age_s: float = 30.0,
+        wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self._build = build
         self.ttl_s = ttl_s
         self._clock = clock
+        self._watch = watch
+        self.max_age_s = max_age_s
+        self._wall = wall
+        self.unchanged = 0
+        """Refreshes that found nothing changed and kept the snapshot."""
         self._lock = threading.Lock()
         self._snapshots: dict[tuple[str, str | None, int | None], Snapshot] = {}
         self._refreshing: set[tuple[str, str | None, int | None]] = set()
@@ -78,11 +121,42 @@ class SnapshotCache:
         except Exception:  # the old snapshot stays; the next reader starts another refresh
             log.exception("map snapshot refresh failed", extra={"scope": str(key)})
 
+    def _still_good(self, current: Snapshot | None, viewer: Viewer) -> Hashable:
+        """The store's summary now, and whether ``current`` still shows it (None: unknown)."""
+        if self._watch is None:
+            return None
+        return self._watch.changes(viewer)
+
+    def _unchanged(self, current: Snapshot, viewer: Viewer, changes: Hashable) -> bool:
+        meta = current.meta
+        if self._watch is None or meta is None or changes != current.changes:
+            return False
+        if self._clock() - current.created_at >= self.max_age_s:
+            return False
+        if meta.valid_until is not None and self._wall() >= meta.valid_until:
+            return False
+        return self._watch.silent_life(viewer, meta.silent_ids) == meta.silent_life
+
     def _refresh(self, key: tuple[str, str | None, int | None], viewer: Viewer) -> Snapshot:
         try:
-            homes = self._build(viewer)
+            with self._lock:
+                current = self._snapshots.get(key)
+            # Taken before the build, so a change during the build is seen at the next check.
+            changes = self._still_good(current, viewer)
+            if current is not None and self._unchanged(current, viewer, changes):
+                kept = replace(current, built_at=self._clock())
+                with self._lock:
+                    self._snapshots[key] = kept
+                    self.unchanged += 1
+                return kept
+            built = self._build(viewer)
+            meta = built if isinstance(built, Built) else None
+            homes = built.homes if isinstance(built, Built) else built
             body = json.dumps({"households": homes}, ensure_ascii=False).encode()
-            snapshot = Snapshot(homes, body, self._clock())
+            now = self._clock()
+            snapshot = Snapshot(
+                homes, body, now, gzip.compress(body, compresslevel=5), now, changes, meta
+            )
             with self._lock:
                 self._snapshots[key] = snapshot
                 self.builds += 1

@@ -26,11 +26,21 @@ class PhraseSet:
     """Answers that confirm "shall I ask for help?" (prompt ``sos_ask``)."""
     no: tuple[str, ...] = ()
     """Answers that decline it (a cancel phrase declines too)."""
+    request: tuple[str, ...] = ()
+    """Asking for a call from the welfare office (after the wake word): not an SOS."""
     prompts: dict[str, str] = field(default_factory=dict)
 
     def all_phrases(self) -> tuple[str, ...]:
         seen: dict[str, None] = {}
-        for p in (*self.wake, *self.sos, *self.cancel, *self.checkin, *self.yes, *self.no):
+        for p in (
+            *self.wake,
+            *self.sos,
+            *self.cancel,
+            *self.checkin,
+            *self.yes,
+            *self.no,
+            *self.request,
+        ):
             seen.setdefault(p, None)
         return tuple(seen)
 
@@ -55,7 +65,7 @@ def _parse(text: str, source: str) -> PhraseSet:
             f"phrase set {source}: language={language!r} must be one of {LANGUAGES}"
         )
     lists: dict[str, tuple[str, ...]] = {}
-    for key in ("wake", "sos", "cancel", "checkin", "yes", "no"):
+    for key in ("wake", "sos", "cancel", "checkin", "yes", "no", "request"):
         value = data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             raise ContractError(f"phrase set {source}: {key}={value!r} must be a list of phrases")

@@ -75,13 +75,22 @@ def test_a_database_from_before_migrations_is_upgraded_with_its_rows(empty: Data
     assert "ix_dispatches_created_at_id" not in {
         ix["name"] for ix in inspect(empty.engine).get_indexes("dispatches")
     }
-    with empty.session() as session:
-        session.add(Household(id="h0001", district="mapo", resident_name="박순자", created_at=T0))
-        session.flush()
-        session.add(
-            Dispatch(household_id="h0001", reason="sos", priority="urgent", status="open",
-                     created_at=T0)
-        )  # fmt: skip
+    # Plain SQL with the old columns only: today's models have columns the old schema lacks.
+    with empty.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO households (id, district, resident_name, address, silence_period_h,"
+                " risk_level, created_at) VALUES ('h0001', 'mapo', '박순자', '', 48, 'blue', :t)"
+            ),
+            {"t": "2026-11-01 00:00:00"},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO dispatches (household_id, reason, priority, status, created_at,"
+                " escalation_level) VALUES ('h0001', 'sos', 'urgent', 'open', :t, 0)"
+            ),
+            {"t": "2026-11-01 00:00:00"},
+        )
     assert drift(empty) != []  # the old schema lacks today's indexes
 
     assert upgrade(empty) == head_revision()

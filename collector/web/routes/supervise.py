@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -16,7 +15,7 @@ from collector.domain.livestate import changed
 from collector.web import audit, records
 from collector.web.access import Viewer, check, may_read_audit, may_see_map
 from collector.web.deps import ViewerDep, render
-from collector.web.snapshots import SnapshotCache
+from collector.web.snapshots import Built, SnapshotCache
 
 router = APIRouter(include_in_schema=False)
 
@@ -35,11 +34,13 @@ def _cache(request: Request) -> SnapshotCache:
     if web.map_cache is None:
         db = request.app.state.runtime.db
 
-        def build(viewer: Viewer) -> list[dict[str, Any]]:
+        def build(viewer: Viewer) -> Built:
             with db.session() as session:
-                return records.map_snapshot(session, viewer, now=wall_clock())
+                return records.map_built(session, viewer, now=wall_clock())
 
-        web.map_cache = SnapshotCache(build, ttl_s=web.map_poll_s)
+        web.map_cache = SnapshotCache(
+            build, ttl_s=web.map_poll_s, watch=records.StoreMapWatch(db.session)
+        )
     cache: SnapshotCache = web.map_cache
     return cache
 
@@ -48,8 +49,12 @@ def _cache(request: Request) -> SnapshotCache:
 def map_data(request: Request, viewer: ViewerDep) -> Response:
     """Every household of the viewer's scope; at most ``map_poll_s`` old."""
     check(may_see_map(viewer), "the map is for supervisors")
-    body = _cache(request).get(viewer).body
-    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+    snapshot = _cache(request).get(viewer)
+    headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+    if snapshot.gzipped and "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        return Response(snapshot.gzipped, media_type="application/json", headers=headers)
+    return Response(snapshot.body, media_type="application/json", headers=headers)
 
 
 @router.get("/map/events")

@@ -1,0 +1,149 @@
+"""Stores a non-urgent request for a call and queues who is told (collector/domain/requests.py).
+
+Both ways in end here: a device's ``event/request`` (through ``Service.apply_event``) and an SMS
+to the district's number (``POST /sms/inbound``). A request from a known household opens a
+dispatch of kind ``request`` (priority normal) whose escalation is due when the working day
+passes; its notification waits for office hours. An SMS from a number no household has is kept
+in ``service_requests`` without a dispatch, for the office to match (logged as a warning).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from collector.domain.dispatch import Contact
+from collector.domain.escalation import EscalationPolicy
+from collector.domain.links import LinkSigner, fill_links
+from collector.domain.requests import decide_request
+from collector.service import household_view
+from collector.store.models import (
+    Dispatch,
+    DispatchReason,
+    DispatchStatus,
+    Household,
+    Notification,
+    NotificationStatus,
+    Priority,
+    ServiceRequest,
+)
+from collector.store.sql import insert_for, table_of
+
+log = logging.getLogger("anbu.collector.requests")
+
+
+@dataclass(frozen=True, slots=True)
+class FiledRequest:
+    request_id: int | None
+    """None: a redelivery of a request already filed."""
+    dispatch_id: int | None
+    routed_to: str
+    due_at: dt.datetime | None
+
+
+def file_request(
+    session: Session,
+    *,
+    message_id: str,
+    channel: str,
+    household: Household | None,
+    district: str,
+    sender: str | None,
+    text: str,
+    now: dt.datetime,
+    policy: EscalationPolicy,
+    links: LinkSigner,
+    staff: Contact | None = None,
+) -> FiledRequest:
+    """File one request (idempotent on ``message_id``)."""
+    view = None if household is None else household_view(household)
+    decision = decide_request(
+        view,
+        policy.effective_book.contacts_for(district),
+        staff=staff or policy.staff,
+        channel=channel,
+        request_ref=message_id[:12],
+        now=now,
+        calendar=policy.calendar,
+    )
+    table = table_of(ServiceRequest)
+    inserted = session.execute(
+        insert_for(session, table)
+        .on_conflict_do_nothing(index_elements=["message_id"])
+        .returning(table.c.id),
+        {
+            "message_id": message_id,
+            "channel": channel,
+            "household_id": None if household is None else household.id,
+            "district": district,
+            "sender": sender,
+            "text": text[:2000],
+            "received_at": now,
+            "due_at": decision.due_at,
+            "routed_to": decision.routed_to,
+        },
+    ).first()
+    if inserted is None:
+        existing = session.scalar(
+            select(ServiceRequest).where(ServiceRequest.message_id == message_id)
+        )
+        return FiledRequest(
+            None,
+            None if existing is None else existing.dispatch_id,
+            decision.routed_to,
+            None if existing is None else existing.due_at,
+        )
+    request_id = int(inserted[0])
+    if household is None:
+        log.warning(
+            "request from an unknown number kept for the office to match",
+            extra={"request": request_id, "district": district, "channel": channel},
+        )
+        return FiledRequest(request_id, None, "nobody", decision.due_at)
+    dispatch = Dispatch(
+        household_id=household.id,
+        caregiver_id=household.caregiver_id,
+        reason=DispatchReason.REQUEST,
+        priority=Priority.NORMAL,
+        status=DispatchStatus.OPEN,
+        created_at=now,
+        note=text[:2000] or None,
+        escalation_level=0,
+        next_escalation_at=policy.first_due_at(household.district, "request", now),
+    )
+    session.add(dispatch)
+    session.flush()
+    row = session.get(ServiceRequest, request_id)
+    assert row is not None  # noqa: S101 - inserted above
+    row.dispatch_id = dispatch.id
+    for m in decision.messages:
+        session.add(
+            Notification(
+                dispatch_id=dispatch.id,
+                channel=m.channel,
+                purpose=m.purpose,
+                recipient_role=m.recipient_role,
+                recipient=m.recipient,
+                subject=m.subject,
+                body=fill_links(m.body, dispatch.id, now=now, signer=links),
+                status=NotificationStatus.PENDING,
+                attempts=0,
+                created_at=now,
+                next_attempt_at=decision.notify_at,
+            )
+        )
+    log.info(
+        "request filed",
+        extra={
+            "request": request_id,
+            "dispatch": dispatch.id,
+            "household": household.id,
+            "routed_to": decision.routed_to,
+            "due_at": decision.due_at.isoformat(),
+        },
+    )
+    return FiledRequest(request_id, dispatch.id, decision.routed_to, decision.due_at)
