@@ -66,6 +66,7 @@ from edge_agent.recognizer import (
 )
 from edge_agent.runtime import make_gate, make_spotter
 from edge_agent.spotter import Detection, Kind
+from edge_agent.transcript import Transcript
 from edge_agent.voice import VoicePipeline
 from edge_agent.voice_sos import Action, Decision, VoiceSosDecider
 from firmware_config.device import AudioConfig, VoiceConfig
@@ -89,6 +90,8 @@ class Item:
 class Outcome:
     decisions: list[tuple[Decision, float]] = field(default_factory=list)
     detections: list[tuple[Detection, float]] = field(default_factory=list)
+    transcripts: list[Transcript] = field(default_factory=list)
+    """Everything the recogniser returned, in order (what the spotter was given)."""
 
     @property
     def sos(self) -> bool:
@@ -118,6 +121,28 @@ class _NoMicrophone:
         return None
 
 
+class _Recording:
+    """The recogniser, with every transcript it returns kept on the current outcome."""
+
+    def __init__(self, recognizer: VoskRecognizer, path: VoicePath) -> None:
+        self.recognizer = recognizer
+        self.path = path
+
+    def _keep(self, heard: Transcript | str | None) -> Transcript | str | None:
+        if isinstance(heard, Transcript):
+            self.path.outcome.transcripts.append(heard)
+        return heard
+
+    def accept(self, block: bytes) -> Transcript | str | None:
+        return self._keep(self.recognizer.accept(block))
+
+    def flush(self) -> Transcript | str | None:
+        return self._keep(self.recognizer.flush())
+
+    def reset(self) -> None:
+        self.recognizer.reset()
+
+
 class VoicePath:
     """The agent's voice path and voice-SOS decision, clocked by audio time."""
 
@@ -143,7 +168,7 @@ class VoicePath:
         self.pipeline = VoicePipeline(
             _NoMicrophone(),
             make_gate(self.audio_config),
-            self.recognizer,
+            _Recording(self.recognizer, self),
             make_spotter(self.phrases),
             on_detection=self._on_detection,
             clock=lambda: self.audio_s,

@@ -19,6 +19,7 @@ try to download one.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
@@ -422,6 +423,29 @@ class RecognizerSettings:
     """Times each phrase is repeated in the grammar (its weight against the fillers)."""
     min_word_confidence: float = 0.0
     """Phrase words Vosk is less sure of than this are reported as ``[unk]``."""
+    dither_seed: int | None = 0
+    """Seed for Kaldi's dither at the start of every segment (None: leave it unseeded)."""
+
+
+def seed_dither(seed: int) -> bool:
+    """Make Kaldi's dither repeatable: reseed the C library's ``rand()``, which it draws from.
+
+    Kaldi adds Gaussian noise ("dither", ``--dither=1`` by default; the model's ``mfcc.conf``
+    keeps the default) to every frame before computing features, seeding each frame's generator
+    from the process-wide ``rand()``. Unseeded, the same WAV gives other words and confidences
+    from one run to the next (vosk-api issues 868 and 895), which made the CI floor hear 2 or 3
+    of 7 phrases. Reseeding at each segment start keeps the model's own front end and makes a
+    segment's transcript depend on its audio alone. Returns False where there is no C ``srand``.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        srand = libc.srand
+    except (OSError, AttributeError):
+        return False
+    srand.argtypes = [ctypes.c_uint]
+    srand.restype = None
+    srand(seed)
+    return True
 
 
 def load_vosk_model(model_path: Path) -> Any:
@@ -489,6 +513,7 @@ class VoskRecognizer:
             self._model, SAMPLE_RATE_HZ, json.dumps(self.grammar, ensure_ascii=False)
         )
         self._rec.SetWords(True)
+        self._seed()
         log.info(
             "recogniser ready",
             extra={
@@ -497,6 +522,10 @@ class VoskRecognizer:
                 "fillers": len(self.fillers),
             },
         )
+
+    def _seed(self) -> None:
+        if self.settings.dither_seed is not None:
+            seed_dither(self.settings.dither_seed)
 
     def _heard(self, result_json: str) -> Transcript | None:
         return _transcript(result_json, self._keep, self.settings.min_word_confidence)
@@ -507,7 +536,11 @@ class VoskRecognizer:
         return None
 
     def flush(self) -> Transcript | None:
-        return self._heard(self._rec.FinalResult())  # FinalResult also starts a fresh utterance
+        heard = self._heard(self._rec.FinalResult())  # FinalResult also starts a fresh utterance
+        self._seed()
+        return heard
 
     def reset(self) -> None:
+        """Drop any partial utterance; the next audio is decoded as if the recogniser were new."""
         self._rec.Reset()
+        self._seed()
