@@ -579,6 +579,11 @@ def main(argv: list[str] | None = None) -> int:
                 replace(settings, filler_count=30, min_word_confidence=0.6),
                 audio_config,
             ),
+            (
+                "fillers 30, SOS also from n-best alternatives within 1.0",
+                replace(settings, filler_count=30, alternatives=8, alternative_margin=1.0),
+                audio_config,
+            ),
         ] + [
             (f"vad {v}", settings, AudioConfig(vad=v))  # type: ignore[arg-type]
             for v in ("energy", "micro", "silero", "webrtc")
@@ -659,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
             "filler_count": settings.filler_count,
             "phrase_weight": settings.phrase_weight,
             "min_word_confidence": settings.min_word_confidence,
+            "alternatives": settings.alternatives,
+            "dither_seed": settings.dither_seed,
             "ask_below_confidence": voice_config.ask_below_confidence,
             "answer_timeout_s": voice_config.answer_timeout_s,
             "voices": [v[0] for v in VOICES[: args.voices]],

@@ -62,8 +62,9 @@ def test_cancel_phrases_never_raise_an_sos(path: VoicePath, synth: Synth) -> Non
 
 def test_sos_phrases_are_heard(path: VoicePath, synth: Synth) -> None:
     heard = [t for t in SOS_TEXTS if path.run_one(item(synth, t, "sos")).sos]
-    # A floor, not the goal (docs/speech.md): on espeak-ng speech the path hears 2 or 3 of these
-    # 7 from one run to the next (seen on the 2-core build machine), far below what residents need.
+    # A floor, not the goal (docs/speech.md). With Kaldi's dither seeded the path is deterministic:
+    # it hears 도와주세요 and 도와줘 of these 7, every run (it used to be 2 or 3 from run to run,
+    # from the unseeded dither) — far below what residents need.
     assert len(heard) >= 2, f"only {heard} of {SOS_TEXTS}"
 
 
