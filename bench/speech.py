@@ -66,6 +66,7 @@ from edge_agent.recognizer import (
 )
 from edge_agent.runtime import make_gate, make_spotter
 from edge_agent.spotter import Detection, Kind
+from edge_agent.transcript import Transcript
 from edge_agent.voice import VoicePipeline
 from edge_agent.voice_sos import Action, Decision, VoiceSosDecider
 from firmware_config.device import AudioConfig, VoiceConfig
@@ -89,6 +90,8 @@ class Item:
 class Outcome:
     decisions: list[tuple[Decision, float]] = field(default_factory=list)
     detections: list[tuple[Detection, float]] = field(default_factory=list)
+    transcripts: list[Transcript] = field(default_factory=list)
+    """Everything the recogniser returned, in order (what the spotter was given)."""
 
     @property
     def sos(self) -> bool:
@@ -118,6 +121,28 @@ class _NoMicrophone:
         return None
 
 
+class _Recording:
+    """The recogniser, with every transcript it returns kept on the current outcome."""
+
+    def __init__(self, recognizer: VoskRecognizer, path: VoicePath) -> None:
+        self.recognizer = recognizer
+        self.path = path
+
+    def _keep(self, heard: Transcript | str | None) -> Transcript | str | None:
+        if isinstance(heard, Transcript):
+            self.path.outcome.transcripts.append(heard)
+        return heard
+
+    def accept(self, block: bytes) -> Transcript | str | None:
+        return self._keep(self.recognizer.accept(block))
+
+    def flush(self) -> Transcript | str | None:
+        return self._keep(self.recognizer.flush())
+
+    def reset(self) -> None:
+        self.recognizer.reset()
+
+
 class VoicePath:
     """The agent's voice path and voice-SOS decision, clocked by audio time."""
 
@@ -127,7 +152,10 @@ class VoicePath:
         phrases: PhraseSet,
         audio_config: AudioConfig,
         voice_config: VoiceConfig,
+        max_unknown_words: int | None = None,
     ) -> None:
+        self.max_unknown_words = max_unknown_words
+        """None: the agent's spotter as it is; else this many ``[unk]`` beside an SOS phrase."""
         self.recognizer = recognizer
         self.phrases = phrases
         self.audio_config = audio_config
@@ -140,11 +168,14 @@ class VoicePath:
         self.decider = VoiceSosDecider(
             self.voice_config.ask_below_confidence, self.voice_config.answer_timeout_s
         )
+        spotter = make_spotter(self.phrases)
+        if self.max_unknown_words is not None:
+            spotter.max_unknown_words = self.max_unknown_words
         self.pipeline = VoicePipeline(
             _NoMicrophone(),
             make_gate(self.audio_config),
-            self.recognizer,
-            make_spotter(self.phrases),
+            _Recording(self.recognizer, self),
+            spotter,
             on_detection=self._on_detection,
             clock=lambda: self.audio_s,
             answering=lambda: self.decider.asking,
@@ -474,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vad", default=None, help="energy|micro|silero|webrtc (default: agent's)")
     p.add_argument("--filler-count", type=int, default=None)
     p.add_argument("--phrase-weight", type=int, default=None)
+    p.add_argument("--alternatives", type=int, default=None, help="n-best list size (0: off)")
+    p.add_argument("--alternative-margin", type=float, default=None)
+    p.add_argument("--max-unknown", type=int, default=None, help="[unk] allowed beside an SOS")
     p.add_argument("--compare", action="store_true", help="also measure alternative designs")
     p.add_argument("--quick", action="store_true", help="small subset: 2 voices, 40 sentences")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "anbu-speech")
@@ -504,13 +538,17 @@ def main(argv: list[str] | None = None) -> int:
         phrase_weight=base_settings.phrase_weight
         if args.phrase_weight is None
         else args.phrase_weight,
+        alternatives=base_settings.alternatives if args.alternatives is None else args.alternatives,
+        alternative_margin=base_settings.alternative_margin
+        if args.alternative_margin is None
+        else args.alternative_margin,
     )
     audio_config = AudioConfig() if args.vad is None else AudioConfig(vad=args.vad)
     voice_config = VoiceConfig()
 
     def path_for(s: RecognizerSettings, a: AudioConfig) -> VoicePath:
         rec = VoskRecognizer(model_dir, phrases, manifest, s, report=report, vosk_model=vosk_model)
-        return VoicePath(rec, phrases, a, voice_config)
+        return VoicePath(rec, phrases, a, voice_config, args.max_unknown)
 
     synth = Synth(args.cache)
     items: list[Item] = []
@@ -552,6 +590,11 @@ def main(argv: list[str] | None = None) -> int:
             (
                 "fillers 30, word confidence >= 0.6",
                 replace(settings, filler_count=30, min_word_confidence=0.6),
+                audio_config,
+            ),
+            (
+                "fillers 30, SOS also from n-best alternatives within 1.0",
+                replace(settings, filler_count=30, alternatives=8, alternative_margin=1.0),
                 audio_config,
             ),
         ] + [
@@ -634,6 +677,10 @@ def main(argv: list[str] | None = None) -> int:
             "filler_count": settings.filler_count,
             "phrase_weight": settings.phrase_weight,
             "min_word_confidence": settings.min_word_confidence,
+            "alternatives": settings.alternatives,
+            "alternative_margin": settings.alternative_margin,
+            "max_unknown_words": args.max_unknown,
+            "dither_seed": settings.dither_seed,
             "ask_below_confidence": voice_config.ask_below_confidence,
             "answer_timeout_s": voice_config.answer_timeout_s,
             "voices": [v[0] for v in VOICES[: args.voices]],

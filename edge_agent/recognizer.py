@@ -19,9 +19,11 @@ try to download one.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -422,6 +424,35 @@ class RecognizerSettings:
     """Times each phrase is repeated in the grammar (its weight against the fillers)."""
     min_word_confidence: float = 0.0
     """Phrase words Vosk is less sure of than this are reported as ``[unk]``."""
+    alternatives: int = 0
+    """Hypotheses Vosk lists per utterance (``SetMaxAlternatives``; 0: the best one only, with
+    Vosk's per-word confidences)."""
+    alternative_margin: float = 1.0
+    """Alternatives whose score is within this of the best (natural-log likelihood units) are
+    passed on with the transcript; the spotter may take an SOS from one of them."""
+    dither_seed: int | None = 0
+    """Seed for Kaldi's dither at the start of every segment (None: leave it unseeded)."""
+
+
+def seed_dither(seed: int) -> bool:
+    """Make Kaldi's dither repeatable: reseed the C library's ``rand()``, which it draws from.
+
+    Kaldi adds Gaussian noise ("dither", ``--dither=1`` by default; the model's ``mfcc.conf``
+    keeps the default) to every frame before computing features, seeding each frame's generator
+    from the process-wide ``rand()``. Unseeded, the same WAV gives other words and confidences
+    from one run to the next (vosk-api issues 868 and 895), which made the CI floor hear 2 or 3
+    of 7 phrases. Reseeding at each segment start keeps the model's own front end and makes a
+    segment's transcript depend on its audio alone. Returns False where there is no C ``srand``.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        srand = libc.srand
+    except (OSError, AttributeError):
+        return False
+    srand.argtypes = [ctypes.c_uint]
+    srand.restype = None
+    srand(seed)
+    return True
 
 
 def load_vosk_model(model_path: Path) -> Any:
@@ -436,19 +467,57 @@ def load_vosk_model(model_path: Path) -> Any:
         raise ModelError(f"Vosk could not load the model in {model_path} ({exc})") from exc
 
 
-def _transcript(result_json: str, keep: frozenset[str], min_confidence: float) -> Transcript | None:
+def _words(
+    words: list[dict[str, Any]], keep: frozenset[str], floor: float, default: float
+) -> tuple[Word, ...]:
+    heard = []
+    for w in words:
+        text, confidence = str(w.get("word", "")), float(w.get("conf", default))
+        if text not in keep or confidence < floor:
+            text = UNKNOWN
+        heard.append(Word(text, confidence))
+    return tuple(heard)
+
+
+def _nbest(
+    alternatives: list[dict[str, Any]], keep: frozenset[str], floor: float, margin: float
+) -> Transcript | None:
+    """The best hypothesis, carrying those within ``margin`` of its score as alternatives.
+
+    With alternatives Vosk gives no per-word confidence; each word gets its hypothesis' share of
+    the n-best list instead (softmax of the scores), so a clear winner is near 1 and two
+    hypotheses as likely as each other are near 0.5 each."""
+    scored = [
+        (float(a.get("confidence", 0.0)), a.get("result") or [])
+        for a in alternatives
+        if a.get("result")
+    ]
+    if not scored:
+        return None
+    top = max(score for score, _ in scored)
+    weights = [math.exp(score - top) for score, _ in scored]
+    total = sum(weights)
+    hyps = [
+        Transcript(_words(words, keep, floor, weight / total))
+        for (score, words), weight in zip(scored, weights, strict=True)
+        if top - score <= margin
+    ]
+    best, rest = hyps[0], tuple(h for h in hyps[1:] if h.words != hyps[0].words)
+    return Transcript(best.words, rest)
+
+
+def _transcript(
+    result_json: str, keep: frozenset[str], min_confidence: float, margin: float = 0.0
+) -> Transcript | None:
     result = json.loads(result_json)
+    if "alternatives" in result:
+        return _nbest(list(result["alternatives"]), keep, min_confidence, margin)
     words = result.get("result")
     if words is None:  # no word timings: only the text (an empty utterance)
         text = str(result.get("text", "")).strip()
         return Transcript.of(text) if text else None
-    heard = []
-    for w in words:
-        text, confidence = str(w.get("word", "")), float(w.get("conf", 1.0))
-        if text not in keep or confidence < min_confidence:
-            text = UNKNOWN
-        heard.append(Word(text, confidence))
-    return Transcript(tuple(heard)) if heard else None
+    heard = _words(words, keep, min_confidence, 1.0)
+    return Transcript(heard) if heard else None
 
 
 class VoskRecognizer:
@@ -489,6 +558,9 @@ class VoskRecognizer:
             self._model, SAMPLE_RATE_HZ, json.dumps(self.grammar, ensure_ascii=False)
         )
         self._rec.SetWords(True)
+        if self.settings.alternatives > 0:
+            self._rec.SetMaxAlternatives(self.settings.alternatives)
+        self._seed()
         log.info(
             "recogniser ready",
             extra={
@@ -498,8 +570,17 @@ class VoskRecognizer:
             },
         )
 
+    def _seed(self) -> None:
+        if self.settings.dither_seed is not None:
+            seed_dither(self.settings.dither_seed)
+
     def _heard(self, result_json: str) -> Transcript | None:
-        return _transcript(result_json, self._keep, self.settings.min_word_confidence)
+        return _transcript(
+            result_json,
+            self._keep,
+            self.settings.min_word_confidence,
+            self.settings.alternative_margin,
+        )
 
     def accept(self, block: bytes) -> Transcript | None:
         if self._rec.AcceptWaveform(block):
@@ -507,7 +588,11 @@ class VoskRecognizer:
         return None
 
     def flush(self) -> Transcript | None:
-        return self._heard(self._rec.FinalResult())  # FinalResult also starts a fresh utterance
+        heard = self._heard(self._rec.FinalResult())  # FinalResult also starts a fresh utterance
+        self._seed()
+        return heard
 
     def reset(self) -> None:
+        """Drop any partial utterance; the next audio is decoded as if the recogniser were new."""
         self._rec.Reset()
+        self._seed()

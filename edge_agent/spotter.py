@@ -15,6 +15,11 @@ Rules, in order:
    of talk or television that happens to contain the phrase's sounds is long. SOS needs **no wake
    word**: a resident who has fallen should not have to remember one. Its ``confidence`` is the
    lowest word confidence of the run.
+   When the best hypothesis holds no SOS, the recogniser's close *alternatives* (hypotheses
+   nearly as likely, :attr:`Transcript.alternatives`) are looked at, closest first: the first
+   with an SOS phrase (and at most ``max_unknown_words`` ``[unk]``) is an SOS with that
+   hypothesis' confidence — unless any of them holds a cancel phrase. The best hypothesis alone
+   decides everything else.
 5. While an answer is expected (``answering=True``, after "도움을 요청할까요?"), a yes or no
    phrase is an answer.
 6. Otherwise the wake word arms the spotter for ``wake_window_s``; a check-in answer heard while
@@ -157,6 +162,16 @@ class Spotter:
                 tokens.append(None)
         return tokens
 
+    def _sos_in_alternatives(self, transcript: Transcript) -> tuple[str, float] | None:
+        others = [self._tokens(t) for t in transcript.alternatives]
+        if any(self._find(Kind.CANCEL, tokens) is not None for tokens in others):
+            return None
+        for tokens in others:
+            found = self._find(Kind.SOS, tokens)
+            if found is not None and tokens.count(None) <= self.max_unknown_words:
+                return found
+        return None
+
     def hear(
         self, heard: str | Transcript, now: float, answering: bool = False
     ) -> Detection | None:
@@ -168,7 +183,9 @@ class Spotter:
         if (found := self._find(Kind.CANCEL, tokens)) is not None:
             return Detection(Kind.CANCEL, *found)
         found = self._find(Kind.SOS, tokens)
-        if found is not None and tokens.count(None) <= self.max_unknown_words:
+        if found is None or tokens.count(None) > self.max_unknown_words:
+            found = self._sos_in_alternatives(transcript)
+        if found is not None:
             self._armed_until = None
             return Detection(Kind.SOS, *found)
         if answering:

@@ -25,6 +25,9 @@ class Transcript:
     """
 
     words: tuple[Word, ...]
+    alternatives: tuple[Transcript, ...] = ()
+    """Other hypotheses the recogniser found nearly as likely as ``words``, closest first
+    (empty unless it is asked for an n-best list)."""
 
     @classmethod
     def of(cls, text: str, confidence: float = 1.0) -> Transcript:

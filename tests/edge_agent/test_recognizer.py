@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -308,3 +309,29 @@ def test_real_english_model_hears_help(real_model: RealModel, tmp_path: Path) ->
     heard = recognise(real_model.recognizer(), synthesise("help me", "en", tmp_path))
     detection = Spotter(real_model.phrases).hear(heard, now=0.0)
     assert detection is not None and detection.kind is Kind.SOS, heard
+
+
+def test_an_nbest_result_carries_the_close_alternatives_with_their_share() -> None:
+    from edge_agent.recognizer import _transcript
+
+    def hyp(score: float, *words: str) -> dict[str, object]:
+        return {
+            "confidence": score,
+            "text": " ".join(words),
+            "result": [{"word": w} for w in words],
+        }
+
+    result = {
+        "alternatives": [
+            hyp(150.0, "자", "세요"),
+            hyp(150.0 - math.log(3), "살려", "주세요"),
+            hyp(140.0, "도와줘"),
+        ]
+    }
+    heard = _transcript(json.dumps(result), frozenset({"살려", "주세요", "도와줘"}), 0.0, 2.0)
+    assert heard is not None
+    assert heard.text == "[unk] [unk]"
+    assert [a.text for a in heard.alternatives] == ["살려 주세요"]  # 도와줘 is 10 below the best
+    share = heard.alternatives[0].words[0].confidence
+    assert share == pytest.approx(1 / (3 + 1 + 3 * math.exp(-10)), rel=1e-6)
+    assert heard.words[0].confidence == pytest.approx(3 * share, rel=1e-6)

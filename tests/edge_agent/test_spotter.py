@@ -140,3 +140,36 @@ def test_normalise_is_idempotent() -> None:
     for text, lang in [("살려 주세요", "ko"), ("Help Me!", "en")]:
         once = normalise(text, lang)
         assert normalise(once, lang) == once
+
+
+def _hyp(text: str, confidence: float = 0.4) -> Transcript:
+    return Transcript.of(text, confidence)
+
+
+def test_an_sos_in_a_close_alternative_is_an_sos_with_its_confidence(ko: Spotter) -> None:
+    heard = Transcript(_hyp("[unk] 예 [unk] 세요").words, (_hyp("[unk] 살려 주세요", 0.3),))
+    detection = ko.hear(heard, now=0)
+    assert detection is not None and detection.kind is Kind.SOS
+    assert (detection.phrase, detection.confidence) == ("살려 줘", 0.3)  # 주세요 folds to 줘
+
+
+def test_an_alternative_with_a_cancel_phrase_vetoes_an_sos_from_the_alternatives(
+    ko: Spotter,
+) -> None:
+    heard = Transcript(_hyp("[unk] 예").words, (_hyp("도와줘"), _hyp("괜찮아")))
+    assert ko.hear(heard, now=0) is None
+
+
+def test_the_best_hypothesis_still_decides_a_cancel(ko: Spotter) -> None:
+    heard = Transcript(_hyp("괜찮아").words, (_hyp("살려 줘"),))
+    detection = ko.hear(heard, now=0)
+    assert detection is not None and detection.kind is Kind.CANCEL
+
+
+def test_alternatives_give_no_wake_word_or_checkin(ko: Spotter) -> None:
+    assert ko.hear(Transcript(_hyp("[unk]").words, (_hyp("안부 야"), _hyp("네"))), now=0) is None
+
+
+def test_a_long_alternative_is_no_sos(ko: Spotter) -> None:
+    heard = Transcript(_hyp("[unk]").words, (_hyp("[unk] [unk] 살려 줘 [unk]"),))
+    assert ko.hear(heard, now=0) is None
