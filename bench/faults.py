@@ -163,7 +163,8 @@ class Supervisor:
         self.env = env
         self.log_dir = log_dir
         self.restarts = 0
-        self.proc = start_collector(env, log_dir / "collector-0.log")
+        # generous: on a loaded machine a cold start can take well over 20 s
+        self.proc = start_collector(env, log_dir / "collector-0.log", timeout_s=120)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._watch, name="supervisor", daemon=True)
