@@ -56,6 +56,7 @@ import json
 import math
 import os
 import platform
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -143,6 +144,24 @@ class Home:
     def sos_ids(self) -> list[str]:
         """Message ids of every SOS this home's agent raised (its structured log)."""
         return [r["message_id"] for r in self._log_records("sos raised") if "message_id" in r]
+
+    def held_on_device(self) -> set[str]:
+        """SOS ids the agent still holds on its disk, re-sending them until confirmed."""
+        outbox = self.config.parent / f"{self.device}-outbox.sqlite3"
+        try:
+            with sqlite3.connect(f"file:{outbox}?mode=ro", uri=True, timeout=5) as db:
+                rows = db.execute("SELECT payload FROM held").fetchall()
+        except sqlite3.Error:
+            return set()
+        ids = set()
+        for (payload,) in rows:
+            try:
+                message = json.loads(payload)
+            except ValueError:
+                continue
+            if message.get("kind") == "sos":
+                ids.add(message["message_id"])
+        return ids
 
     def confirmed_at(self) -> dict[str, float]:
         """When the agent first heard the collector's ``sos_ack`` for each SOS (log time, which
@@ -257,7 +276,9 @@ class District:
         self.pg.stop()
 
 
-def build_district(workdir: Path, homes: int, *, skewed_clocks: bool = False) -> District:
+def build_district(
+    workdir: Path, homes: int, *, skewed_clocks: bool = False, sos_resend_s: float = 1.0
+) -> District:
     workdir.mkdir(parents=True)
     devices = tuple(f"dev-{n}" for n in range(1, homes + 1))
     users = {COLLECTOR_USER: "collector-secret", **{d: f"{d}-secret" for d in devices}}
@@ -278,6 +299,10 @@ def build_district(workdir: Path, homes: int, *, skewed_clocks: bool = False) ->
     for device in devices:
         household = f"h-{device.split('-')[1]}"
         config = agent_config(workdir / f"{device}.toml", behind_proxy, device, household)
+        text = config.read_text(encoding="utf-8")
+        config.write_text(
+            text.replace("sos_resend_s = 1\n", f"sos_resend_s = {sos_resend_s}\n"), "utf-8"
+        )
         control = workdir / f"{device}.sock"
         clock_file = workdir / f"{device}.clock" if skewed_clocks else None
         home = Home(device, household, config, control, workdir, clock_file)
@@ -436,6 +461,7 @@ def observe(d: District) -> dict[str, object]:
             first_mail[household] = min(first_mail.get(household, at), at)
     stored = Counter(household for _m, household, _at, _ts in events)
     received_ids = {e[0] for e in events}
+    on_devices = {i for home in d.homes for i in home.held_on_device()}
     first_press = {h: min(t) for h, t in d.presses.items()}
     # the k-th SOS a home's agent raised belongs to its k-th press
     pressed_at = {
@@ -461,7 +487,10 @@ def observe(d: District) -> dict[str, object]:
     return {
         "sos_sent": len(sent),
         "sos_received": len(received_ids & set(sent)),
-        "sos_lost": len(set(sent) - received_ids),
+        # not stored, and no longer on its device either: gone
+        "sos_lost": len(set(sent) - received_ids - on_devices),
+        # not stored yet, still held (and re-sent) by its agent
+        "sos_not_stored_still_on_device": len((set(sent) - received_ids) & on_devices),
         "sos_duplicated": len(sent) - len(set(sent)),
         "dispatched_once": sum(1 for h in households if dispatches.get(h) == 1),
         "dispatches_duplicated": sum(max(0, n - 1) for n in dispatches.values()),
@@ -500,11 +529,19 @@ def complete(result: dict[str, object] | None) -> bool:
 
 
 def run_scenario(
-    name: str, workdir: Path, homes: int, rounds: int, scale: float, settle_s: float
+    name: str,
+    workdir: Path,
+    homes: int,
+    rounds: int,
+    scale: float,
+    settle_s: float,
+    sos_resend_s: float = 1.0,
 ) -> dict[str, object]:
     scenario = SCENARIOS[name]
     outage_s = max(MIN_OUTAGE_S, scenario.fault_s * scale) if scenario.fault_s else 0.0
-    district = build_district(workdir / name, homes, skewed_clocks=scenario.skewed_clocks)
+    district = build_district(
+        workdir / name, homes, skewed_clocks=scenario.skewed_clocks, sos_resend_s=sos_resend_s
+    )
     try:
         time.sleep(1.0)  # agents online
         started = time.monotonic()
@@ -574,6 +611,10 @@ def summarise(
             int(s["sos_duplicated"]) + int(s["dispatches_duplicated"])  # type: ignore[call-overload]
             for s in scenarios
         ),
+        "sos_not_stored_within_settle": sum(
+            int(s.get("sos_not_stored_still_on_device", 0))  # type: ignore[call-overload]
+            for s in scenarios
+        ),
         "manual_restarts_needed": sum(1 for s in scenarios if not s["recovered_on_its_own"]),
         "scenarios": scenarios,
         "conditions": conditions,
@@ -602,6 +643,9 @@ def main() -> int:
         "--scale", type=float, default=1.0, help="multiplies each fault's length (1: real)"
     )
     parser.add_argument("--settle-s", type=float, default=420.0, help="recovery allowed after")
+    parser.add_argument(
+        "--sos-resend-s", type=float, default=1.0, help="agents' SOS re-send (default agent: 15)"
+    )
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="run these only")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--combine", nargs="+", type=Path, help="summarise earlier runs' output")
@@ -613,11 +657,20 @@ def main() -> int:
         started = time.monotonic()
         scenarios = []
         for name in args.only or list(SCENARIOS):
-            result = run_scenario(name, workdir, args.homes, args.rounds, args.scale, args.settle_s)
+            result = run_scenario(
+                name,
+                workdir,
+                args.homes,
+                args.rounds,
+                args.scale,
+                args.settle_s,
+                args.sos_resend_s,
+            )
             scenarios.append(result)
             print(
                 f"{name:18s} sent {result['sos_sent']:4d} received {result['sos_received']:4d} "
-                f"lost {result['sos_lost']} dup {result['sos_duplicated']} "
+                f"lost {result['sos_lost']} on-device {result['sos_not_stored_still_on_device']} "
+                f"dup {result['sos_duplicated']} "
                 f"dispatched-once {result['dispatched_once']}/{result['homes']} "
                 f"notified {result['notified']}/{result['homes']} "
                 f"worst SOS {result['worst_sos_delay_s']} s, "
@@ -633,7 +686,7 @@ def main() -> int:
                 "rounds": args.rounds,
                 "scale": args.scale,
                 "settle_s": args.settle_s,
-                "agent_sos_resend_s": 1,
+                "agent_sos_resend_s": args.sos_resend_s,
                 "supervisor_restart_sec_s": RESTART_SEC_S,
                 "machine": platform.machine(),
                 "cpus": os.cpu_count(),
