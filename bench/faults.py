@@ -124,6 +124,7 @@ class Home:
             self.control,
             self.log_dir / f"{self.device}-{self.starts}.log",
             command=command,
+            timeout_s=120,  # a loaded machine can take far longer than usual to start Python
         )
 
     def set_clock_offset(self, seconds: float) -> None:
@@ -622,13 +623,18 @@ def summarise(
 
 
 def combine(files: list[Path]) -> dict[str, object]:
-    """One summary over the last JSON line of each earlier run's output."""
+    """One summary over earlier runs: their output's last JSON line, or a ``scenarios.jsonl``
+    (one scenario a line, written as each ends, so a run that died still counts)."""
     scenarios: list[dict[str, object]] = []
     conditions: list[object] = []
     for path in files:
         lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.startswith("{")]
         if not lines:
-            raise SystemExit(f"{path}: no JSON summary line")
+            raise SystemExit(f"{path}: no JSON line")
+        if path.suffix == ".jsonl":
+            scenarios += [json.loads(ln) for ln in lines]
+            conditions.append({"from": str(path)})
+            continue
         summary = json.loads(lines[-1])
         scenarios += summary["scenarios"]
         conditions.append(summary["conditions"])
@@ -656,17 +662,26 @@ def main() -> int:
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="anbu-faults-"))
         started = time.monotonic()
         scenarios = []
+        errored: list[dict[str, str]] = []
+        workdir.mkdir(parents=True, exist_ok=True)
         for name in args.only or list(SCENARIOS):
-            result = run_scenario(
-                name,
-                workdir,
-                args.homes,
-                args.rounds,
-                args.scale,
-                args.settle_s,
-                args.sos_resend_s,
-            )
+            try:
+                result = run_scenario(
+                    name,
+                    workdir,
+                    args.homes,
+                    args.rounds,
+                    args.scale,
+                    args.settle_s,
+                    args.sos_resend_s,
+                )
+            except Exception as exc:  # the bench's own trouble (e.g. a start timed out)
+                errored.append({"name": name, "error": f"{type(exc).__name__}: {exc}"[:500]})
+                print(f"{name:18s} ERROR {errored[-1]['error']}", flush=True)
+                continue
             scenarios.append(result)
+            with (workdir / "scenarios.jsonl").open("a", encoding="utf-8") as out:
+                out.write(json.dumps(result, ensure_ascii=False) + "\n")
             print(
                 f"{name:18s} sent {result['sos_sent']:4d} received {result['sos_received']:4d} "
                 f"lost {result['sos_lost']} on-device {result['sos_not_stored_still_on_device']} "
@@ -698,8 +713,10 @@ def main() -> int:
                 "elapsed_s": round(time.monotonic() - started, 1),
             },
         )
+        summary["scenarios_errored"] = errored
     print(json.dumps(summary, ensure_ascii=False))
-    return 0 if summary["sos_lost"] == 0 and summary["manual_restarts_needed"] == 0 else 1
+    ok = summary["sos_lost"] == 0 and summary["manual_restarts_needed"] == 0
+    return 0 if ok and not summary.get("scenarios_errored") else 1
 
 
 if __name__ == "__main__":

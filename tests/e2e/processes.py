@@ -132,7 +132,9 @@ enabled = false
     return path
 
 
-def start_agent(config: Path, control: Path, log: Path, *, command: list[str] = ANBU) -> Proc:
+def start_agent(
+    config: Path, control: Path, log: Path, *, command: list[str] = ANBU, timeout_s: float = 20
+) -> Proc:
     """An agent with mock GPIO driven through ``control``; ``command`` may wrap ``anbu``
     (tests/support/clock_skew.py runs it with a wall clock that jumps)."""
     env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
@@ -149,7 +151,7 @@ def start_agent(config: Path, control: Path, log: Path, *, command: list[str] = 
             raise AssertionError(f"agent exited:\n{proc.text()}")
         return control.exists()
 
-    wait_until(ready, 20, "agent control socket")
+    wait_until(ready, timeout_s, "agent control socket")
     return proc
 
 
