@@ -59,9 +59,10 @@ class Proc:
         self.popen.wait()
 
 
-def start(args: list[str], env: dict[str, str], log: Path) -> Proc:
+def start(args: list[str], env: dict[str, str], log: Path, *, command: list[str] = ANBU) -> Proc:
+    """Run ``command args`` (``python -m anbu`` unless told otherwise) logging to ``log``."""
     handle = log.open("ab")
-    popen = subprocess.Popen([*ANBU, *args], env=env, stdout=handle, stderr=subprocess.STDOUT)
+    popen = subprocess.Popen([*command, *args], env=env, stdout=handle, stderr=subprocess.STDOUT)
     handle.close()
     return Proc(popen, log)
 
@@ -139,13 +140,18 @@ enabled = false
     return path
 
 
-def start_agent(config: Path, control: Path, log: Path) -> Proc:
+def start_agent(
+    config: Path, control: Path, log: Path, *, command: list[str] = ANBU, timeout_s: float = 20
+) -> Proc:
+    """An agent with mock GPIO driven through ``control``; ``command`` may wrap ``anbu``
+    (tests/support/clock_skew.py runs it with a wall clock that jumps)."""
     env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
     control.unlink(missing_ok=True)
     proc = start(
         ["agent", "run", "--config", str(config), "--no-audio", "--gpio-control", str(control)],
         env,
         log,
+        command=command,
     )
 
     def ready() -> bool:
@@ -153,7 +159,7 @@ def start_agent(config: Path, control: Path, log: Path) -> Proc:
             raise AssertionError(f"agent exited:\n{proc.text()}")
         return control.exists()
 
-    wait_until(ready, 20, "agent control socket")
+    wait_until(ready, timeout_s, "agent control socket")
     return proc
 
 

@@ -1,0 +1,66 @@
+"""``anbu collector serve`` on an accelerated clock, for bench/soak.py only.
+
+    ANBU_SOAK_START_S=<epoch> ANBU_SOAK_WALL0_S=<epoch> ANBU_SOAK_RATE=200 \\
+        python bench/_scaled_collector.py
+
+The collector's clock reads ``START + (time.time() - WALL0) * RATE``: every process that uses
+the same three numbers (the simulator in bench/soak.py does) agrees on the simulated time.
+What the clock drives is whatever the collector takes as ``clock`` (collector/runtime.py): the
+receive time of each message (and so the device-clock check), dispatch and escalation deadlines,
+notification retry times, the silence schedule, retention ages; and the API's ``now``.
+What it cannot speed up: the real-time periods of the loops (scheduler, notification poll,
+retention interval — set them in real seconds), the broker's keepalives and session expiry,
+HTTP and database timeouts. Not a production setting, deliberately: nothing in ``collector/``
+knows about it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def scaled_clock(start_s: float, wall0_s: float, rate: float) -> Callable[[], dt.datetime]:
+    def now() -> dt.datetime:
+        return dt.datetime.fromtimestamp(start_s + (time.time() - wall0_s) * rate, dt.UTC)
+
+    return now
+
+
+def main() -> int:
+    import uvicorn
+
+    from anbu import logs
+    from collector.api.deps import utc_now
+    from collector.main import create_app
+    from collector.runtime import Collector
+    from collector.settings import CollectorSettings
+
+    clock = scaled_clock(
+        float(os.environ["ANBU_SOAK_START_S"]),
+        float(os.environ["ANBU_SOAK_WALL0_S"]),
+        float(os.environ["ANBU_SOAK_RATE"]),
+    )
+    settings = CollectorSettings()
+    logs.setup(settings.log_level)
+    runtime = Collector(settings, clock=clock)
+    app = create_app(runtime, settings=settings)
+
+    async def scaled_now() -> dt.datetime:
+        return clock()
+
+    app.dependency_overrides[utc_now] = scaled_now
+    uvicorn.run(
+        app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
