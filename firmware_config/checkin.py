@@ -28,7 +28,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from firmware_config.errors import ContractError
-from firmware_config.messages import MAX_PAYLOAD_BYTES, MessageId, new_message_id
+from firmware_config.messages import (
+    MAX_NESTING,
+    MAX_PAYLOAD_BYTES,
+    MessageId,
+    nesting_depth,
+    new_message_id,
+)
 from firmware_config.topics import COLLECTOR_SHARE_GROUP, PREFIX, DeviceAddress
 
 CHECKIN_COMMAND = "cmd/checkin"
@@ -94,6 +100,8 @@ class CheckinAnswer(_CheckinMessage):
 def _decode(model: type[_CheckinMessage], payload: bytes, where: str) -> _CheckinMessage:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ContractError(f"{where}: payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    if nesting_depth(payload) > MAX_NESTING:  # before the parser can recurse
+        raise ContractError(f"{where}: payload nests deeper than {MAX_NESTING} levels")
     try:
         data = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -105,3 +105,9 @@ def test_the_main_topic_parser_still_refuses_check_in_topics() -> None:
     """Until topics.Channel has them, older ingest code dead-letters instead of crashing."""
     with pytest.raises(ContractError, match="unknown channel"):
         parse(checkin_answer_topic(ADDR))
+
+
+@pytest.mark.parametrize("payload", [b"[" * 2048, b'{"a":' * 600 + b"1" + b"}" * 600])
+def test_a_deeply_nested_answer_is_refused_before_parsing(payload: bytes) -> None:
+    with pytest.raises(ContractError, match="nests deeper"):
+        decode_checkin_answer(payload)
