@@ -38,7 +38,17 @@ log = logging.getLogger("anbu.collector.bulk_process")
 
 _SNAPSHOT_EVERY_S = 1.0
 _STALE_AFTER_S = 5.0
+_STEADY_AFTER_S = 60.0
+_MAX_RESTART_DELAY_S = 30.0
 _PR_SET_PDEATHSIG = 1
+
+
+def restart_delay(lived_s: float, previous_s: float, base_s: float) -> float:
+    """How long to wait before starting a child again that died after ``lived_s``: ``base_s``
+    after a steady run, else twice the previous wait, up to 30 s."""
+    if lived_s > _STEADY_AFTER_S:
+        return base_s
+    return min(_MAX_RESTART_DELAY_S, max(base_s, 2 * previous_s))
 
 
 def _die_with_parent() -> None:
@@ -154,6 +164,8 @@ class BulkProcess:
         self.after_bulk = after_bulk
         self.restart_delay_s = restart_delay_s
         self.restarts = 0
+        self._delay_s = 0.0
+        self._spawned_at = 0.0
         self._ctx = mp.get_context("spawn")
         self._stop = self._ctx.Event()
         self._out: mp.Queue[Any] = self._ctx.Queue()
@@ -185,6 +197,7 @@ class BulkProcess:
             daemon=True,
         )
         self._process.start()
+        self._spawned_at = time.monotonic()
 
     def _read(self) -> None:
         while not self._stopping.is_set():
@@ -208,11 +221,20 @@ class BulkProcess:
         process = self._process
         if process is None or process.is_alive() or self._stopping.is_set():
             return
+        # A child that dies at once (say, its database is away when it starts) is started again
+        # after 1, 2, 4 … 30 s, not every second: each start costs a second of CPU.
+        lived_s = time.monotonic() - self._spawned_at
+        self._delay_s = restart_delay(lived_s, self._delay_s, self.restart_delay_s)
         log.error(
             "bulk ingest process died: starting it again",
-            extra={"exitcode": process.exitcode, "restarts": self.restarts},
+            extra={
+                "exitcode": process.exitcode,
+                "restarts": self.restarts,
+                "lived_s": round(lived_s, 1),
+                "in_s": self._delay_s,
+            },
         )
-        if self._stopping.wait(self.restart_delay_s):
+        if self._stopping.wait(self._delay_s):
             return
         self.restarts += 1
         self._snapshot = {}

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
+from collector.bulk_process import restart_delay
 from collector.ingest import Ingest
 from collector.service import BulkResult, Service
 from collector.settings import CollectorSettings
@@ -119,3 +120,13 @@ def test_a_killed_child_is_started_again_and_an_sos_never_waits_for_it(
         device.publish(ADDR.topic(Channel.HEARTBEAT), heartbeat(7))
         wait_until(lambda: last_seq(database) == 7, timeout_s=15)
     assert ingest.health()["bulk"]["process"]["restarts"] == 1
+
+
+def test_a_child_that_keeps_dying_at_once_is_restarted_ever_more_slowly() -> None:
+    waits, previous = [], 0.0
+    for _ in range(7):
+        previous = restart_delay(lived_s=2.0, previous_s=previous, base_s=1.0)
+        waits.append(previous)
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    # after a steady run the next death is answered at once again
+    assert restart_delay(lived_s=600.0, previous_s=30.0, base_s=1.0) == 1.0
