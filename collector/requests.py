@@ -18,16 +18,14 @@ from sqlalchemy.orm import Session
 
 from collector.domain.dispatch import Contact
 from collector.domain.escalation import EscalationPolicy
-from collector.domain.links import LinkSigner, fill_links
+from collector.domain.links import LinkSigner
 from collector.domain.requests import decide_request
-from collector.service import household_view
+from collector.service import add_notifications, household_view
 from collector.store.models import (
     Dispatch,
     DispatchReason,
     DispatchStatus,
     Household,
-    Notification,
-    NotificationStatus,
     Priority,
     ServiceRequest,
 )
@@ -120,22 +118,9 @@ def file_request(
     row = session.get(ServiceRequest, request_id)
     assert row is not None  # noqa: S101 - inserted above
     row.dispatch_id = dispatch.id
-    for m in decision.messages:
-        session.add(
-            Notification(
-                dispatch_id=dispatch.id,
-                channel=m.channel,
-                purpose=m.purpose,
-                recipient_role=m.recipient_role,
-                recipient=m.recipient,
-                subject=m.subject,
-                body=fill_links(m.body, dispatch.id, now=now, signer=links),
-                status=NotificationStatus.PENDING,
-                attempts=0,
-                created_at=now,
-                next_attempt_at=decision.notify_at,
-            )
-        )
+    add_notifications(
+        session, dispatch.id, decision.messages, now, links, send_at=decision.notify_at
+    )
     log.info(
         "request filed",
         extra={

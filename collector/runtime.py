@@ -105,6 +105,7 @@ class Collector:
             dispatches=StoreDispatches(
                 escalate_after_s=settings.silence_escalate_after_s,
                 escalation=self.service.escalation_policy,
+                links=self.service.links,
             ),
             on_notify=self.notifier.wake,
         )

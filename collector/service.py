@@ -185,14 +185,17 @@ def _open_view(dispatch: Dispatch | None) -> OpenDispatchView | None:
     return OpenDispatchView(dispatch.id, dispatch.reason, dispatch.created_at)
 
 
-def _add_notifications(
+def add_notifications(
     session: Session,
     dispatch_id: int,
     messages: tuple[Message, ...],
     now: dt.datetime,
     links: LinkSigner,
+    *,
+    send_at: dt.datetime | None = None,
 ) -> int:
-    """Queue ``messages``; one already queued for the same purpose and person is kept as it is."""
+    """Queue ``messages`` (their links signed), to be sent from ``send_at`` (default: now); one
+    already queued for the same purpose and person is kept as it is."""
     if not messages:
         return 0
     rows = [
@@ -207,7 +210,7 @@ def _add_notifications(
             "status": NotificationStatus.PENDING,
             "attempts": 0,
             "created_at": now,
-            "next_attempt_at": now,
+            "next_attempt_at": now if send_at is None else send_at,
         }
         for m in messages
     ]
@@ -691,7 +694,7 @@ class Service:
             assert decision.existing_dispatch_id is not None  # noqa: S101
             dispatch_id = decision.existing_dispatch_id
         event.dispatch_id = dispatch_id
-        queued = _add_notifications(session, dispatch_id, decision.messages, now, self.links)
+        queued = add_notifications(session, dispatch_id, decision.messages, now, self.links)
         queued += self._cancel_that_overtook(session, household, sos, dispatch_id, now)
         log.info(
             "sos",
@@ -736,7 +739,7 @@ class Service:
             policy=self.dispatch_policy,
             message_id=cancel.message_id,
         )
-        return _add_notifications(session, dispatch_id, decision.messages, now, self.links)
+        return add_notifications(session, dispatch_id, decision.messages, now, self.links)
 
     def _cancel(
         self,
@@ -775,7 +778,7 @@ class Service:
         if dispatch is not None and decision.dispatch_id is not None:
             dispatch.cancelled_by_resident_at = dispatch.cancelled_by_resident_at or now
             event.dispatch_id = dispatch.id
-            queued = _add_notifications(session, dispatch.id, decision.messages, now, self.links)
+            queued = add_notifications(session, dispatch.id, decision.messages, now, self.links)
         ack = CancelAck(
             device_ts=now.timestamp(),
             seq=0,
@@ -839,7 +842,7 @@ class Service:
                 )
                 if session.execute(claim).rowcount != 1 or step is None:  # type: ignore[attr-defined]
                     continue
-                queued += _add_notifications(session, dispatch.id, step.messages, now, self.links)
+                queued += add_notifications(session, dispatch.id, step.messages, now, self.links)
                 log.warning(
                     "escalated",
                     extra={

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from collector.domain.dispatch import Message
 from collector.domain.escalation import EscalationPolicy
+from collector.domain.links import LinkSigner
 from collector.domain.silence import LifeSignKind, SilenceFlag, SilenceLimit, SilenceReason
 from collector.domain.silence_checkin import (
     AskCheckin,
@@ -42,7 +44,7 @@ from collector.domain.silence_checkin import (
     on_flag,
     on_tick,
 )
-from collector.service import household_view
+from collector.service import add_notifications, household_view
 from collector.store.db import Database
 from collector.store.models import (
     Device,
@@ -50,8 +52,6 @@ from collector.store.models import (
     DispatchReason,
     DispatchStatus,
     Household,
-    Notification,
-    NotificationStatus,
     Priority,
 )
 from collector.store.silence import HouseholdSilence, SilenceFlagRow
@@ -88,9 +88,15 @@ class StoreDispatches:
     """:class:`Dispatches` on today's ``dispatches`` and ``notifications`` tables."""
 
     def __init__(
-        self, escalate_after_s: float = 900.0, escalation: EscalationPolicy | None = None
+        self,
+        escalate_after_s: float = 900.0,
+        escalation: EscalationPolicy | None = None,
+        links: LinkSigner | None = None,
     ) -> None:
         self.escalate_after_s = escalate_after_s
+        # Signs the caregiver's link; without the collector's signer (tests) the links are signed
+        # with a key nobody holds, so they open nothing.
+        self.links = links or LinkSigner(secrets.token_bytes(32), "http://127.0.0.1:8000")
         # With configured chains (ANBU_ESCALATION_FILE) the district's silence chain decides.
         self.escalation = escalation if escalation and escalation.book else None
 
@@ -114,22 +120,7 @@ class StoreDispatches:
         )
         session.add(dispatch)
         session.flush()
-        for m in messages:
-            session.add(
-                Notification(
-                    dispatch_id=dispatch.id,
-                    channel=m.channel,
-                    purpose=m.purpose,
-                    recipient_role=m.recipient_role,
-                    recipient=m.recipient,
-                    subject=m.subject,
-                    body=m.body.replace("{dispatch_id}", str(dispatch.id)),
-                    status=NotificationStatus.PENDING,
-                    attempts=0,
-                    created_at=now,
-                    next_attempt_at=now,
-                )
-            )
+        add_notifications(session, dispatch.id, messages, now, self.links)
         return dispatch.id
 
     def add_note(self, session: Session, dispatch_id: int, note: str) -> None:

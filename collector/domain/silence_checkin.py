@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from collector.domain.dispatch import Contact, HouseholdView, Message, messages_for
 from collector.domain.silence import SilenceFlag, SilenceReason
+from collector.domain.wording import dispatch_link, household_ref
 
 SILENCE_PRIORITY = "normal"
 
@@ -112,25 +113,32 @@ def _kst(at: dt.datetime) -> str:
 def _dispatch(
     flag: SilenceFlag, household: HouseholdView, checkin: str, policy: CheckinPolicy
 ) -> DispatchForSilence:
-    people: list[Contact] = []
+    # The minimum each recipient needs to act (collector/domain/wording.py): no name or
+    # address; the caregiver's link is signed at storing, the guardian gets no link.
+    responders: list[Contact] = []
     if household.caregiver is not None:
-        people.append(household.caregiver)
+        responders.append(household.caregiver)
     elif policy.staff is not None:
-        people.append(policy.staff)
-    if household.guardian is not None:
-        people.append(household.guardian)
-    subject = f"[안부] 무활동 확인 요청: {household.resident_name}"
+        responders.append(policy.staff)
+    ref = household_ref(household.id)
+    subject = f"[안부] 무활동 확인 요청: {ref}"
     body = (
-        f"{household.resident_name}님({household.address}) 댁에서 생활 신호가 없습니다. "
-        f"{flag.reason.describe()}. 음성 확인: {checkin}. 방문 또는 전화로 확인해 주세요: "
-        f"{policy.dashboard_url}/dispatches/{{dispatch_id}}"
+        f"{ref}에서 생활 신호가 없습니다. {flag.reason.describe()}. 음성 확인: {checkin}. "
+        f"방문 또는 전화로 확인해 주세요: {dispatch_link(policy.dashboard_url, ref)}"
+    )
+    guardians = [household.guardian] if household.guardian is not None else []
+    guardian_body = (
+        f"{ref}에서 생활 신호가 없어 담당 생활지원사에게 확인을 요청했습니다. 음성 확인: {checkin}."
+    )
+    messages = messages_for(responders, "silence", subject, body) + messages_for(
+        guardians, "silence", "[안부] 무활동 확인 안내", guardian_body
     )
     return DispatchForSilence(
         flag.household_id,
         SILENCE_PRIORITY,
         flag.reason,
         checkin,
-        messages_for(people, "silence", subject, body),
+        messages,
     )
 
 

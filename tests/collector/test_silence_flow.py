@@ -8,9 +8,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
+from collector.domain.links import LinkSigner
 from collector.domain.silence import LifeSignKind
 from collector.domain.silence_checkin import CheckinPolicy
-from collector.silence_flow import SilenceFlow
+from collector.silence_flow import SilenceFlow, StoreDispatches
 from collector.silence_runtime import SilenceRuntime, SilenceRuntimeSettings
 from collector.store.db import Database
 from collector.store.models import Device, Dispatch, Notification
@@ -132,7 +133,10 @@ def test_no_answer_opens_a_normal_priority_silence_dispatch(
     device.next_message()
     assert flow.tick(clock.at + dt.timedelta(minutes=9)) == 0
     # A restarted collector (new flow object) still knows the pending check-in from the row.
-    again = SilenceFlow(database, BrokerPublisher(collector))
+    signer = LinkSigner(b"k" * 32, "https://anbu.example.org")
+    again = SilenceFlow(
+        database, BrokerPublisher(collector), dispatches=StoreDispatches(links=signer)
+    )
     assert again.tick(clock.at + dt.timedelta(minutes=10)) == 1
     with database.session() as s:
         dispatch = s.scalars(select(Dispatch)).one()
@@ -143,7 +147,15 @@ def test_no_answer_opens_a_normal_priority_silence_dispatch(
         )
         notes = s.scalars(select(Notification)).all()
         assert {n.recipient for n in notes} >= {"010-1111-2222", "jiwon@example.org"}
-        assert all(f"/dispatches/{dispatch.id}" in n.body for n in notes)
+        # The minimum to act (as for an SOS): no name or address anywhere; the caregiver's
+        # link is signed and opens this dispatch; the guardian gets no link.
+        assert not any("박순자" in n.body or "박순자" in n.subject for n in notes)
+        for note in notes:
+            if note.recipient_role == "guardian":
+                assert "/l/" not in note.body
+            else:
+                token = note.body.split("/l/", 1)[1].split()[0]
+                assert signer.verify(token, now=clock.at) == dispatch.id
     assert flag_row(database).status == "dispatched"
 
 
