@@ -63,7 +63,13 @@ def figures_for(homes: int, database: str, ingest_seconds: float) -> dict[str, A
             database,
         ),
         "silence": run(
-            "silence_scale.py", "--homes", n, "--due", str(min(homes, 100_000)), "--seconds", "10"
+            "silence_scale.py",
+            "--homes",
+            n,
+            "--due",
+            str(min(homes // 10, 100_000)),
+            "--seconds",
+            "10",
         ),
     }
 

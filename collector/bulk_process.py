@@ -84,6 +84,8 @@ def child_main(
 
     def after_commit(result: BulkResult) -> None:
         # What the main process's silence schedule and supervision read, in plain tuples.
+        if not (result.life_signs or result.device_states or result.heartbeats):
+            return  # dead letters only
         out.put(
             (
                 "signs",
