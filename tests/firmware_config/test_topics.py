@@ -1,10 +1,13 @@
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from firmware_config import ContractError
 from firmware_config.topics import (
     Channel,
     Command,
     DeviceAddress,
+    _parse_parts,
     collector_subscriptions,
     parse,
 )
@@ -63,3 +66,50 @@ def test_collector_subscribes_shared_except_retained_state() -> None:
     assert "anbu/v1/+/+/+/state" in subs
     assert "$share/g/anbu/v1/+/+/+/event/sos" in subs
     assert not any(s.startswith("$share") and s.endswith("/state") for s in subs)
+
+
+_PIECES = st.sampled_from(
+    [
+        "anbu",
+        "v1",
+        "v2",
+        "a",
+        "seoul-sdm",
+        "h000123",
+        "d_1",
+        "A",
+        "-x",
+        "",
+        "+",
+        "#",
+        "cmd",
+        "event",
+        "sos",
+        "sos_ack",
+        "cancel_ack",
+        "heartbeat",
+        "state",
+        "motion",
+        "x" * 65,
+        "é",
+    ]
+)
+
+
+@given(st.lists(_PIECES, min_size=0, max_size=8), st.sampled_from(["", "\n", "/"]))
+@example(["a", "h000123", "d_1", "heartbeat"], "")
+@example(["a", "h000123", "d_1", "event", "sos"], "")
+@example(["a", "h000123", "d_1", "cmd", "sos_ack"], "")
+@example(["a", "h000123", "d_1", "heartbeat"], "\n")
+@example(["A", "h000123", "d_1", "heartbeat"], "")
+def test_the_fast_path_answers_as_the_piece_by_piece_parse(pieces: list[str], tail: str) -> None:
+    """``parse`` matches the usual topic with one regular expression; whatever it gives must be
+    what taking the topic apart piece by piece gives, and it must refuse what that refuses."""
+    topic = "/".join(["anbu", "v1", *pieces[:3], *pieces[3:]]) + tail
+    try:
+        expected = _parse_parts(topic)
+    except ContractError:
+        with pytest.raises(ContractError):
+            parse(topic)
+        return
+    assert parse(topic) == expected
