@@ -45,7 +45,15 @@ def _window(start_at: float, seconds: float) -> tuple[float, float]:
     return start_at + 1.0, start_at + seconds
 
 
-def bare_subscriber(port: int, start_at: float, seconds: float, out: Any) -> None:
+def _when_started(ready: Any, start: Any) -> float:
+    """Say this process is ready, then wait for the run's start time (set once all are ready)."""
+    ready.set()
+    while start.value == 0.0:
+        time.sleep(0.01)
+    return float(start.value)
+
+
+def bare_subscriber(port: int, ready: Any, start: Any, seconds: float, out: Any) -> None:
     received = 0
     lock = threading.Lock()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bare", protocol=mqtt.MQTTv5)
@@ -63,7 +71,7 @@ def bare_subscriber(port: int, start_at: float, seconds: float, out: Any) -> Non
     client.on_connect = lambda c, *_a: c.subscribe("$share/bare/anbu/v1/+/+/+/heartbeat", 1)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    w0, w1 = _window(start_at, seconds)
+    w0, w1 = _window(_when_started(ready, start), seconds)
     time.sleep(max(0.0, w0 - time.time()))
     n0, c0 = received, time.process_time()
     time.sleep(max(0.0, w1 - time.time()))
@@ -74,7 +82,7 @@ def bare_subscriber(port: int, start_at: float, seconds: float, out: Any) -> Non
 
 
 def collector_process(
-    port: int, database_url: str, start_at: float, seconds: float, out: Any
+    port: int, database_url: str, ready: Any, start: Any, seconds: float, out: Any
 ) -> None:
     from collector.ingest import Ingest
     from collector.registry import DeviceRegistry, load_all, store_lookup
@@ -97,8 +105,8 @@ def collector_process(
     bulk = ingest.bulk
     assert bulk is not None  # these settings keep the bulk lane in this process
     ingest.start()
-    ingest.wait_connected(10)
-    w0, w1 = _window(start_at, seconds)
+    ingest.wait_connected(60)
+    w0, w1 = _window(_when_started(ready, start), seconds)
     time.sleep(max(0.0, w0 - time.time()))
     n0, c0 = bulk.applied, time.process_time()
     time.sleep(max(0.0, w1 - time.time()))
@@ -120,9 +128,15 @@ def measure(
     target: Any, args: tuple[Any, ...], broker: Any, opts: argparse.Namespace, seq_base: int
 ) -> dict[str, Any]:
     out: Any = mp.Queue()
-    start_at = time.time() + 5.0  # room for the processes to start on a loaded machine
-    proc = mp.Process(target=target, args=(*args, start_at, opts.seconds, out))
+    ready, start = mp.Event(), mp.Value("d", 0.0)
+    proc = mp.Process(target=target, args=(*args, ready, start, opts.seconds, out))
     proc.start()
+    # The window opens once the subscriber is ready (a million homes take a while to load into
+    # the registry), with room for the publishers to make their topics first.
+    if not ready.wait(timeout=600):
+        raise RuntimeError("the subscriber process did not get ready within 600 s")
+    start_at = time.time() + 3.0 + opts.homes / 200_000
+    start.value = start_at
     sent, pubs, _ = run_publishers(
         broker, opts.homes, opts.publishers, opts.seconds, seq_base, start_at=start_at
     )
