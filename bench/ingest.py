@@ -135,7 +135,7 @@ def measure(
     # the registry), with room for the publishers to make their topics first.
     if not ready.wait(timeout=600):
         raise RuntimeError("the subscriber process did not get ready within 600 s")
-    start_at = time.time() + 3.0 + opts.homes / 200_000
+    start_at = time.time() + 3.0 + opts.homes / 100_000
     start.value = start_at
     sent, pubs, _ = run_publishers(
         broker, opts.homes, opts.publishers, opts.seconds, seq_base, start_at=start_at

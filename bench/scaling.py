@@ -101,7 +101,11 @@ def table(by_homes: dict[int, dict[str, Any]], database: str) -> str:
         return cell(entry["bytes_per_household"], " B")
 
     def seed(f: dict[str, Any]) -> str:
-        return cell(f["seed"]["seed_s"]["median"], " s", 2)
+        s = f["seed"]
+        return f"{cell(s['seed_s']['median'], ' s', 2)} / {cell(s['import_s']['median'], ' s', 2)}"
+
+    def load(f: dict[str, Any]) -> str:
+        return cell(f["ingest"]["conditions"]["load_avg_1m"], digits=1)
 
     def ingest(f: dict[str, Any]) -> str:
         i = f["ingest"]
@@ -121,7 +125,7 @@ def table(by_homes: dict[int, dict[str, Any]], database: str) -> str:
             head,
             rule,
             row("registry memory per household", "bench/registry_memory.py", registry),
-            row(f"seeding the homes ({database})", "bench/seed.py", seed),
+            row(f"seeding / importing the homes ({database})", "bench/seed.py", seed),
             row(
                 f"heartbeats ingested, one bulk lane ({database})",
                 "bench/ingest.py",
@@ -132,6 +136,7 @@ def table(by_homes: dict[int, dict[str, Any]], database: str) -> str:
                 "bench/silence_scale.py",
                 silence,
             ),
+            row("machine load (1-minute average) when ingest ran", "bench/ingest.py", load),
         ]
     )
 
