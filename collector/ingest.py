@@ -31,8 +31,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from collector.bulk_process import BulkProcess
-from collector.pipeline import BulkLane, EventLane, Inbound, Lane
+from collector.bulk_process import YIELD_MAX_S, BulkProcess
+from collector.pipeline import BulkLane, EventLane, Inbound, Lane, wait_while
 from collector.service import BulkResult, Outcome, Service
 from collector.settings import CollectorSettings
 from firmware_config.checkin import checkin_answer_subscription
@@ -215,11 +215,13 @@ class Ingest:
         self.service = service
         self.on_notify = on_notify
         self.after_event = after_event
+        self._events_in_hand = False
         self.events = EventLane(
             service,
             clock=clock,
             on_outcome=self._after_event,
             on_checkin_answer=on_checkin_answer,
+            on_busy=self._events_busy,
         )
         self.bulk: BulkLane | None = None
         self.bulk_process: BulkProcess | None = None
@@ -235,6 +237,8 @@ class Ingest:
                 after_commit=after_bulk,
             )
             bulk_connections = bulk_intakes(settings, self.bulk, clock)
+            if settings.ingest_bulk_gives_way:
+                service.before_bulk_writes = self._give_way
         base = settings.mqtt_client_id
         group = settings.mqtt_share_group
         self.event_intake = MqttIntake(
@@ -250,6 +254,15 @@ class Ingest:
         )
         self.bulk_intakes = bulk_connections
         self.intakes = [self.event_intake, *self.bulk_intakes]
+
+    def _events_busy(self, busy: bool) -> None:
+        self._events_in_hand = busy
+        if self.bulk_process is not None:
+            self.bulk_process.events_busy(busy)
+
+    def _give_way(self) -> None:
+        """The bulk lane in this process waits before writing while an event is in hand."""
+        wait_while(lambda: self._events_in_hand, max_wait_s=YIELD_MAX_S)
 
     def _after_event(self, outcome: Outcome) -> None:
         for address, command in outcome.commands:
