@@ -216,12 +216,14 @@ class Ingest:
         self.on_notify = on_notify
         self.after_event = after_event
         self._events_in_hand = False
+        self._urgent = 0
+        self._urgent_lock = threading.Lock()
         self.events = EventLane(
             service,
             clock=clock,
             on_outcome=self._after_event,
             on_checkin_answer=on_checkin_answer,
-            on_busy=self._events_busy,
+            on_busy=self.urgent,
         )
         self.bulk: BulkLane | None = None
         self.bulk_process: BulkProcess | None = None
@@ -255,10 +257,19 @@ class Ingest:
         self.bulk_intakes = bulk_connections
         self.intakes = [self.event_intake, *self.bulk_intakes]
 
-    def _events_busy(self, busy: bool) -> None:
-        self._events_in_hand = busy
-        if self.bulk_process is not None:
-            self.bulk_process.events_busy(busy)
+    @property
+    def urgent_in_hand(self) -> bool:
+        """Whether urgent work (see :meth:`urgent`) is in hand now."""
+        return self._events_in_hand
+
+    def urgent(self, busy: bool) -> None:
+        """Urgent work starts (True) or ends (False): the event lane's SOS and cancels, the
+        notifier claiming what is due. While any is in hand, heartbeat batches wait to write."""
+        with self._urgent_lock:
+            self._urgent += 1 if busy else -1
+            self._events_in_hand = self._urgent > 0
+            if self.bulk_process is not None:
+                self.bulk_process.events_busy(self._events_in_hand)
 
     def _give_way(self) -> None:
         """The bulk lane in this process waits before writing while an event is in hand."""

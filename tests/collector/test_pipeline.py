@@ -385,3 +385,19 @@ def test_the_event_lane_says_it_is_done_when_it_stops_in_an_outage(tmp_path: Pat
     assert seen == [True, False]
     assert acks.done == []
     assert lane.store_failures >= 1
+
+
+def test_urgent_work_from_two_sources_is_in_hand_until_both_are_done(database: Database) -> None:
+    """The event lane and the notifier may overlap: heartbeats wait until the last is done."""
+    from collector.ingest import Ingest
+    from collector.settings import CollectorSettings
+
+    ingest = Ingest(
+        CollectorSettings(database_url=database.url, ingest_bulk_process=False), Service(database)
+    )
+    ingest.urgent(True)
+    ingest.urgent(True)
+    ingest.urgent(False)
+    assert ingest.urgent_in_hand
+    ingest.urgent(False)
+    assert not ingest.urgent_in_hand
