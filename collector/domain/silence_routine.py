@@ -422,7 +422,10 @@ class Routine:
             curves.append(pack_minutes(v / 60 for v in values))
         contexts = data.get("contexts", {})  # absent in routines stored before contexts
         if not isinstance(contexts, dict) or not all(
-            isinstance(k, str) and isinstance(v, int) and 0 <= v <= MAX_ALLOWED_MIN
+            isinstance(k, str)
+            and isinstance(v, int)
+            and not isinstance(v, bool)
+            and 0 <= v <= MAX_ALLOWED_MIN
             for k, v in contexts.items()
         ):
             raise ValueError(f"routine: contexts must map names to minutes 0..{MAX_ALLOWED_MIN}")

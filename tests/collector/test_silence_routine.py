@@ -228,9 +228,10 @@ def test_contexts_survive_the_store_and_older_rows_still_read() -> None:
     restored = RoutineObservations.from_json(json.dumps(old_observations), observations.settings)
     assert restored.context_gaps == {}
     bad = json.loads(routine.to_json())
-    bad["contexts"] = {"bed": -1}
-    with pytest.raises(ValueError, match="contexts"):
-        Routine.from_json(json.dumps(bad))
+    for wrong in ({"bed": -1}, {"bed": True}, {"bed": 1.5}, ["bed", 60]):
+        bad["contexts"] = wrong
+        with pytest.raises(ValueError, match="contexts"):
+            Routine.from_json(json.dumps(bad))
     broken = json.loads(observations.to_json())
     broken["contexts"] = {"bed": [3]}
     with pytest.raises(ValueError, match="malformed"):
