@@ -11,17 +11,24 @@ jumps from event to event; flags come out of the schedule when the clock passes 
   incident that falls inside a stretch that was already flagged (a false alarm in progress)
   counts as detected at once and is reported as ``already_flagged``.
 
-Detectors, side by side: ``fixed`` (the period alone), ``learned`` (routine + period cap),
-``naive`` (the longest gap that started in the same hour of day on a learning day, capped by
-the period: the baseline the issue quotes). Two bounds come with them:
-``any_detector_without_false_alarms_mean_ttd_h`` — a detector with no false alarm on these
-test days cannot flag an incident before the moment the real log shows the next life sign
-(its history until then is the same as the untouched day's);
+Every sign carries its context (the sensor and its new state, ``bench/silence_logs.py``).
+Detectors, side by side: ``fixed`` (the period alone), ``learned`` (the shipped routine: time of
+day and context, + period cap), ``learned_time_of_day_only`` (the same without the context
+limit: the routine before contexts), ``naive`` (the longest gap that started in the same hour
+of day on a learning day, capped by the period: the baseline the issue quotes). Two bounds
+come with them: ``any_detector_without_false_alarms_mean_ttd_h`` — a detector with no false
+alarm on these test days cannot flag an incident before the moment the real log shows the next
+life sign (its history until then is the same as the untouched day's);
 ``curve_fitted_on_the_test_days_mean_ttd_h`` — the best any time-of-day curve can do without
 a false alarm, because it is fitted to the test days themselves.
 
     python bench/silence.py --log ../shared/data/ordonez-a/OrdonezA_Sensors.txt \
         --format ordonez --learn-days 10 [--incidents 2000] [--period-h 10] [--sweep]
+        [--tune] [--tradeoff]
+
+``--tune`` chooses the margins by leave-one-day-out on the learning days only; ``--tradeoff``
+adds the best trade-off between time to detect and false alarms found over the margin grid,
+measured on the test days (a description of what the family can do, not a choice).
 
 Prints one JSON line last.
 """
@@ -44,7 +51,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.silence_logs import READERS
+from bench.silence_logs import CONTEXT_READERS
 from collector.domain.silence import HOUR_S
 from collector.domain.silence_routine import (
     DAY_S,
@@ -66,25 +73,32 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def replay_false_alarms(
-    signs: Sequence[float], test_start: float, period_h: float, routine: Routine | None
+    signs: Sequence[float],
+    contexts: Sequence[str],
+    test_start: float,
+    period_h: float,
+    routine: Routine | None,
 ) -> int:
     """Flags raised while replaying the untouched test days through the tracker."""
     tracker = SilenceTracker()
-    before = [s for s in signs if s < test_start]
-    start = before[-1] if before else test_start
-    tracker.life_sign("home", start, period_h=period_h)
+    first = bisect.bisect_left(signs, test_start)
+    begin = max(0, first - 1)  # the stretch in progress when the test days begin
+    start = signs[begin] if first > 0 else test_start
+    tracker.life_sign("home", start, period_h=period_h, context=contexts[begin])
     tracker.configure("home", period_h=period_h, routine=routine, now_s=start)
     flags = 0
-    for at in (s for s in signs if s >= test_start):
+    for i in range(first, len(signs)):
+        at = signs[i]
         # The clock reaches the next sign: anything due strictly before it fires (a sign that
         # arrives exactly at the deadline wins the tie).
         flags += len(tracker.due(math.nextafter(at, -math.inf)))
-        tracker.life_sign("home", at)
+        tracker.life_sign("home", at, context=contexts[i])
     return flags
 
 
 def replay_incidents(
     signs: Sequence[float],
+    contexts: Sequence[str],
     moments: Sequence[float],
     period_h: float,
     routine: Routine | None,
@@ -93,9 +107,10 @@ def replay_incidents(
     tracker = SilenceTracker()
     stopped: dict[str, float] = {}
     for i, moment in enumerate(moments):
-        last = signs[bisect.bisect_right(signs, moment) - 1]
+        index = bisect.bisect_right(signs, moment) - 1
+        last = signs[index]
         household = f"incident-{i}"
-        tracker.life_sign(household, last, period_h=period_h)
+        tracker.life_sign(household, last, period_h=period_h, context=contexts[index])
         tracker.configure(household, period_h=period_h, routine=routine, now_s=last)
         stopped[household] = moment
     ttd: list[float] = []
@@ -121,7 +136,9 @@ class NaiveHourRoutine:
             hour = int((a % DAY_S) // HOUR_S)
             self.longest_h[hour] = max(self.longest_h[hour], (b - a) / HOUR_S)
 
-    def deadline_s(self, last_sign_s: float, period_h: float) -> float | None:
+    def deadline_s(
+        self, last_sign_s: float, period_h: float, context: str | None = None
+    ) -> float | None:
         allowed = self.longest_h[int((last_sign_s % DAY_S) // HOUR_S)]
         if allowed <= 0 or allowed >= period_h:
             return None
@@ -130,14 +147,15 @@ class NaiveHourRoutine:
 
 def evaluate(
     signs: Sequence[float],
+    contexts: Sequence[str],
     test_start: float,
     test_days: float,
     moments: Sequence[float],
     period_h: float,
     routine: Routine | None,
 ) -> dict[str, float | int]:
-    false_alarms = replay_false_alarms(signs, test_start, period_h, routine)
-    ttd, already = replay_incidents(signs, moments, period_h, routine)
+    false_alarms = replay_false_alarms(signs, contexts, test_start, period_h, routine)
+    ttd, already = replay_incidents(signs, contexts, moments, period_h, routine)
     return {
         "mean_ttd_h": round(statistics.fmean(ttd), 3),
         "p90_ttd_h": round(percentile(ttd, 0.9), 3),
@@ -154,8 +172,19 @@ TUNE_GRID: dict[str, tuple[float, ...]] = {
 }
 
 
+Gap = tuple[float, float, str]
+"""A quiet stretch: start, end, and the context of the sign that began it."""
+
+
+def gaps_of(signs: Sequence[float], contexts: Sequence[str], end_s: float) -> list[Gap]:
+    """The stretches that ended before ``end_s``."""
+    return [
+        (signs[i], signs[i + 1], contexts[i]) for i in range(len(signs) - 1) if signs[i + 1] < end_s
+    ]
+
+
 def learn_routine(
-    gaps: Sequence[tuple[float, float]], factor: float, margin_h: float, smooth: int
+    gaps: Sequence[Gap], factor: float, margin_h: float, smooth: int, *, by_context: bool = True
 ) -> Routine:
     settings = RoutineSettings(
         learning_days=0.0,
@@ -163,10 +192,11 @@ def learn_routine(
         margin_h=margin_h,
         smooth_slots=smooth,
         utc_offset_h=0.0,  # the logs are in the home's local time
+        by_context=by_context,
     )
     observations = RoutineObservations(settings)
-    for a, b in gaps:
-        observations.observe_gap(a, b)
+    for a, b, context in gaps:
+        observations.observe_gap(a, b, context)
     routine = observations.routine()
     assert routine is not None
     return routine
@@ -174,6 +204,7 @@ def learn_routine(
 
 def tune_on_learning_days(
     signs: Sequence[float],
+    contexts: Sequence[str],
     first_midnight: float,
     learn_days: int,
     period_h: float,
@@ -182,6 +213,7 @@ def tune_on_learning_days(
     max_false_alarms_per_day: float,
     seed: int,
     grid: dict[str, tuple[float, ...]] | None = None,
+    by_context: bool = True,
 ) -> dict[str, object]:
     """Choose margin_factor, margin_h and smooth_slots by leave-one-day-out over the learning
     days only: for each held-out learning day, learn on the others, replay the held-out day
@@ -194,20 +226,21 @@ def tune_on_learning_days(
         (first_midnight + k * DAY_S, first_midnight + (k + 1) * DAY_S) for k in range(learn_days)
     ]
     learning_end = days[-1][1]
-    signs = signs[: bisect.bisect_left(signs, learning_end)]  # nothing of the test days
-    gaps = list(itertools.pairwise(signs))
+    cut = bisect.bisect_left(signs, learning_end)
+    signs, contexts = signs[:cut], contexts[:cut]  # nothing of the test days
+    gaps = gaps_of(signs, contexts, learning_end)
     folds = []
     for start, end in days:
-        kept = [(a, b) for a, b in gaps if b <= start or a >= end]  # no gap touches the day
+        kept = [g for g in gaps if g[1] <= start or g[0] >= end]  # no gap touches the day
         # The held-out day as it happened: its signs, and the first one after it.
-        upto = bisect.bisect_right(signs, end)
-        day_signs = signs[: min(upto + 1, len(signs))]
+        upto = min(bisect.bisect_right(signs, end) + 1, len(signs))
         moments = sorted(rng.uniform(max(start, signs[0]), end) for _ in range(incidents_per_day))
-        folds.append((start, kept, day_signs, moments))
+        folds.append((start, kept, signs[:upto], contexts[:upto], moments))
     # The fixed period's own false alarms on the held-out days (a night longer than the period):
     # no routine can avoid those, so the limit is on what the routine adds.
     period_false_alarms = sum(
-        replay_false_alarms(day_signs, start, period_h, None) for start, _, day_signs, _ in folds
+        replay_false_alarms(day_signs, day_contexts, start, period_h, None)
+        for start, _, day_signs, day_contexts, _ in folds
     )
     results: list[dict[str, float]] = []
     for factor in grid["margin_factor"]:
@@ -215,10 +248,14 @@ def tune_on_learning_days(
             for smooth in grid["smooth_slots"]:
                 false_alarms = 0
                 ttd: list[float] = []
-                for start, kept, day_signs, moments in folds:
-                    routine = learn_routine(kept, factor, margin_h, int(smooth))
-                    false_alarms += replay_false_alarms(day_signs, start, period_h, routine)
-                    ttd += replay_incidents(signs, moments, period_h, routine)[0]
+                for start, kept, day_signs, day_contexts, moments in folds:
+                    routine = learn_routine(
+                        kept, factor, margin_h, int(smooth), by_context=by_context
+                    )
+                    false_alarms += replay_false_alarms(
+                        day_signs, day_contexts, start, period_h, routine
+                    )
+                    ttd += replay_incidents(signs, contexts, moments, period_h, routine)[0]
                 results.append(
                     {
                         "margin_factor": factor,
@@ -251,10 +288,19 @@ def tune_on_learning_days(
     }
 
 
+def pareto(rows: Sequence[dict[str, float]]) -> list[dict[str, float]]:
+    """The rows no other row beats on both false alarms and mean time to detect."""
+    front: list[dict[str, float]] = []
+    for row in sorted(rows, key=lambda r: (r["false_alarms"], r["mean_ttd_h"])):
+        if not front or row["mean_ttd_h"] < front[-1]["mean_ttd_h"] - 1e-9:
+            front.append(row)
+    return front
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--log", type=Path, required=True)
-    parser.add_argument("--format", choices=sorted(READERS), required=True)
+    parser.add_argument("--format", choices=sorted(CONTEXT_READERS), required=True)
     parser.add_argument("--learn-days", type=float, default=10.0)
     parser.add_argument("--incidents", type=int, default=2000)
     parser.add_argument("--period-h", type=float, default=10.0)
@@ -276,12 +322,19 @@ def main() -> int:
         default=0.0,
         help="the false alarms per held-out learning day the tuned margins may cost",
     )
+    parser.add_argument(
+        "--tradeoff",
+        action="store_true",
+        help="also report the best time-to-detect / false-alarm trade-off over the margin grid",
+    )
     args = parser.parse_args()
     if args.incidents < 1 or args.learn_days <= 0:
         parser.error("--incidents must be >= 1 and --learn-days > 0")
 
     started = time.perf_counter()
-    signs = READERS[args.format](args.log)
+    labelled = CONTEXT_READERS[args.format](args.log)
+    signs = [at for at, _ in labelled]
+    contexts = [context for _, context in labelled]
     first_midnight = math.floor(signs[0] / DAY_S) * DAY_S
     test_start = first_midnight + args.learn_days * DAY_S
     if test_start >= signs[-1]:
@@ -289,33 +342,20 @@ def main() -> int:
     test_days = (signs[-1] - test_start) / DAY_S
     rng = random.Random(args.seed)
     moments = sorted(rng.uniform(test_start, signs[-1]) for _ in range(args.incidents))
+    learning_gaps = gaps_of(signs, contexts, test_start)
 
-    def learned(factor: float, margin_h: float, smooth: int) -> Routine:
-        settings = RoutineSettings(
-            learning_days=0.0,
-            margin_factor=factor,
-            margin_h=margin_h,
-            smooth_slots=smooth,
-            utc_offset_h=0.0,  # the logs are in the home's local time
-        )
-        observations = RoutineObservations(settings)
-        observations.observe_signs(s for s in signs if s < test_start)
-        routine = observations.routine()
-        assert routine is not None
-        return routine
+    def run(routine: Routine | None) -> dict[str, float | int]:
+        return evaluate(signs, contexts, test_start, test_days, moments, args.period_h, routine)
 
-    fixed = evaluate(signs, test_start, test_days, moments, args.period_h, None)
-    routine = learned(args.margin_factor, args.margin_h, args.smooth_slots)
-    learned_figures = evaluate(signs, test_start, test_days, moments, args.period_h, routine)
-    naive = evaluate(
-        signs,
-        test_start,
-        test_days,
-        moments,
-        args.period_h,
-        NaiveHourRoutine(signs, test_start),  # type: ignore[arg-type]
-    )
-    # Best possible curve of the learned family: the quiet in progress on the *test* days
+    def learned(factor: float, margin_h: float, smooth: int, by_context: bool) -> Routine:
+        return learn_routine(learning_gaps, factor, margin_h, smooth, by_context=by_context)
+
+    fixed = run(None)
+    routine = learned(args.margin_factor, args.margin_h, args.smooth_slots, True)
+    learned_figures = run(routine)
+    time_of_day_only = run(learned(args.margin_factor, args.margin_h, args.smooth_slots, False))
+    naive = run(NaiveHourRoutine(signs, test_start))  # type: ignore[arg-type]
+    # Best possible curve of the time-of-day family: the quiet in progress on the *test* days
     # themselves (no margin, no smoothing). Cheating on purpose: no time-of-day curve learned
     # from other days can have no false alarm and detect sooner than this.
     fitted_settings = RoutineSettings(
@@ -325,6 +365,7 @@ def main() -> int:
         smooth_slots=0,
         utc_offset_h=0.0,
         min_days_per_group=1e9,
+        by_context=False,
     )
     fitted = RoutineObservations(fitted_settings)
     for a, b in itertools.pairwise(signs):
@@ -332,54 +373,67 @@ def main() -> int:
             fitted.observe_gap(a, b)
     fitted_routine = fitted.routine()
     assert fitted_routine is not None
-    fitted_figures = evaluate(signs, test_start, test_days, moments, args.period_h, fitted_routine)
+    fitted_figures = run(fitted_routine)
     oracle = [(signs[bisect.bisect_right(signs, m)] if m < signs[-1] else m) - m for m in moments]
-    if args.sweep:
-        for factor in (1.0, 1.25, 1.5, 2.0):
-            for margin_h in (0.5, 1.0, 1.5, 2.0, 3.0):
-                for smooth in (0, 4, 8):
-                    figures = evaluate(
-                        signs,
-                        test_start,
-                        test_days,
-                        moments,
-                        args.period_h,
-                        learned(factor, margin_h, smooth),
-                    )
-                    print(
-                        json.dumps(
-                            {
-                                "margin_factor": factor,
-                                "margin_h": margin_h,
-                                "smooth_slots": smooth,
-                                **figures,
-                            }
-                        )
-                    )
-    tuned: dict[str, object] | None = None
+    grid_rows: list[dict[str, float]] = []
+    if args.sweep or args.tradeoff:
+        for by_context in (True, False):
+            for factor in TUNE_GRID["margin_factor"]:
+                for margin_h in TUNE_GRID["margin_h"]:
+                    for smooth in TUNE_GRID["smooth_slots"]:
+                        figures = run(learned(factor, margin_h, int(smooth), by_context))
+                        row = {
+                            "by_context": by_context,
+                            "margin_factor": factor,
+                            "margin_h": margin_h,
+                            "smooth_slots": smooth,
+                            **figures,
+                        }
+                        grid_rows.append(row)  # type: ignore[arg-type]
+                        if args.sweep:
+                            print(json.dumps(row))
+    tuned: dict[str, object] = {}
     if args.tune:
         if args.learn_days != int(args.learn_days) or args.learn_days < 2:
             parser.error("--tune needs a whole number of learning days, at least 2")
-        choice = tune_on_learning_days(
-            signs,
-            first_midnight,
-            int(args.learn_days),
-            args.period_h,
-            incidents_per_day=200,
-            max_false_alarms_per_day=args.tune_max_false_alarms_per_day,
-            seed=args.seed,
-        )
-        learning_gaps = [(a, b) for a, b in itertools.pairwise(signs) if b < test_start]
-        tuned_routine = learn_routine(
-            learning_gaps,
-            float(str(choice["margin_factor"])),
-            float(str(choice["margin_h"])),
-            int(str(choice["smooth_slots"])),
-        )
-        tuned = {
-            "chosen_on_learning_days": choice,
-            **evaluate(signs, test_start, test_days, moments, args.period_h, tuned_routine),
-        }
+        for key, by_context in (("learned_tuned", True), ("learned_time_of_day_only_tuned", False)):
+            choice = tune_on_learning_days(
+                signs,
+                contexts,
+                first_midnight,
+                int(args.learn_days),
+                args.period_h,
+                incidents_per_day=200,
+                max_false_alarms_per_day=args.tune_max_false_alarms_per_day,
+                seed=args.seed,
+                by_context=by_context,
+            )
+            tuned_routine = learned(
+                float(str(choice["margin_factor"])),
+                float(str(choice["margin_h"])),
+                int(str(choice["smooth_slots"])),
+                by_context,
+            )
+            tuned[key] = {"chosen_on_learning_days": choice, **run(tuned_routine)}
+    tradeoff: dict[str, object] = {}
+    if args.tradeoff:
+        for by_context in (True, False):
+            key = "learned" if by_context else "learned_time_of_day_only"
+            tradeoff[key] = [
+                {
+                    k: r[k]
+                    for k in (
+                        "margin_factor",
+                        "margin_h",
+                        "smooth_slots",
+                        "mean_ttd_h",
+                        "p90_ttd_h",
+                        "false_alarms",
+                        "false_alarms_per_day",
+                    )
+                }
+                for r in pareto([r for r in grid_rows if r["by_context"] == by_context])
+            ]
     result = {
         "bench": "silence",
         "log": args.log.name,
@@ -394,11 +448,18 @@ def main() -> int:
             "smooth_slots": args.smooth_slots,
             "margin_factor": args.margin_factor,
             "margin_h": args.margin_h,
+            "min_context_gaps": routine.settings.min_context_gaps,
+            "contexts_with_a_limit": len(routine.contexts),
         },
         "fixed": fixed,
         "learned": learned_figures,
+        "learned_time_of_day_only": time_of_day_only,
         "naive_hour_of_day": naive,
-        **({} if tuned is None else {"learned_tuned": tuned}),
+        **tuned,
+        **({"tradeoff_on_the_test_days": tradeoff} if tradeoff else {}),
+        "ratio_learned_to_fixed_mean_ttd": round(
+            float(learned_figures["mean_ttd_h"]) / float(fixed["mean_ttd_h"]), 3
+        ),
         "bounds": {
             "any_detector_without_false_alarms_mean_ttd_h": round(
                 statistics.fmean(oracle) / HOUR_S, 3

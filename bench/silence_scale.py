@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import platform
@@ -65,7 +66,11 @@ def main() -> int:
     templates = []
     for i in range(8):
         observations = RoutineObservations(settings)
-        observations.observe_signs(rng.uniform(0, 14 * 86400) for _ in range(300 + 50 * i))
+        signs = sorted(rng.uniform(0, 14 * 86400) for _ in range(300 + 50 * i))
+        for k, (a, b) in enumerate(itertools.pairwise(signs)):
+            # Each stretch labelled with the kind that began it, as the collector does, so
+            # every routine carries a limit per kind.
+            observations.observe_gap(a, b, ("motion", "speech", "interaction")[k % 3])
         routine = observations.routine()
         assert routine is not None
         templates.append(routine)
@@ -87,7 +92,9 @@ def main() -> int:
         )
         if rng.random() < args.routine_fraction:
             base = templates[i % len(templates)]
-            routine = type(base)(base.settings, bytes(base.weekday), bytes(base.weekend))
+            routine = type(base)(
+                base.settings, bytes(base.weekday), bytes(base.weekend), dict(base.contexts)
+            )
             tracker.configure(household, period_h=args.period_h, routine=routine, now_s=now)
     # The homes live for the whole run: move them out of the cyclic collector's generations, as
     # the runtime does after restoring from the store (a full collection over millions of

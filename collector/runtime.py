@@ -9,6 +9,7 @@ from typing import Any
 
 from collector.domain.silence import LifeSignKind
 from collector.domain.silence_checkin import CheckinPolicy
+from collector.domain.silence_routine import RoutineSettings
 from collector.domain.supervision import SupervisionSettings, facts_of
 from collector.ingest import Ingest, utcnow
 from collector.notify.base import Notifier
@@ -117,6 +118,12 @@ class Collector:
             settings=SilenceRuntimeSettings(
                 instance_id=settings.mqtt_client_id,
                 flush_interval_s=settings.silence_flush_interval_s,
+            ),
+            routine_settings=RoutineSettings(
+                learning_days=settings.silence_learning_days,
+                margin_factor=settings.silence_routine_margin_factor,
+                margin_h=settings.silence_routine_margin_h,
+                by_context=settings.silence_routine_by_context,
             ),
             clock=clock,
         )

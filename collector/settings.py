@@ -111,6 +111,19 @@ class CollectorSettings(BaseSettings):
     silence_flush_interval_s: float = Field(
         default=5.0, gt=0, le=300, description="life signs are written behind this often"
     )
+    silence_learning_days: float = Field(
+        default=14.0, ge=0, le=365, description="days a home is observed before its routine is used"
+    )
+    silence_routine_margin_factor: float = Field(
+        default=1.25, ge=1, le=10, description="the learned routine allows this × the longest quiet"
+    )
+    silence_routine_margin_h: float = Field(
+        default=1.5, ge=0, le=48, description="...plus this many hours"
+    )
+    silence_routine_by_context: bool = Field(
+        default=True,
+        description="also limit a quiet stretch by the longest one after a sign of the same kind",
+    )
     supervision_interval_s: float = Field(
         default=60.0, gt=0, le=3600, description="how often technician tickets are decided"
     )

@@ -196,10 +196,12 @@ class SilenceRuntime:
         # Only a home never seen before costs a query (for its period), outside the lock.
         period_h = None if known else self._period_from_households(household_id)
         with self._lock:
+            soonest = self.tracker.next_due_s()
             if household_id not in self.tracker:
                 self.tracker.life_sign(household_id, at_s, kind, period_h=period_h)
             else:
                 previous = self.tracker.last_life_sign_s(household_id)
+                previous_context = self.tracker.last_context(household_id)
                 if not self.tracker.life_sign(household_id, at_s, kind):
                     return  # older than what we know
                 if self.settings.learn and previous is not None:
@@ -207,9 +209,15 @@ class SilenceRuntime:
                     if learning is None:
                         learning = _Learning(RoutineObservations(self.routine_settings), None)
                         self._learning[household_id] = learning
-                    learning.observations.observe_gap(previous, at_s)
+                    learning.observations.observe_gap(previous, at_s, previous_context)
                     learning.dirty = True
             self._dirty.add(household_id)
+            # A sign of a context with a short limit can bring the deadline forward (after a
+            # long one's): wake the loop if it now sleeps past it.
+            deadline = self.tracker.deadline(household_id)
+            earlier = deadline is not None and (soonest is None or deadline.due_s < soonest)
+        if earlier:
+            self._wake.set()
 
     def on_device_state(self, household_id: str, *, online: bool) -> None:
         """Offline: only the fixed period applies (the routine waits); online: both again."""

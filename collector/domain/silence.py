@@ -7,7 +7,8 @@ Rules, top to bottom:
    table that district staff edit; a per-resident override (``override_h``) beats the table.
 3. After its learning period a home also has a **learned routine**
    (:mod:`collector.domain.silence_routine`): the home is flagged as soon as the current quiet
-   stretch is longer than the home normally shows at this time of day, plus a margin. The fixed
+   stretch is longer than the home normally shows at this time of day, or after a life sign of
+   this context (in the collector: this kind), plus a margin. The fixed
    period stays the upper bound, and a home without a routine uses the fixed period alone.
 4. A flag names the last life sign and the limit that was exceeded (:class:`SilenceReason`).
 
@@ -213,7 +214,8 @@ class SilenceReason:
         kind = f" ({self.last_kind.value})" if self.last_kind is not None else ""
         if self.limit is SilenceLimit.ROUTINE:
             return (
-                f"마지막 생활 신호 {last}{kind}; 평소 이 시간대의 최장 무활동 "
+                # The limit is the time of day's or the last sign's kind's, whichever came first.
+                f"마지막 생활 신호 {last}{kind}; 평소 이 시간대 또는 같은 신호 뒤의 최장 무활동 "
                 f"{self.limit_h:.1f}시간을 넘김 (고정 기준 {self.period_h:.0f}시간)"
             )
         if self.limit is SilenceLimit.DEVICE_OFFLINE:
@@ -252,9 +254,13 @@ class Deadline:
 
 
 def silence_deadline(
-    last_sign_s: float, period_h: float, routine: Routine | None = None
+    last_sign_s: float,
+    period_h: float,
+    routine: Routine | None = None,
+    context: str | None = None,
 ) -> Deadline:
-    """When the stretch that began at ``last_sign_s`` must be flagged, if no life sign comes.
+    """When the stretch that began at ``last_sign_s`` (a sign of ``context``) must be flagged,
+    if no life sign comes.
 
     The fixed period is the upper bound; a routine can only bring the deadline earlier.
     """
@@ -263,7 +269,7 @@ def silence_deadline(
     fixed = Deadline(last_sign_s + period_h * HOUR_S, SilenceLimit.PERIOD, period_h)
     if routine is None:
         return fixed
-    learned_s = routine.deadline_s(last_sign_s, period_h)
+    learned_s = routine.deadline_s(last_sign_s, period_h, context)
     if learned_s is None or learned_s >= fixed.due_s:
         return fixed
     return Deadline(learned_s, SilenceLimit.ROUTINE, (learned_s - last_sign_s) / HOUR_S)
@@ -277,9 +283,15 @@ def decide_silence(
     period_h: float,
     routine: Routine | None,
     now: dt.datetime,
+    context: str | None = None,
 ) -> SilenceFlag | None:
-    """The flag due for a home at ``now``, or None while it is within its limits."""
-    deadline = silence_deadline(to_epoch(last_sign_at), period_h, routine)
+    """The flag due for a home at ``now``, or None while it is within its limits.
+
+    ``context`` labels the last life sign for the routine; by default its kind.
+    """
+    if context is None and last_kind is not None:
+        context = last_kind.value
+    deadline = silence_deadline(to_epoch(last_sign_at), period_h, routine, context)
     if to_epoch(now) < deadline.due_s:
         return None
     reason = SilenceReason(deadline.limit, last_sign_at, last_kind, deadline.limit_h, period_h)

@@ -14,6 +14,16 @@ the first moment its current stretch is longer than what is allowed at that mome
 Day of week: weekdays and weekend days are learned apart, and a group's own curve is used once
 both have ``min_days_per_group`` days of data; before that they share one curve.
 
+Context: each quiet stretch can carry the *context* of the life sign that began it — a short
+label such as the life-sign kind, or the sensor and whether it turned on or off. A stretch that
+begins as the resident lies down on the bed is sleep; one that begins at the fridge is not. For
+every context seen at least ``min_context_gaps`` times the routine keeps the longest stretch
+that ever followed it, and allows ``factor × that + margin`` after a sign of that context at any
+time of day. The stretch is flagged at the first moment it exceeds *either* limit (the time of
+day's or the context's): each is a stretch this home has never shown. A home whose signs all
+carry one context gets nothing from it (its context limit is its longest stretch of all, never
+below the time-of-day curve), so the time-of-day routine is unchanged for it.
+
 A home with fewer than ``learning_days`` days observed has no routine and uses the fixed period.
 
 Pure: no clock, no I/O; times are float seconds since the epoch (UTC).
@@ -27,8 +37,9 @@ import json
 import math
 import sys
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 HOUR_S = 3600.0
 DAY_S = 86400.0
@@ -52,6 +63,12 @@ class RoutineSettings:
     """Days a weekday/weekend group needs before its own curve is used."""
     utc_offset_h: float = 9.0
     """The home's local time (Korea: +9), so that slots follow the resident's day."""
+    by_context: bool = True
+    """Also limit a stretch by the longest one that followed a sign of the same context."""
+    min_context_gaps: int = 5
+    """Stretches a context needs before it has its own limit (fewer: the time of day alone)."""
+    max_contexts: int = 32
+    """Contexts learned per home; signs of further contexts count for the time of day only."""
 
     def __post_init__(self) -> None:
         if self.slot_min <= 0 or (24 * 60) % self.slot_min:
@@ -60,6 +77,8 @@ class RoutineSettings:
             raise ValueError("learning_days, smooth_slots and min_days_per_group must be >= 0")
         if self.margin_factor < 1 or self.margin_h < 0:
             raise ValueError("margin_factor must be >= 1 and margin_h >= 0")
+        if self.min_context_gaps < 1 or self.max_contexts < 0:
+            raise ValueError("min_context_gaps must be >= 1 and max_contexts >= 0")
 
     @property
     def slot_s(self) -> float:
@@ -98,6 +117,10 @@ class RoutineObservations:
     base_day: int | None = None
     first_s: float | None = None
     last_s: float | None = None
+    context_longest_h: dict[str, float] = field(default_factory=dict)
+    """Per context, the longest stretch that began with a sign of that context."""
+    context_gaps: dict[str, int] = field(default_factory=dict)
+    """Per context, how many stretches began with it."""
 
     def __post_init__(self) -> None:
         n = self.settings.slots_per_day
@@ -124,11 +147,18 @@ class RoutineObservations:
             for group, bits in enumerate(self.day_bits)
         }
 
-    def observe_gap(self, start_s: float, end_s: float) -> None:
-        """Record that nothing happened between ``start_s`` and ``end_s`` (two life signs)."""
+    def observe_gap(self, start_s: float, end_s: float, context: str | None = None) -> None:
+        """Record that nothing happened between ``start_s`` and ``end_s`` (two life signs);
+        ``context`` labels the sign at ``start_s``."""
         if end_s < start_s:
             raise ValueError(f"gap ends before it starts ({start_s} > {end_s})")
         s = self.settings
+        if context is not None and (
+            context in self.context_gaps or len(self.context_gaps) < s.max_contexts
+        ):
+            hours = (end_s - start_s) / HOUR_S
+            self.context_gaps[context] = self.context_gaps.get(context, 0) + 1
+            self.context_longest_h[context] = max(self.context_longest_h.get(context, 0.0), hours)
         offset = s.utc_offset_h * HOUR_S
         slot_s = s.slot_s
         n = s.slots_per_day
@@ -173,6 +203,10 @@ class RoutineObservations:
                 "days": [sorted(self.days[WEEKDAY]), sorted(self.days[WEEKEND])],
                 "first_s": self.first_s,
                 "last_s": self.last_s,
+                "contexts": {
+                    name: [self.context_gaps[name], math.ceil(hours * 60 - 1e-9)]
+                    for name, hours in sorted(self.context_longest_h.items())
+                },
             },
             separators=(",", ":"),
         )
@@ -190,10 +224,29 @@ class RoutineObservations:
             days = [list(map(int, data["days"][0])), list(map(int, data["days"][1]))]
             first = None if data["first_s"] is None else float(data["first_s"])
             last = None if data["last_s"] is None else float(data["last_s"])
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            # Absent in observations stored before contexts were learned.
+            contexts = {
+                str(name): (int(count), float(minutes) / 60)
+                for name, (count, minutes) in dict(data.get("contexts", {})).items()
+            }
+            if any(count < 0 or hours < 0 for count, hours in contexts.values()):
+                raise ValueError("observations: negative context count or stretch")
+        except (
+            json.JSONDecodeError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            IndexError,
+            ValueError,
+        ) as exc:
             raise ValueError(f"observations are malformed: {exc}") from exc
         observations = cls(
-            settings, [array("f", row) for row in longest], first_s=first, last_s=last
+            settings,
+            [array("f", row) for row in longest],
+            first_s=first,
+            last_s=last,
+            context_longest_h={name: hours for name, (_, hours) in contexts.items()},
+            context_gaps={name: count for name, (count, _) in contexts.items()},
         )
         for group, group_days in enumerate(days):
             for day in group_days:
@@ -213,7 +266,13 @@ class RoutineObservations:
             pack_minutes(_allowed(self.longest_h[group] if split else pooled, s))
             for group in (WEEKDAY, WEEKEND)
         ]
-        return Routine(s, curves[WEEKDAY], curves[WEEKEND])
+        contexts = {}
+        if s.by_context:
+            for name, hours in self.context_longest_h.items():
+                if self.context_gaps.get(name, 0) >= s.min_context_gaps:
+                    allowed_h = hours * s.margin_factor + s.margin_h
+                    contexts[name] = min(MAX_ALLOWED_MIN, math.ceil(allowed_h * 60 - 1e-9))
+        return Routine(s, curves[WEEKDAY], curves[WEEKEND], contexts or _NO_CONTEXTS)
 
 
 def _allowed(longest_h: Sequence[float], s: RoutineSettings) -> list[float]:
@@ -227,6 +286,7 @@ def _allowed(longest_h: Sequence[float], s: RoutineSettings) -> list[float]:
 
 
 MAX_ALLOWED_MIN = 0xFFFF
+_NO_CONTEXTS: Mapping[str, int] = MappingProxyType({})  # shared: most homes have none
 # Curves are read back with memoryview.cast("H"), which uses the machine's byte order.
 _BYTE_ORDER = sys.byteorder
 
@@ -249,12 +309,14 @@ class Routine:
     """Allowed quiet per time-of-day slot, for weekdays and for weekend days.
 
     Stored as minutes in two bytes per slot (192 slots: 384 bytes a home), because a district
-    keeps a routine in memory for every home it schedules.
+    keeps a routine in memory for every home it schedules. ``contexts`` holds, per context, the
+    quiet allowed after a sign of that context at any time of day, in whole minutes.
     """
 
     settings: RoutineSettings
     weekday: bytes
     weekend: bytes
+    contexts: Mapping[str, int] = field(default_factory=lambda: _NO_CONTEXTS)
 
     @property
     def weekday_h(self) -> tuple[float, ...]:
@@ -264,27 +326,42 @@ class Routine:
     def weekend_h(self) -> tuple[float, ...]:
         return unpack_hours(self.weekend)
 
-    def allowed_h(self, at_s: float) -> float:
-        """The quiet stretch allowed at the moment ``at_s`` (before the fixed cap)."""
+    def allowed_h(self, at_s: float, context: str | None = None) -> float:
+        """The quiet stretch allowed at the moment ``at_s`` (before the fixed cap), for a
+        stretch that began with a sign of ``context``."""
         s = self.settings
         offset = s.utc_offset_h * HOUR_S
         k = math.floor((at_s + offset) / s.slot_s)
         curve = self.weekend if _group_of_day(_local_day(at_s, offset)) else self.weekday
         i = 2 * (k % s.slots_per_day)
-        return int.from_bytes(curve[i : i + 2], _BYTE_ORDER) / 60
+        by_time = int.from_bytes(curve[i : i + 2], _BYTE_ORDER) / 60
+        by_context = self.contexts.get(context) if context is not None else None
+        return by_time if by_context is None else min(by_time, by_context / 60)
 
-    def deadline_s(self, last_sign_s: float, period_h: float) -> float | None:
-        """The first moment the stretch since ``last_sign_s`` exceeds what is allowed then.
+    def deadline_s(
+        self, last_sign_s: float, period_h: float, context: str | None = None
+    ) -> float | None:
+        """The first moment the stretch since ``last_sign_s`` (a sign of ``context``) exceeds
+        what is allowed then.
 
         None if that does not happen before the fixed period ends. Walks at most
         ``period_h`` worth of slots, so a life sign costs O(period / slot), independent of the
         number of homes.
         """
+        cap_s = last_sign_s + period_h * HOUR_S
+        by_context = self.contexts.get(context) if context is not None else None
+        if by_context is not None and last_sign_s + by_context * 60.0 < cap_s:
+            # The context's limit, unless the time of day's comes before it.
+            context_s = last_sign_s + by_context * 60.0
+            walked = self._walk(last_sign_s, context_s)
+            return context_s if walked is None else walked
+        return self._walk(last_sign_s, cap_s)
+
+    def _walk(self, last_sign_s: float, cap_s: float) -> float | None:
         s = self.settings
         offset = s.utc_offset_h * HOUR_S
         slot_s = s.slot_s
         n = s.slots_per_day
-        cap_s = last_sign_s + period_h * HOUR_S
         weekday = memoryview(self.weekday).cast("H")
         weekend = memoryview(self.weekend).cast("H")
         k = math.floor((last_sign_s + offset) / slot_s)
@@ -314,6 +391,7 @@ class Routine:
                 "utc_offset_h": s.utc_offset_h,
                 "weekday_min": [round(h * 60) for h in self.weekday_h],
                 "weekend_min": [round(h * 60) for h in self.weekend_h],
+                "contexts": dict(sorted(self.contexts.items())),
             },
             separators=(",", ":"),
         )
@@ -342,4 +420,13 @@ class Routine:
             if not all(isinstance(v, int) and 0 <= v <= MAX_ALLOWED_MIN for v in values):
                 raise ValueError(f"routine: {key} must hold whole minutes 0..{MAX_ALLOWED_MIN}")
             curves.append(pack_minutes(v / 60 for v in values))
-        return cls(s, curves[0], curves[1])
+        contexts = data.get("contexts", {})  # absent in routines stored before contexts
+        if not isinstance(contexts, dict) or not all(
+            isinstance(k, str)
+            and isinstance(v, int)
+            and not isinstance(v, bool)
+            and 0 <= v <= MAX_ALLOWED_MIN
+            for k, v in contexts.items()
+        ):
+            raise ValueError(f"routine: contexts must map names to minutes 0..{MAX_ALLOWED_MIN}")
+        return cls(s, curves[0], curves[1], dict(contexts) or _NO_CONTEXTS)

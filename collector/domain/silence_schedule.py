@@ -100,6 +100,8 @@ class HomeRow:
     last_kind: LifeSignKind | None = None
     flagged_for_s: float | None = None
     """``last_life_sign_s`` of the stretch whose flag was already raised, if any."""
+    last_context: str | None = None
+    """The routine context of the last sign; None: its kind's value (what the collector uses)."""
 
 
 @dataclass(slots=True)
@@ -110,6 +112,7 @@ class _Home:
     last_kind: LifeSignKind | None
     deadline: Deadline | None
     routine_suspended: bool = False
+    last_context: str | None = None
 
 
 class SilenceTracker:
@@ -125,7 +128,14 @@ class SilenceTracker:
     def restore(self, rows: Iterable[HomeRow]) -> None:
         """Rebuild from the store. A stretch already flagged gets no deadline (no second flag)."""
         for row in rows:
-            home = _Home(row.last_life_sign_s, row.period_h, row.routine, row.last_kind, None)
+            home = _Home(
+                row.last_life_sign_s,
+                row.period_h,
+                row.routine,
+                row.last_kind,
+                None,
+                last_context=_context(row.last_context, row.last_kind),
+            )
             self._homes[row.household_id] = home
             if row.flagged_for_s is None or row.flagged_for_s < row.last_life_sign_s:
                 self._arm(row.household_id, home)
@@ -154,22 +164,25 @@ class SilenceTracker:
         kind: LifeSignKind | None = None,
         *,
         period_h: float | None = None,
+        context: str | None = None,
     ) -> bool:
         """Record a life sign; return False if it is older than the one already known.
 
         A home not configured yet needs ``period_h``. Late, out-of-order signs never move a
-        deadline backwards.
+        deadline backwards. ``context`` labels the sign for the routine (default: the kind's
+        value).
         """
+        context = _context(context, kind)
         home = self._homes.get(household_id)
         if home is None:
             if period_h is None:
                 raise KeyError(f"household {household_id!r} has no silence period configured")
-            home = _Home(at_s, period_h, None, kind, None)
+            home = _Home(at_s, period_h, None, kind, None, last_context=context)
             self._homes[household_id] = home
         elif at_s < home.last_s:
             return False
         else:
-            home.last_s, home.last_kind = at_s, kind
+            home.last_s, home.last_kind, home.last_context = at_s, kind, context
         self._arm(household_id, home)
         return True
 
@@ -217,6 +230,11 @@ class SilenceTracker:
         home = self._homes.get(household_id)
         return None if home is None else home.last_s
 
+    def last_context(self, household_id: str) -> str | None:
+        """The routine context of the home's last life sign (what began its quiet stretch)."""
+        home = self._homes.get(household_id)
+        return None if home is None else home.last_context
+
     def routine_of(self, household_id: str) -> Routine | None:
         home = self._homes.get(household_id)
         return None if home is None else home.routine
@@ -228,7 +246,13 @@ class SilenceTracker:
             return None
         flagged = None if household_id in self._heap else home.last_s
         return HomeRow(
-            household_id, home.last_s, home.period_h, home.routine, home.last_kind, flagged
+            household_id,
+            home.last_s,
+            home.period_h,
+            home.routine,
+            home.last_kind,
+            flagged,
+            home.last_context,
         )
 
     def rows(self) -> list[HomeRow]:
@@ -261,5 +285,11 @@ class SilenceTracker:
 
     def _arm(self, household_id: str, home: _Home) -> None:
         routine = None if home.routine_suspended else home.routine
-        home.deadline = silence_deadline(home.last_s, home.period_h, routine)
+        home.deadline = silence_deadline(home.last_s, home.period_h, routine, home.last_context)
         self._heap.set(household_id, home.deadline.due_s)
+
+
+def _context(context: str | None, kind: LifeSignKind | None) -> str | None:
+    if context is not None:
+        return context
+    return None if kind is None else kind.value

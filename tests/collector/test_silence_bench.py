@@ -101,9 +101,15 @@ def test_casas_format_and_a_bad_line(tmp_path: Path) -> None:
     assert f"{log}:{len(lines) + 1}: bad timestamp" in bad.stderr
 
 
-def _signs(rows: list[tuple[dt.datetime, dt.datetime, str]]) -> list[float]:
+def _signs(rows: list[tuple[dt.datetime, dt.datetime, str]]) -> tuple[list[float], list[str]]:
+    """Sign times and contexts, as the bench's Ordonez reader gives them."""
     # The logs are local time read as UTC (utc_offset_h=0 in the bench).
-    return sorted(t.replace(tzinfo=dt.UTC).timestamp() for a, b, _ in rows for t in (a, b))
+    labelled = sorted(
+        (t.replace(tzinfo=dt.UTC).timestamp(), f"{sensor}:{state}")
+        for a, b, sensor in rows
+        for t, state in ((a, "on"), (b, "off"))
+    )
+    return [t for t, _ in labelled], [c for _, c in labelled]
 
 
 def test_margins_are_chosen_on_the_learning_days_alone() -> None:
@@ -116,13 +122,13 @@ def test_margins_are_chosen_on_the_learning_days_alone() -> None:
     rows = _regular_days(8)
     odd = DAY0 + dt.timedelta(days=2)  # learning day 3: out 13:00–17:00
     rows = [r for r in rows if not (odd.replace(hour=13) <= r[0] < odd.replace(hour=17))]
-    signs = _signs(rows)
+    signs, contexts = _signs(rows)
     midnight = DAY0.replace(tzinfo=dt.UTC).timestamp()
     grid = {"margin_factor": (1.0,), "margin_h": (0.5, 5.0), "smooth_slots": (0.0,)}
 
     def tune(signs: list[float], limit: float) -> dict[str, object]:
         return tune_on_learning_days(
-            signs, midnight, 5, 10.0, incidents_per_day=50,
+            signs, contexts, midnight, 5, 10.0, incidents_per_day=50,
             max_false_alarms_per_day=limit, seed=1, grid=grid,
         )  # fmt: skip
 
@@ -134,3 +140,31 @@ def test_margins_are_chosen_on_the_learning_days_alone() -> None:
     assert float(str(lenient["cv_mean_ttd_h"])) < float(str(strict["cv_mean_ttd_h"]))
     learning_only = [s for s in signs if s < midnight + 5 * 86400]
     assert tune(learning_only, 0.0) == strict
+
+
+def test_the_context_limit_detects_sooner_where_naps_made_the_afternoon_long(
+    tmp_path: Path,
+) -> None:
+    """Every other day the resident naps in bed 13:00–16:00: the time of day must allow 3 h
+    quiet every afternoon, but after a fridge sign the context limit allows only what followed
+    a fridge sign (40 min, + margin), so an afternoon incident in the kitchen is found sooner;
+    neither flags the untouched test days."""
+    rows = []
+    for a, b, sensor in _regular_days(9):
+        day = (a - DAY0).days
+        nap = a.replace(hour=13) - dt.timedelta(minutes=5) <= a < a.replace(hour=16)
+        if day % 2 == 0 and sensor == "Fridge" and nap:
+            continue
+        rows.append((a, b, sensor))
+    for day in range(0, 9, 2):
+        base = DAY0 + dt.timedelta(days=day)
+        rows.append((base.replace(hour=13), base.replace(hour=16), "Bed"))
+    log = tmp_path / "naps.txt"
+    _write_ordonez(log, sorted(rows))
+    result = _run("--log", str(log), "--format", "ordonez", "--learn-days", "6")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    learned, time_of_day = figures["learned"], figures["learned_time_of_day_only"]
+    assert learned["false_alarms"] == 0 and time_of_day["false_alarms"] == 0
+    assert learned["mean_ttd_h"] < time_of_day["mean_ttd_h"] - 1.0  # 3.4 h against 5.0 h
+    assert figures["routine"]["contexts_with_a_limit"] >= 2

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
+import json
 import math
 
 import pytest
@@ -21,8 +23,8 @@ from collector.domain.silence_routine import (
 MONDAY = dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp()
 
 
-def _settings(**overrides: float) -> RoutineSettings:
-    values: dict[str, float] = {
+def _settings(**overrides: float | bool) -> RoutineSettings:
+    values: dict[str, float | bool] = {
         "learning_days": 0,
         "margin_factor": 1.0,
         "margin_h": 0.5,
@@ -159,3 +161,114 @@ def test_days_are_counted_once_in_any_order() -> None:
     monday = math.floor(MONDAY / DAY_S)
     assert observations.days[0] | observations.days[1] == {monday + d for d in (0, 2, 5, 9)}
     assert observations.days[1] == {monday + 5}  # Saturday
+
+
+# -- contexts -------------------------------------------------------------------------------
+
+
+def _nights_and_kitchen(days: int = 6) -> RoutineObservations:
+    """In bed 23:00–07:00 (8 h after a "bed" sign); by day a "kitchen" sign every 30 min."""
+    observations = RoutineObservations(_settings(min_context_gaps=3))
+    for day in range(days):
+        base = MONDAY + day * DAY_S
+        observations.observe_gap(base - HOUR_S, base + 7 * HOUR_S, "bed")
+        t = base + 7 * HOUR_S
+        while t < base + 23 * HOUR_S - 1:
+            observations.observe_gap(t, t + 0.5 * HOUR_S, "kitchen")
+            t += 0.5 * HOUR_S
+    return observations
+
+
+def test_a_context_limits_the_stretch_at_any_time_of_day() -> None:
+    routine = _nights_and_kitchen().routine()
+    assert routine is not None
+    assert routine.contexts == {"bed": 8 * 60 + 30, "kitchen": 60}  # × 1.0 + 0.5 h
+    two_am = MONDAY + 8 * DAY_S + 2 * HOUR_S  # the time of day allows the night's 8 h here
+    assert routine.allowed_h(two_am) == pytest.approx(3.75)  # quiet since 23:00 at 02:15, + 0.5
+    assert routine.allowed_h(two_am, "kitchen") == pytest.approx(1.0)
+    assert routine.allowed_h(two_am, "bed") == pytest.approx(3.75)
+    # Up at 02:00 for the kitchen, then nothing: flagged an hour later, not at 07:30.
+    assert routine.deadline_s(two_am, 24.0, "kitchen") == pytest.approx(two_am + HOUR_S)
+    assert routine.deadline_s(two_am, 24.0) == routine.deadline_s(two_am, 24.0, "bed")
+    assert routine.deadline_s(two_am, 24.0, "unknown") == routine.deadline_s(two_am, 24.0)
+    # The fixed period still wins when it is shorter than the context's limit.
+    assert routine.deadline_s(two_am, 0.5, "kitchen") is None
+
+
+def test_a_context_seen_too_rarely_or_turned_off_has_no_limit() -> None:
+    observations = _nights_and_kitchen()
+    observations.observe_gap(MONDAY + 10 * HOUR_S, MONDAY + 10.2 * HOUR_S, "door")
+    observations.observe_gap(MONDAY + 11 * HOUR_S, MONDAY + 11.2 * HOUR_S, "door")
+    routine = observations.routine()
+    assert routine is not None and "door" not in routine.contexts  # 2 < min_context_gaps=3
+    off = dataclasses.replace(observations, settings=_settings(by_context=False))
+    assert off.routine() is not None and off.routine().contexts == {}  # type: ignore[union-attr]
+    capped = RoutineObservations(_settings(max_contexts=1, min_context_gaps=1))
+    capped.observe_gap(MONDAY, MONDAY + HOUR_S, "a")
+    capped.observe_gap(MONDAY + HOUR_S, MONDAY + 2 * HOUR_S, "b")  # one context too many
+    assert capped.context_gaps == {"a": 1}
+    assert capped.routine().contexts == {"a": 90}  # type: ignore[union-attr]
+
+
+def test_contexts_survive_the_store_and_older_rows_still_read() -> None:
+    observations = _nights_and_kitchen()
+    again = RoutineObservations.from_json(observations.to_json(), observations.settings)
+    assert again.context_gaps == observations.context_gaps
+    assert again.context_longest_h == pytest.approx(observations.context_longest_h)
+    assert again.routine() == observations.routine()
+    routine = observations.routine()
+    assert routine is not None
+    assert Routine.from_json(routine.to_json(), routine.settings) == routine
+    # Rows written before contexts existed have no "contexts" key.
+    old = json.loads(routine.to_json())
+    del old["contexts"]
+    assert Routine.from_json(json.dumps(old)).contexts == {}
+    old_observations = json.loads(observations.to_json())
+    del old_observations["contexts"]
+    restored = RoutineObservations.from_json(json.dumps(old_observations), observations.settings)
+    assert restored.context_gaps == {}
+    bad = json.loads(routine.to_json())
+    for wrong in ({"bed": -1}, {"bed": True}, {"bed": 1.5}, ["bed", 60]):
+        bad["contexts"] = wrong
+        with pytest.raises(ValueError, match="contexts"):
+            Routine.from_json(json.dumps(bad))
+    broken = json.loads(observations.to_json())
+    broken["contexts"] = {"bed": [3]}
+    with pytest.raises(ValueError, match="malformed"):
+        RoutineObservations.from_json(json.dumps(broken), observations.settings)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sign_lists,
+    st.lists(st.sampled_from(["a", "b", "c"]), min_size=60, max_size=60),
+    st.floats(0, 12 * DAY_S),
+    st.sampled_from([4.0, 10.0, 30.0]),
+    st.sampled_from(["a", "b", "c", None]),
+)
+def test_with_contexts_the_deadline_is_still_the_first_minute_over_the_limit(
+    signs: list[float], labels: list[str], offset_s: float, period_h: float, context: str | None
+) -> None:
+    observations = RoutineObservations(_settings(min_context_gaps=2))
+    for (a, b), label in zip(itertools.pairwise(signs), labels, strict=False):
+        observations.observe_gap(a, b, label)
+    routine = observations.routine()
+    assert routine is not None
+    last = MONDAY + math.floor(offset_s / 60) * 60
+    due = routine.deadline_s(last, period_h, context)
+    reference = None
+    t = last
+    while t < last + period_h * HOUR_S:
+        if (t - last) / HOUR_S >= routine.allowed_h(t, context) - 1e-9:
+            reference = t
+            break
+        t += 60
+    if reference is None:
+        assert due is None or due >= last + period_h * HOUR_S - 60
+    else:
+        assert due is not None
+        assert reference - 60 < due <= reference + 1e-6
+    # No learning gap is flagged (margin >= 0): what was seen stays allowed.
+    for (a, b), label in zip(itertools.pairwise(signs), labels, strict=False):
+        learned_due = routine.deadline_s(a, 24 * 30, label)
+        assert learned_due is None or learned_due >= b - 1e-6

@@ -234,3 +234,48 @@ def test_a_collector_that_missed_a_life_sign_does_not_raise_a_false_flag(
     assert deadline is not None and deadline.due_s == (NOW + dt.timedelta(hours=78)).timestamp()
     clock.advance(hours=29)
     assert len(a.tick()) + len(b.tick()) == 1 and len(raised) == 1
+
+
+def test_a_learned_limit_per_kind_flags_a_night_stretch_that_began_with_motion(
+    database: Database,
+) -> None:
+    """Days of motion every 30 minutes, nights that begin with speech (the radio): after a
+    restart, a motion sign at 02:00 followed by nothing is flagged hours before the time of
+    day alone would (it allows the night), and the loop is woken for it."""
+    register_homes(database, ("dev-1",))
+    start = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+    clock = FakeClock(start + dt.timedelta(hours=7))
+    raised: list[tuple[str, SilenceFlag]] = []
+    rt = runtime(database, clock, raised, learn=True)
+    rt.restore()
+    for _day in range(5):  # 5 nights: speech has the min_context_gaps it needs
+        while clock().hour < 23:
+            rt.on_life_sign("h-1", LifeSignKind.MOTION, clock())
+            clock.advance(minutes=30)
+        rt.on_life_sign("h-1", LifeSignKind.SPEECH, clock())
+        clock.advance(hours=8)
+    rt.on_life_sign("h-1", LifeSignKind.MOTION, clock())
+    rt.flush()
+    with database.session() as s:
+        saved = s.get(HouseholdSilence, "h-1")
+        assert saved is not None and saved.routine is not None
+        assert '"contexts":{"motion":' in saved.routine and '"speech":' in saved.routine
+    again = runtime(database, clock, raised, learn=True)
+    again.restore()
+    clock.advance(hours=19)  # 02:00: the night's stretch after speech is allowed here
+    again.on_life_sign("h-1", LifeSignKind.SPEECH, clock())
+    again._wake.clear()
+    after_speech = again.tracker.deadline("h-1")
+    again.on_life_sign("h-1", LifeSignKind.MOTION, clock())
+    after_motion = again.tracker.deadline("h-1")
+    assert after_speech is not None and after_motion is not None
+    assert again._wake.is_set()  # the deadline came forward: the loop must not oversleep it
+    # motion: 30 min seen → 1.25 × 0.5 h + 1.5 h = 2.125 h, stored in whole minutes (128)
+    assert after_motion.due_s == to_s(clock()) + 128 * 60
+    assert after_speech.due_s >= to_s(clock()) + 5 * 3600
+    clock.advance(hours=2, minutes=10)
+    assert [f.reason.limit for f in again.tick()] == [SilenceLimit.ROUTINE]
+
+
+def to_s(at: dt.datetime) -> float:
+    return at.timestamp()

@@ -90,10 +90,43 @@ def _routine() -> Routine:
 ROUTINE = _routine()
 
 
+def _routine_with_contexts() -> Routine:
+    """The same days, but every sign labelled: "motion" by day (30 min to the next), "speech"
+    before the night: a stretch after motion is allowed 1 h at any hour, even at night."""
+    observations = RoutineObservations(
+        RoutineSettings(
+            learning_days=0,
+            margin_factor=1.0,
+            margin_h=0.5,
+            smooth_slots=2,
+            utc_offset_h=0,
+            min_context_gaps=3,
+        )
+    )
+    for day in range(7):
+        base = day * 86400.0
+        for h in range(7, 23):
+            observations.observe_gap(base + h * 3600.0, base + (h + 0.5) * 3600.0, "motion")
+            observations.observe_gap(base + (h + 0.5) * 3600.0, base + (h + 1) * 3600.0, "motion")
+        observations.observe_gap(base + 23 * 3600.0, base + 31 * 3600.0, "speech")
+    routine = observations.routine()
+    assert routine is not None and routine.contexts == {"motion": 60, "speech": 510}
+    return routine
+
+
+ROUTINE_WITH_CONTEXTS = _routine_with_contexts()
+
+
+def _kind_of(index: int, home: str) -> LifeSignKind:
+    """Varied but reproducible kinds for the scenario's signs."""
+    return LifeSignKind.MOTION if (index * 7 + int(home[1:])) % 3 else LifeSignKind.SPEECH
+
+
 def _run(
     scenario: list[tuple[float, list[str]]],
     restart_at: int | None,
     routine: Routine | None = None,
+    kinds: bool = False,
 ) -> list[tuple[str, float, float]]:
     """Replay; return (household, stretch start, due) for every flag raised."""
     tracker = SilenceTracker()
@@ -117,29 +150,31 @@ def _run(
                 )
             )
         for home in homes:
-            tracker.life_sign(home, now, LifeSignKind.SPEECH)
+            kind = _kind_of(index, home) if kinds else LifeSignKind.SPEECH
+            tracker.life_sign(home, now, kind)
     return raised
 
 
 def _by_scan(
-    scenario: list[tuple[float, list[str]]], routine: Routine | None = None
+    scenario: list[tuple[float, list[str]]], routine: Routine | None = None, kinds: bool = False
 ) -> list[tuple[str, float, float]]:
     """The same scenario decided by scanning every home with decide_silence at each tick."""
     now = 0.0
     last = dict.fromkeys(HOMES, 0.0)
+    last_kind = dict.fromkeys(HOMES, LifeSignKind.MOTION)
     flagged: set[tuple[str, float]] = set()
     raised = []
-    for advance, homes in scenario:
+    for index, (advance, homes) in enumerate(scenario):
         now += advance
 
         def due(h: str) -> float:
-            return silence_deadline(last[h], 10.0, routine).due_s
+            return silence_deadline(last[h], 10.0, routine, last_kind[h].value).due_s
 
         for home in sorted(HOMES, key=lambda h: (due(h), h)):
             flag = decide_silence(
                 home,
                 last_sign_at=from_epoch(last[home]),
-                last_kind=None,
+                last_kind=last_kind[home],
                 period_h=10.0,
                 routine=routine,
                 now=from_epoch(now),
@@ -149,6 +184,7 @@ def _by_scan(
                 raised.append((home, last[home], flag.due_at.timestamp()))
         for home in homes:
             last[home] = now
+            last_kind[home] = _kind_of(index, home) if kinds else LifeSignKind.SPEECH
     return raised
 
 
@@ -170,6 +206,42 @@ def test_with_a_learned_routine_too(
     expected = _by_scan(scenario, ROUTINE)
     assert _run(scenario, None, ROUTINE) == expected
     assert _run(scenario, restart_at, ROUTINE) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps, st.integers(0, 40))
+def test_with_contexts_a_later_sign_can_bring_the_deadline_forward(
+    scenario: list[tuple[float, list[str]]], restart_at: int
+) -> None:
+    """Signs of two kinds and a routine with a limit per kind: still the scan's flags, once,
+    across a restart (the context comes back from the stored kind)."""
+    expected = _by_scan(scenario, ROUTINE_WITH_CONTEXTS, kinds=True)
+    assert _run(scenario, None, ROUTINE_WITH_CONTEXTS, kinds=True) == expected
+    assert _run(scenario, restart_at, ROUTINE_WITH_CONTEXTS, kinds=True) == expected
+
+
+def test_a_motion_sign_after_a_long_speech_stretch_moves_the_deadline_earlier() -> None:
+    tracker = SilenceTracker()
+    night = 2 * 86400.0 + 23.5 * 3600.0
+    tracker.life_sign("h", night, LifeSignKind.SPEECH, period_h=10.0)
+    tracker.configure("h", period_h=10.0, routine=ROUTINE_WITH_CONTEXTS, now_s=night)
+    after_speech = tracker.deadline("h")
+    assert after_speech is not None and after_speech.due_s > night + 5 * 3600.0
+    tracker.life_sign("h", night + 60.0, LifeSignKind.MOTION)
+    after_motion = tracker.deadline("h")
+    assert after_motion is not None
+    assert after_motion.due_s == pytest.approx(night + 60.0 + 3600.0)  # motion: 1 h at any hour
+    assert after_motion.limit is SilenceLimit.ROUTINE
+    # The row keeps the context; a row with only a kind (older store) gets it from the kind.
+    row = tracker.row("h")
+    assert row is not None and row.last_context == "motion"
+    again = SilenceTracker()
+    again.restore([HomeRow("h", row.last_life_sign_s, 10.0, ROUTINE_WITH_CONTEXTS, row.last_kind)])
+    assert again.deadline("h") == after_motion
+    labelled = SilenceTracker()
+    labelled.life_sign("h", night, period_h=10.0, context="speech")
+    labelled.configure("h", period_h=10.0, routine=ROUTINE_WITH_CONTEXTS, now_s=night)
+    assert labelled.deadline("h") == after_speech and labelled.last_context("h") == "speech"
 
 
 def test_a_deadline_that_passed_while_down_is_raised_at_once_and_only_once() -> None:
