@@ -273,11 +273,14 @@ def test_demo_stopped_by_a_signal_prints_and_writes_the_summary_and_cleans_up(
     import signal
     import time
 
+    import httpx
+
     from anbu.broker import free_port
 
     temp = tmp_path / "tmp"
     temp.mkdir()
     summary = tmp_path / "summary.json"
+    http_port = free_port()
     process = subprocess.Popen(
         [
             *ANBU,
@@ -285,7 +288,7 @@ def test_demo_stopped_by_a_signal_prints_and_writes_the_summary_and_cleans_up(
             "--homes",
             "3",
             "--http-port",
-            str(free_port()),
+            str(http_port),
             "--heartbeat-interval-s",
             "1",
             "--summary-json",
@@ -304,7 +307,20 @@ def test_demo_stopped_by_a_signal_prints_and_writes_the_summary_and_cleans_up(
                 break
             assert time.monotonic() < deadline
         assert list(temp.glob("anbu-demo-*")), "the demo works in a temp folder"
-        time.sleep(2)
+
+        def stored() -> int:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{http_port}/health", timeout=2).json()
+            except httpx.HTTPError:
+                return 0
+            return int(health.get("ingest", {}).get("bulk", {}).get("applied", 0))
+
+        # On a loaded machine the bulk process may still be starting when the demo says it is up:
+        # stop it once a heartbeat was stored, not after a fixed sleep.
+        deadline = time.monotonic() + 60
+        while stored() < 1:
+            assert time.monotonic() < deadline, "no heartbeat stored within 60 s"
+            time.sleep(0.5)
         process.send_signal(getattr(signal, stop_signal))
         out, err = process.communicate(timeout=60)
     finally:
