@@ -123,6 +123,16 @@ class SnapshotCache:
             threading.Thread(target=self._background, args=(key, viewer), daemon=True).start()
         return current
 
+    def current(self, viewer: Viewer) -> Snapshot | None:
+        """The scope's snapshot without waiting (a stale one starts its refresh in the
+        background, as :meth:`get` does); None before the first build, which only :meth:`get`
+        makes. For the event loop, which must never wait for a build."""
+        key = scope_of(viewer)
+        with self._lock:
+            if key not in self._snapshots:
+                return None
+        return self.get(viewer)
+
     def _background(self, key: tuple[str, str | None, int | None], viewer: Viewer) -> None:
         try:
             self._refresh(key, viewer)

@@ -23,6 +23,7 @@
   } else {
     showNoTiles();
   }
+  function mark(name) { if (window.performance && performance.mark) { performance.mark(name); } }
   function showNoTiles() { document.getElementById("no-tiles").hidden = false; }
   function hideNoTiles() { document.getElementById("no-tiles").hidden = true; }
 
@@ -126,11 +127,13 @@
   fetch("/map/data.json", { credentials: "same-origin" })
     .then(function (r) { return r.json(); })
     .then(function (data) {
+      mark("anbu-map-data");  // bench/pages.py reads these marks
       var points = [];
       if (data.households.length > 1500) { renderer = L.canvas({ padding: 0.2 }); }
       data.households.forEach(function (h) { upsert(h); if (h.lat !== null) points.push([h.lat, h.lon]); });
       count();
       if (points.length) { map.fitBounds(points, { padding: [20, 20] }); }
+      mark("anbu-markers-added");
       document.body.setAttribute("data-map-ready", "true");
       listen();
     });
