@@ -49,6 +49,10 @@ class LostRace(Exception):
     """Another collector linked the home's tickets first: roll this transaction back."""
 
 
+class NotYet(Exception):
+    """No open ``offline`` ticket for the home yet: nothing to link the dispatch to."""
+
+
 class StoreOfflineDispatches:
     """Opens and settles ``device_offline`` dispatches on the ``dispatches`` table."""
 
@@ -66,9 +70,12 @@ class StoreOfflineDispatches:
     def open_for(
         self, session: Session, household_id: str, since: dt.datetime, now: dt.datetime
     ) -> int | None:
-        """Open the home's dispatch unless this outage has one; return its id if opened here.
+        """Open the home's dispatch unless this outage has one; return its id if opened here,
+        None if the outage already has its dispatch.
 
-        Raises :class:`LostRace` when another collector linked the tickets in between.
+        Raises :class:`NotYet` when the home has no open ``offline`` ticket to link (its write
+        failed; try again next tick) and :class:`LostRace` when another collector linked the
+        tickets in between.
         """
         tickets = session.scalars(
             select(TechnicianTicket).where(
@@ -77,11 +84,13 @@ class StoreOfflineDispatches:
                 TechnicianTicket.closed_at.is_(None),
             )
         ).all()
-        if not tickets or any(t.dispatch_id is not None for t in tickets):
-            return None  # no ticket written yet (next tick), or this outage is dispatched
+        if not tickets:
+            raise NotYet(household_id)
+        if any(t.dispatch_id is not None for t in tickets):
+            return None  # this outage is dispatched
         household = session.get(Household, household_id)
         if household is None:
-            return None
+            return None  # deleted meanwhile: nobody to send
         unresolved = session.scalar(
             select(Dispatch.id).where(
                 Dispatch.household_id == household_id,

@@ -46,7 +46,7 @@ from collector.domain.supervision import (
     observe_state,
     offline_dispatch_due,
 )
-from collector.offline_dispatch import LostRace, StoreOfflineDispatches
+from collector.offline_dispatch import LostRace, NotYet, StoreOfflineDispatches
 from collector.store.db import Database
 from collector.store.models import Device
 from collector.store.silence import TechnicianTicket
@@ -214,6 +214,8 @@ class SupervisionRuntime:
                 extra={"household_id": household_id},
             )
             dispatch_id = None
+        except NotYet:
+            return  # the ticket's write failed this tick; both are retried on the next
         except SQLAlchemyError:
             log.exception("could not open a device_offline dispatch; retrying next tick")
             return

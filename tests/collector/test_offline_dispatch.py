@@ -7,6 +7,7 @@ import datetime as dt
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from collector.domain.dispatch import Contact, DispatchPolicy
 from collector.domain.escalation import (
@@ -25,7 +26,7 @@ from collector.domain.supervision import (
     offline_dispatch_due,
     when_device_back,
 )
-from collector.offline_dispatch import StoreOfflineDispatches
+from collector.offline_dispatch import NotYet, StoreOfflineDispatches
 from collector.service import Service
 from collector.store.accounts import AuditEntry, DispatchStep
 from collector.store.db import Database
@@ -289,3 +290,40 @@ def test_pure_rules() -> None:
     ]
     with pytest.raises(ValueError, match="offline_dispatch_after_s"):
         SupervisionSettings(offline_dispatch_after_s=-1)
+
+
+class FakeNotYetOnce(StoreOfflineDispatches):
+    """Finds no ticket to link the first time, as when the ticket's write failed."""
+
+    def __init__(self) -> None:
+        super().__init__(escalation=POLICY, staff=STAFF)
+        self.refused = 0
+
+    def open_for(
+        self, session: Session, household_id: str, since: dt.datetime, now: dt.datetime
+    ) -> int | None:
+        if not self.refused:
+            self.refused += 1
+            raise NotYet(household_id)
+        return super().open_for(session, household_id, since, now)
+
+
+def test_no_ticket_to_link_delays_the_dispatch_to_the_next_tick_but_does_not_lose_it(
+    database: Database,
+) -> None:
+    register_homes(database, ("dev-1",))
+    heard(database, "dev-1", NOW)
+    clock = FakeClock()
+    fake = FakeNotYetOnce()
+    rt = SupervisionRuntime(database, settings=S, clock=clock, dispatches=fake)
+    rt.restore()
+    rt.on_heartbeat("dev-1", "h-1", BEAT, NOW)
+    clock.at = NOW + dt.timedelta(minutes=11)
+    rt.tick()
+    assert fake.refused == 1 and offline_dispatches(database) == []
+    clock.at += dt.timedelta(minutes=1)
+    rt.tick()
+    assert len(offline_dispatches(database)) == 1
+    # With no open ticket at all, the store says so.
+    with database.session() as s, pytest.raises(NotYet):
+        StoreOfflineDispatches().open_for(s, "h-9", NOW, NOW)
