@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from collector.domain.dispatch import Contact
@@ -132,3 +133,101 @@ def file_request(
         },
     )
     return FiledRequest(request_id, dispatch.id, decision.routed_to, decision.due_at)
+
+
+class AlreadyHandled(Exception):
+    """Another supervisor assigned or closed this text first."""
+
+
+def assign_request(
+    session: Session,
+    request_id: int,
+    household: Household,
+    *,
+    by: str,
+    now: dt.datetime,
+    policy: EscalationPolicy,
+    links: LinkSigner,
+) -> int:
+    """A text from an unknown number, matched by a supervisor to ``household``: it becomes the
+    household's request as if it had been matched on arrival (routed to the caregiver, told in
+    office hours), due one working day after it *arrived*; returns the dispatch id.
+
+    The row is taken with an UPDATE conditional on it still waiting, so of two supervisors
+    assigning at once one wins and the other gets :class:`AlreadyHandled`.
+    """
+    row = session.get(ServiceRequest, request_id)
+    if row is None:
+        raise LookupError(f"no request {request_id}")
+    taken = session.execute(
+        update(ServiceRequest)
+        .where(
+            ServiceRequest.id == request_id,
+            ServiceRequest.handled_at.is_(None),
+            ServiceRequest.household_id.is_(None),
+        )
+        .values(
+            household_id=household.id,
+            handled_at=now,
+            handled_by=by[:100],
+            handled_note=f"→ {household.id}",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if cast(CursorResult[Any], taken).rowcount != 1:
+        raise AlreadyHandled(f"request {request_id} was handled already")
+    decision = decide_request(
+        household_view(household),
+        policy.effective_book.contacts_for(household.district),
+        staff=policy.staff,
+        channel=row.channel,
+        request_ref=row.message_id[:12],
+        now=row.received_at,
+        calendar=policy.calendar,
+    )
+    dispatch = Dispatch(
+        household_id=household.id,
+        caregiver_id=household.caregiver_id,
+        reason=DispatchReason.REQUEST,
+        priority=Priority.NORMAL,
+        status=DispatchStatus.OPEN,
+        created_at=now,
+        note=row.text[:2000] or None,
+        escalation_level=0,
+        next_escalation_at=policy.first_due_at(household.district, "request", row.received_at),
+    )
+    session.add(dispatch)
+    session.flush()
+    session.execute(
+        update(ServiceRequest)
+        .where(ServiceRequest.id == request_id)
+        .values(dispatch_id=dispatch.id)
+        .execution_options(synchronize_session=False)
+    )
+    add_notifications(
+        session,
+        dispatch.id,
+        decision.messages,
+        now,
+        links,
+        send_at=max(decision.notify_at, now),
+    )
+    log.info(
+        "request assigned to a household",
+        extra={"request": request_id, "dispatch": dispatch.id, "household": household.id},
+    )
+    return dispatch.id
+
+
+def mark_handled(
+    session: Session, request_id: int, *, by: str, note: str, now: dt.datetime
+) -> None:
+    """A text that needs no household (a wrong number, advertising, answered by phone)."""
+    taken = session.execute(
+        update(ServiceRequest)
+        .where(ServiceRequest.id == request_id, ServiceRequest.handled_at.is_(None))
+        .values(handled_at=now, handled_by=by[:100], handled_note=note[:500])
+        .execution_options(synchronize_session=False)
+    )
+    if cast(CursorResult[Any], taken).rowcount != 1:
+        raise AlreadyHandled(f"request {request_id} was handled already")

@@ -17,6 +17,7 @@ from collector.notify.email import SmtpNotifier
 from collector.notify.sms import HttpSmsNotifier
 from collector.notify.undelivered import UndeliveredPolicy
 from collector.notify.worker import NotificationWorker
+from collector.offline_dispatch import StoreOfflineDispatches
 from collector.registry import DeviceRegistry, load_all, store_lookup
 from collector.retention import RetentionJob, RetentionPolicy
 from collector.scheduler import Scheduler
@@ -135,9 +136,16 @@ class Collector:
             settings=SupervisionSettings(
                 heartbeat_interval_s=settings.supervision_heartbeat_interval_s,
                 missed_heartbeats=settings.supervision_missed_heartbeats,
+                offline_dispatch_after_s=settings.supervision_offline_dispatch_after_s,
             ),
             clock=clock,
             on_offline_changed=self._home_offline_changed,
+            dispatches=StoreOfflineDispatches(
+                escalation=self.service.escalation_policy,
+                links=self.service.links,
+                staff=staff,
+            ),
+            on_notify=self.notifier.wake,
         )
         self._next_supervision_at: dt.datetime | None = None
         self.scheduler = Scheduler(

@@ -133,6 +133,12 @@ class CollectorSettings(BaseSettings):
     supervision_missed_heartbeats: int = Field(
         default=3, ge=1, le=100, description="heartbeats missed before a device is offline"
     )
+    supervision_offline_dispatch_after_s: float = Field(
+        default=4 * 3600.0,
+        ge=0,
+        le=30 * 86400,
+        description="a home with no device up this long gets a device_offline dispatch (0: never)",
+    )
 
     # Ingest pipeline (see collector/pipeline.py)
     ingest_batch_max: int = Field(

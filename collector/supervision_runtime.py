@@ -12,6 +12,11 @@ and kind) keeps two collectors from opening the same ticket twice. ``on_offline_
 told when a home's device goes offline or comes back, so the silence runtime can pause and resume
 the home's routine.
 
+A home with no device up for ``offline_dispatch_after_s`` gets one ``device_offline`` dispatch per
+outage through the ``dispatches`` adapter (:mod:`collector.offline_dispatch`); closing the
+``offline`` ticket when a device returns settles it. ``on_notify`` is called after a commit that
+queued messages, to wake the notification worker.
+
 Device health lives in memory: after a restart the first heartbeat (or the missed-heartbeat
 timer from the restored ``devices.last_heartbeat_at``) rebuilds it; open tickets are read back.
 """
@@ -34,11 +39,14 @@ from collector.domain.supervision import (
     SupervisionSettings,
     TicketKind,
     decide_tickets,
+    home_offline_since,
     is_offline,
     merge_stored,
     observe_heartbeat,
     observe_state,
+    offline_dispatch_due,
 )
+from collector.offline_dispatch import LostRace, NotYet, StoreOfflineDispatches
 from collector.store.db import Database
 from collector.store.models import Device
 from collector.store.silence import TechnicianTicket
@@ -60,8 +68,12 @@ class SupervisionRuntime:
         settings: SupervisionSettings | None = None,
         clock: Callable[[], dt.datetime] = _utcnow,
         on_offline_changed: Callable[[str, bool], None] = lambda _household, _offline: None,
+        dispatches: StoreOfflineDispatches | None = None,
+        on_notify: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
+        self.dispatches = dispatches or StoreOfflineDispatches()
+        self.on_notify = on_notify
         self.settings = settings or SupervisionSettings()
         self.clock = clock
         self.on_offline_changed = on_offline_changed
@@ -71,6 +83,9 @@ class SupervisionRuntime:
         self._lock = threading.Lock()
         self.tickets_opened = 0
         self.tickets_closed = 0
+        self.offline_dispatches = 0
+        self._dispatched_homes: set[str] = set()
+        """Homes whose current outage has its dispatch (a cache of the tickets' link)."""
         self._listening_since: dt.datetime | None = None
 
     def restore(self) -> int:
@@ -162,10 +177,58 @@ class SupervisionRuntime:
                 if offline != (household_id in self._offline):
                     changed.append((household_id, offline))
                     (self._offline.add if offline else self._offline.discard)(household_id)
+                if not offline:
+                    self._dispatched_homes.discard(household_id)
+            due = self._homes_due_dispatch(homes_offline, now)
         written = [d for d in decisions if self._write(d, now)]
         for household_id, offline in changed:
             self.on_offline_changed(household_id, offline)
+        for household_id, since in due.items():
+            self._open_dispatch(household_id, since, now)
         return written
+
+    def _homes_due_dispatch(
+        self, homes_offline: dict[str, bool], now: dt.datetime
+    ) -> dict[str, dt.datetime]:
+        """Offline homes due their dispatch and not known to have it. Call with the lock held."""
+        devices: dict[str, list[DeviceHealth]] = {}
+        for health in self._health.values():
+            if homes_offline.get(health.household_id):
+                devices.setdefault(health.household_id, []).append(health)
+        due: dict[str, dt.datetime] = {}
+        for household_id, healths in devices.items():
+            if household_id in self._dispatched_homes:
+                continue
+            since = home_offline_since(healths, now=now, settings=self.settings)
+            if since is not None and offline_dispatch_due(since, now=now, settings=self.settings):
+                due[household_id] = since
+        return due
+
+    def _open_dispatch(self, household_id: str, since: dt.datetime, now: dt.datetime) -> None:
+        try:
+            with self.db.session() as session:
+                dispatch_id = self.dispatches.open_for(session, household_id, since, now)
+        except LostRace:
+            log.info(
+                "device_offline dispatch opened by another collector",
+                extra={"household_id": household_id},
+            )
+            dispatch_id = None
+        except NotYet:
+            return  # the ticket's write failed this tick; both are retried on the next
+        except SQLAlchemyError:
+            log.exception("could not open a device_offline dispatch; retrying next tick")
+            return
+        with self._lock:
+            self._dispatched_homes.add(household_id)
+            if dispatch_id is not None:
+                self.offline_dispatches += 1
+        if dispatch_id is not None:
+            log.warning(
+                "device_offline dispatch opened",
+                extra={"household_id": household_id, "dispatch_id": dispatch_id},
+            )
+            self.on_notify()
 
     def _undecided(self, now: dt.datetime) -> set[str]:
         """Devices not heard since this collector started listening, while fewer than the
@@ -231,6 +294,7 @@ class SupervisionRuntime:
         return found
 
     def _write(self, decision: OpenTicket | CloseTicket, now: dt.datetime) -> bool:
+        notify = False
         try:
             with self.db.session() as session:
                 if isinstance(decision, OpenTicket):
@@ -245,7 +309,7 @@ class SupervisionRuntime:
                     )
                 else:
                     closed = 0
-                    for ticket in session.scalars(
+                    tickets = session.scalars(
                         select(TechnicianTicket)
                         .where(
                             TechnicianTicket.device_id == decision.device_id,
@@ -253,7 +317,10 @@ class SupervisionRuntime:
                             TechnicianTicket.closed_at.is_(None),
                         )
                         .with_for_update(skip_locked=True)
-                    ):
+                    ).all()
+                    for ticket in tickets:
+                        if decision.kind is TicketKind.OFFLINE:
+                            notify = self.dispatches.device_back(session, ticket, now) or notify
                         ticket.closed_at = now
                         ticket.close_detail = decision.detail
                         closed += 1
@@ -270,6 +337,8 @@ class SupervisionRuntime:
         except SQLAlchemyError:
             log.exception("could not write a technician ticket; retrying next tick")
             return False
+        if notify:
+            self.on_notify()
         with self._lock:
             kinds = self._open.setdefault(decision.device_id, set())
             if isinstance(decision, OpenTicket):
@@ -296,4 +365,5 @@ class SupervisionRuntime:
                 "homes_offline": len(self._offline),
                 "tickets_opened": self.tickets_opened,
                 "tickets_closed": self.tickets_closed,
+                "offline_dispatches": self.offline_dispatches,
             }

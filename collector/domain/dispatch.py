@@ -195,3 +195,41 @@ def decide_cancel(
         ),
     )
     return CancelDecision(dispatch_id, messages)
+
+
+def _caregiver_or_staff(household: HouseholdView, staff: Contact | None) -> list[Contact]:
+    if household.caregiver is not None:
+        return [household.caregiver]
+    return [staff] if staff is not None else []
+
+
+def device_offline_messages(
+    household: HouseholdView, *, since: dt.datetime, staff: Contact | None
+) -> tuple[Message, ...]:
+    """The caregiver (or, for a home without one, staff) is told the home's device is off.
+    Guardians are not: a device fault is the office's business, and its chain may reach them."""
+    return messages_worded(
+        _caregiver_or_staff(household, staff),
+        "device_offline",
+        lambda role: wording.device_offline_text(
+            role, household_id=household.id, since=since, dispatch_ref=wording.NEW_DISPATCH
+        ),
+    )
+
+
+def device_back_messages(
+    household: HouseholdView,
+    *,
+    at: dt.datetime,
+    dispatch_id: int,
+    closed: bool,
+    staff: Contact | None,
+) -> tuple[Message, ...]:
+    """The same people are told the device is back (so nobody sets out for nothing)."""
+    return messages_worded(
+        _caregiver_or_staff(household, staff),
+        "device_back",
+        lambda role: wording.device_back_text(
+            role, household_id=household.id, at=at, dispatch_id=dispatch_id, closed=closed
+        ),
+    )

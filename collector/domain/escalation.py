@@ -99,6 +99,15 @@ DEFAULT_REQUEST_CHAIN = EscalationChain(
 )
 """A request nobody answered within a working day goes to the district's office."""
 
+DEFAULT_DEVICE_OFFLINE_CHAIN = EscalationChain(
+    (ChainStep(("backup", "supervisor", "department"), after_s=2 * 3600.0),)
+)
+"""A device-offline dispatch nobody took in two hours goes to the backup and the district's
+office (staff, where neither is configured). Not the legacy ladder: a dead device is no reason to
+alarm the guardian within a minute."""
+
+_DEFAULT_CHAINS = {"request": DEFAULT_REQUEST_CHAIN, "device_offline": DEFAULT_DEVICE_OFFLINE_CHAIN}
+
 
 @dataclass(frozen=True, slots=True)
 class EscalationBook:
@@ -114,9 +123,9 @@ class EscalationBook:
         own = self.districts.get(district, {})
         if kind in own:
             return own[kind]
-        if kind == "request" and kind not in self.defaults:
-            return DEFAULT_REQUEST_CHAIN
-        return self.defaults.get(kind, self.fallback)
+        if kind in self.defaults:
+            return self.defaults[kind]
+        return _DEFAULT_CHAINS.get(kind, self.fallback)
 
     def contacts_for(self, district: str) -> DistrictContacts:
         return self.contacts.get(district, DistrictContacts())

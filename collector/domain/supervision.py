@@ -17,6 +17,13 @@ microphone_silent  no voice activity or interaction for ``mic_silent_days`` whil
                    nothing: unplugged, muted or broken)
 =================  ===========================================================================
 
+A home whose devices are all offline for ``offline_dispatch_after_s`` also opens a
+``device_offline`` **dispatch** for its caregiver (once per outage: the dispatch is linked to the
+home's open ``offline`` tickets; :func:`home_offline_since`, :func:`offline_dispatch_due`). When a
+device comes back, :func:`when_device_back` says what becomes of that dispatch: still open, it is
+resolved as a device problem (nobody needs to go); already taken by a caregiver, it gets a note and
+stays theirs to close.
+
 Offline and silence: while a device is offline its home's *learned routine* must not flag
 (no life signs are expected from a dead device), but the fixed period still runs: a device
 offline that long with no other life sign (an outside signal, a check-in) counts as silence,
@@ -61,12 +68,16 @@ class SupervisionSettings:
     sick_heartbeats: int = 3
     mic_silent_days: float = 3.0
     motion_recent_h: float = 24.0
+    offline_dispatch_after_s: float = 4 * 3600.0
+    """A home with no device up this long gets a ``device_offline`` dispatch; 0 turns it off."""
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval_s <= 0 or self.missed_heartbeats < 1 or self.sick_heartbeats < 1:
             raise ValueError(
                 "heartbeat_interval_s > 0, missed_heartbeats >= 1, sick_heartbeats >= 1"
             )
+        if self.offline_dispatch_after_s < 0:
+            raise ValueError("offline_dispatch_after_s must not be negative (0 turns it off)")
 
     @property
     def offline_after_s(self) -> float:
@@ -279,3 +290,44 @@ def silence_while_offline(
         return None
     reason = dataclasses.replace(flag.reason, limit=SilenceLimit.DEVICE_OFFLINE)
     return dataclasses.replace(flag, reason=reason)
+
+
+def home_offline_since(
+    devices: list[DeviceHealth], *, now: dt.datetime, settings: SupervisionSettings
+) -> dt.datetime | None:
+    """When the home lost its last device, or None while any of its devices is up."""
+    since: dt.datetime | None = None
+    for health in devices:
+        went = offline_since(health, now=now, settings=settings)
+        if went is None:
+            return None
+        since = went if since is None or went > since else since
+    return since
+
+
+def offline_dispatch_due(
+    home_since: dt.datetime | None, *, now: dt.datetime, settings: SupervisionSettings
+) -> bool:
+    """Whether a home offline since ``home_since`` is due its ``device_offline`` dispatch."""
+    if home_since is None or settings.offline_dispatch_after_s <= 0:
+        return False
+    return (now - home_since).total_seconds() >= settings.offline_dispatch_after_s
+
+
+class WhenBack(enum.StrEnum):
+    """What becomes of a home's ``device_offline`` dispatch when a device comes back."""
+
+    RESOLVE = "resolve"
+    """Nobody took it yet: resolved as a device problem, and the caregiver told."""
+    NOTE = "note"
+    """A caregiver has it (acknowledged or on site): a note, and theirs to close."""
+    NOTHING = "nothing"
+    """Already resolved."""
+
+
+def when_device_back(dispatch_status: str) -> WhenBack:
+    if dispatch_status == "open":
+        return WhenBack.RESOLVE
+    if dispatch_status in ("acknowledged", "on_site"):
+        return WhenBack.NOTE
+    return WhenBack.NOTHING

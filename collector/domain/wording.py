@@ -156,3 +156,34 @@ def request_text(
         f"{ref}에서 상담 전화를 요청했습니다 ({how}, {local_time(now)}). "
         f"{local_time(due_at)}까지 연락해 주세요: " + dispatch_link("", ""),
     )
+
+
+def device_offline_text(
+    role: str, *, household_id: str, since: dt.datetime, dispatch_ref: str
+) -> tuple[str, str]:
+    """The home's device has been off since ``since``: nobody is watching over the resident."""
+    del role  # caregiver or staff: the same words (guardians are not told of device faults)
+    ref = household_ref(household_id)
+    number = "" if dispatch_ref == NEW_DISPATCH else f" 출동 #{dispatch_ref}."
+    return (
+        f"[안부] 기기 끊김: {ref}",
+        f"{ref}의 안부 기기가 {local_time(since)}부터 연결되지 않습니다.{number} "
+        "안부 전화를 드리고 기기(전원, 인터넷)를 확인해 주세요: " + dispatch_link("", ""),
+    )
+
+
+def device_back_text(
+    role: str, *, household_id: str, at: dt.datetime, dispatch_id: int, closed: bool
+) -> tuple[str, str]:
+    """The device is back: the dispatch was closed for the caregiver, or is still theirs."""
+    del role
+    ref = household_ref(household_id)
+    then = (
+        f"출동 #{dispatch_id}은 자동으로 종료되었습니다 (방문 필요 없음)."
+        if closed
+        else f"출동 #{dispatch_id}은 열려 있습니다: 확인 후 종료해 주세요."
+    )
+    return (
+        f"[안부] 기기 다시 연결: {ref}",
+        f"{ref}의 안부 기기가 {local_time(at)}에 다시 연결되었습니다. {then}",
+    )

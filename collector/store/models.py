@@ -346,6 +346,11 @@ class ServiceRequest(Base):
     """Answer by then (one working day); the dispatch escalates when it passes."""
     routed_to: Mapped[str] = mapped_column(String(16))  # "caregiver" | "department"
     dispatch_id: Mapped[int | None] = mapped_column(ForeignKey("dispatches.id"), nullable=True)
+    handled_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    """A text from an unknown number: when a supervisor assigned it to a household or marked
+    it handled (the requests page); None while it waits."""
+    handled_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    handled_note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 # Tables that live in modules of their own (accounts, sessions, audit log and dispatch steps; data

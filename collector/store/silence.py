@@ -93,3 +93,6 @@ class TechnicianTicket(Base):
     opened_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     closed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     close_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    dispatch_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The ``device_offline`` dispatch this outage opened (``offline`` tickets only): set once,
+    by a conditional UPDATE, so each outage is dispatched once."""

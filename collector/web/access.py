@@ -57,3 +57,14 @@ def may_see_tickets(viewer: Viewer) -> bool:
 def check(allowed: bool, what: str) -> None:
     if not allowed:
         raise Forbidden(what)
+
+
+def may_manage_district(viewer: Viewer, district: str) -> bool:
+    """Texts and assignment: a supervisor for their own district, an admin for any."""
+    if viewer.role is Role.ADMIN:
+        return True
+    return (
+        viewer.role is Role.SUPERVISOR
+        and viewer.district is not None
+        and viewer.district == district
+    )

@@ -15,11 +15,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collector.auth.throttle import LoginThrottle
 from collector.domain.links import LinkSigner
+from collector.requests import AlreadyHandled
 from collector.settings import CollectorSettings
 from collector.web.access import Forbidden
 from collector.web.deps import HERE, CsrfFailed, LoginRequired, optional_viewer, render
 from collector.web.records import BadForm, Missing
-from collector.web.routes import care, docs, login, reports, supervise, tickets
+from collector.web.routes import care, docs, login, office, reports, supervise, tickets
 from collector.web.snapshots import SnapshotCache
 
 
@@ -52,7 +53,14 @@ def install_web(app: FastAPI, settings: CollectorSettings) -> None:
         tile_url=settings.map_tile_url,
         tile_attribution=settings.map_tile_attribution,
     )
-    routers = (login.router, care.router, supervise.router, reports.router, tickets.router)
+    routers = (
+        login.router,
+        care.router,
+        supervise.router,
+        reports.router,
+        tickets.router,
+        office.router,
+    )
     for router in (*routers, docs.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -94,6 +102,7 @@ def _error_pages(app: FastAPI) -> None:
     app.add_exception_handler(CsrfFailed, page(403, "forbidden"))
     app.add_exception_handler(Missing, page(404, "not_found"))
     app.add_exception_handler(BadForm, page(400, "bad_form"))
+    app.add_exception_handler(AlreadyHandled, page(409, "already_handled"))
 
 
 def _content_security_policy(tile_url: str | None) -> str:

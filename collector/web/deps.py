@@ -58,7 +58,9 @@ def optional_viewer(request: Request, session: SessionDep, now: NowDep) -> Viewe
 OptionalViewerDep = Annotated[Viewer | None, Depends(optional_viewer)]
 
 
-def require_viewer(request: Request, viewer: OptionalViewerDep) -> Viewer:
+async def require_viewer(request: Request, viewer: OptionalViewerDep) -> Viewer:
+    # async: no I/O here, so FastAPI runs it on the event loop instead of sending it through
+    # the thread pool (each hop there is one more place a loaded machine can stall a request).
     if viewer is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target)

@@ -400,6 +400,11 @@ class StoreMapWatch:
                     func.sum(case((Household.risk_level == RiskLevel.RED, 1), else_=0)),
                     func.sum(case((Household.risk_level == RiskLevel.ORANGE, 1), else_=0)),
                     func.sum(Household.caregiver_id),
+                    # A moved marker, a renamed resident, a changed period: rebuild too.
+                    func.sum(Household.latitude),
+                    func.sum(Household.longitude),
+                    func.sum(func.length(Household.resident_name)),
+                    func.sum(Household.silence_period_h),
                 )
             ).one()
         return (tuple(dispatches), tuple(devices), tuple(households))

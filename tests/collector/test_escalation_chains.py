@@ -159,6 +159,22 @@ def test_the_legacy_ladder_is_kept_without_a_book() -> None:
     assert step is not None and {m.recipient_role for m in step.messages} == {"guardian", "staff"}
 
 
+def test_device_offline_has_its_own_default_chain_not_the_legacy_ladder() -> None:
+    """Without a file a device-offline dispatch waits two hours, then the backup (or staff,
+    when neither backup nor office is configured); the guardian is not alarmed."""
+    legacy = EscalationPolicy(repeat_after_s=300, staff=STAFF, first_after_s=60)
+    due = legacy.first_due_at("seodaemun", "device_offline", T0)
+    assert due == T0 + dt.timedelta(hours=2)
+    state = DispatchState(1, "open", 0, due, T0, kind="device_offline")
+    step = decide_escalation(state, HOME, now=due, policy=legacy)
+    assert step is not None and step.next_due_at is None
+    roles = {m.recipient_role for m in step.messages}
+    assert "guardian" not in roles and roles <= {"backup", "staff"} and roles
+    # A file's own device_offline chain still wins.
+    own = EscalationBook(defaults={"device_offline": EscalationChain((ChainStep(("staff",)),))})
+    assert EscalationPolicy(book=own).chain_for("seodaemun", "device_offline").steps[0].after_s == 0
+
+
 def test_the_file_is_read_into_a_book_and_calendar() -> None:
     book, calendar = parse_escalation(
         """

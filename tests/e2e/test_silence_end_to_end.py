@@ -373,3 +373,59 @@ def test_a_device_gone_offline_opens_a_ticket_and_its_silence_is_dispatched_at_o
     finally:
         agent.stop()
         collector.stop()
+
+
+def test_a_device_offline_long_enough_opens_one_device_offline_dispatch_until_it_returns(
+    tmp_path: Path,
+    broker: Broker,
+    store: Database,
+    smtp_server: SmtpServer,
+    sms_gateway: SmsGateway,
+) -> None:
+    """The agent dies (last will): after ``ANBU_SUPERVISION_OFFLINE_DISPATCH_AFTER_S`` one
+    ``device_offline`` dispatch opens and its e-mail reaches the caregiver; a ``kill -9`` of the
+    collector and its restart open no second one; the agent started again closes the ticket and
+    resolves the dispatch as a device problem, and the caregiver is told."""
+    env = silence_env(store, broker, smtp_server, sms_gateway)
+    env["ANBU_SUPERVISION_INTERVAL_S"] = "0.5"
+    env["ANBU_SUPERVISION_OFFLINE_DISPATCH_AFTER_S"] = "4"
+    collector = start_collector(env, tmp_path / "c.log", timeout_s=60)
+    register_home(store, 1, period_s=3600)  # the silence period stays far off
+    config = agent_config(tmp_path / "agent.toml", broker, "dev-1", "h-1", heartbeat_s=1)
+    control = tmp_path / "gpio.sock"
+    agent = start_agent(config, control, tmp_path / "agent.log")
+
+    def offline_dispatches() -> list[Dispatch]:
+        return [d for d in dispatches(store, "h-1") if d.reason is DispatchReason.DEVICE_OFFLINE]
+
+    try:
+        wait_until(lambda: heartbeat_stored(store, "dev-1"), 20, "the agent's first heartbeat")
+        agent.kill9()
+        killed_at = time.time()
+        wait_until(offline_dispatches, 30, "the device_offline dispatch")
+        [dispatch] = offline_dispatches()
+        assert dispatch.created_at.timestamp() - killed_at >= 4 - 1.5  # last heartbeat ≤ 1 s before
+        assert dispatch.priority is Priority.NORMAL and dispatch.status.value == "open"
+        [mail] = smtp_server.wait_for(1, timeout=15)
+        assert "기기 끊김" in str(mail.message["Subject"])
+        collector.kill9()
+        collector = start_collector(env, tmp_path / "c2.log", timeout_s=60)
+        time.sleep(3)  # several supervision ticks after the restart (and its grace)
+        assert len(offline_dispatches()) == 1
+        agent = start_agent(config, control, tmp_path / "agent2.log")
+        wait_until(
+            lambda: offline_dispatches()[0].status.value == "resolved", 30, "the dispatch resolved"
+        )
+        [dispatch] = offline_dispatches()
+        assert dispatch.outcome == "device_problem" and dispatch.next_escalation_at is None
+        mails = smtp_server.wait_for(2, timeout=15)
+        assert "기기 다시 연결" in str(mails[1].message["Subject"])
+        assert len(dispatches(store, "h-1")) == 1, "no silence dispatch either"
+    finally:
+        agent.stop()
+        collector.stop()
+
+
+def heartbeat_stored(db: Database, device: str) -> bool:
+    with db.session() as s:
+        return s.scalar(select(Device.last_heartbeat_at).where(Device.id == device)) is not None

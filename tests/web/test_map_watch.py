@@ -10,7 +10,7 @@ import json
 
 from collector.store.accounts import Role
 from collector.store.db import Database
-from collector.store.models import Device
+from collector.store.models import Device, Household
 from collector.web import records
 from collector.web.access import Viewer
 from collector.web.snapshots import SnapshotCache
@@ -87,6 +87,19 @@ def test_nothing_changed_means_no_rebuild_and_each_change_rebuilds(
         device.last_life_sign_at = wall[0]  # the silent home is heard again
     refresh(cache, clock)
     assert cache.builds == 5 and states(cache)["h-a2"] == "ok"
+
+    with database.session() as s:  # a marker moved on the map: no dispatch, no device
+        home = s.get(Household, "h-b1")
+        assert home is not None and home.latitude is not None
+        home.latitude += 0.001
+    refresh(cache, clock)
+    assert cache.builds == 6
+    with database.session() as s:
+        home = s.get(Household, "h-b1")
+        assert home is not None
+        home.resident_name += "님"
+    refresh(cache, clock)
+    assert cache.builds == 7 and cache.get(SUP).homes[2]["name"].endswith("님")
 
 
 def test_a_snapshot_is_rebuilt_after_max_age_whatever_happened(

@@ -3,6 +3,7 @@ through the real app and a real database (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -257,3 +258,33 @@ def test_the_way_back_after_login_keeps_the_whole_query(app: FastAPI) -> None:
         assert first.headers["location"] == "/login?next=/reports%3Fmonth%3D2026-12%26x%3D1"
         done = log_in(client, "sup-seo", next_path="/reports?month=2026-12&x=1")
         assert done.headers["location"] == "/reports?month=2026-12&x=1"
+
+
+def test_map_data_answers_304_to_its_etag_until_the_map_changes(
+    login: Login, database: Database, app: FastAPI
+) -> None:
+    app.state.web.map_poll_s = 0.05
+    supervisor = login("sup-seo")
+    first = supervisor.get("/map/data.json")
+    tag = first.headers["etag"]
+    assert first.status_code == 200 and tag.startswith('"') and len(tag) == 26
+    assert first.headers["cache-control"] == "no-store"
+    same = supervisor.get("/map/data.json", headers={"If-None-Match": tag})
+    assert same.status_code == 304 and same.content == b"" and same.headers["etag"] == tag
+    other = supervisor.get("/map/data.json", headers={"If-None-Match": '"x", W/' + tag})
+    assert other.status_code == 304
+    stale = supervisor.get("/map/data.json", headers={"If-None-Match": '"not-it"'})
+    assert stale.status_code == 200 and stale.json() == first.json()
+    # Another district's snapshot has its own tag, and the old one gets it in full.
+    mapo = login("sup-mapo").get("/map/data.json", headers={"If-None-Match": tag})
+    assert mapo.status_code == 200 and mapo.headers["etag"] != tag
+    raise_sos(database, "h-b1")
+    deadline = time.monotonic() + 10
+    while True:  # the snapshot is refreshed in the background, ~map_poll_s behind the store
+        changed = supervisor.get("/map/data.json", headers={"If-None-Match": tag})
+        if changed.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert changed.status_code == 200 and changed.headers["etag"] != tag
+    sos = {h["id"]: h["state"] for h in changed.json()["households"]}
+    assert sos["h-b1"] == "sos"

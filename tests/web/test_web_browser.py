@@ -233,3 +233,60 @@ def test_403_for_another_caregivers_household_and_another_district(
     assert response is not None and response.status == 403
     desk.screenshot(path=shots / "supervisor-403.png")
     desk.context.close()
+
+
+def test_supervisor_files_a_lost_text_and_pins_a_household_on_a_phone(
+    live: tuple[str, Database], browser: Browser, shots: Path
+) -> None:
+    """A text from an unknown number: assigned to a household (its caregiver gets a request
+    dispatch), another closed with a reason; then h-a1 pinned to 박정호 and a backup chosen,
+    by keyboard where it matters, on a phone-sized screen, in Korean and then English."""
+    from tests.web.test_web_office import add_text
+
+    base, db = live
+    lost = add_text(db, "seodaemun", "어머니께 전화 부탁드립니다", sender="01055556666")
+    spam = add_text(db, "seodaemun", "광고 문자입니다")
+    page = phone_page(browser)
+    page.goto(f"{base}/login?next=/texts")
+    log_in(page, "sup-seo")
+    card = page.locator(f"#text-{lost}")
+    expect(card).to_have_attribute("data-status", "waiting")
+    expect(page.locator(f"#text-{spam}")).to_be_visible()
+    page.screenshot(path=shots / "supervisor-texts-1-waiting.png", full_page=True)
+    card.get_by_label("가구 번호").fill("h-a1")
+    card.get_by_role("button", name="이 가구의 요청으로 전달").click()
+    expect(page.get_by_role("status")).to_contain_text("상담 요청으로 전달했습니다")
+    expect(page.locator(f"#text-{lost}")).to_have_count(0)
+    spam_card = page.locator(f"#text-{spam}")
+    spam_card.get_by_label("처리 사유").fill("광고")
+    spam_card.get_by_label("처리 사유").press("Enter")  # the keyboard submits the form
+    expect(page.get_by_text("처리를 기다리는 문자가 없습니다.")).to_be_visible()
+    page.get_by_role("link", name="처리한 문자도 보기").click()
+    expect(page.locator(f"#text-{lost}")).to_have_attribute("data-status", "handled")
+    page.screenshot(path=shots / "supervisor-texts-2-handled.png", full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+    page.get_by_role("link", name="담당 배정").click()
+    page.get_by_label("가구", exact=True).fill("h-a1")
+    page.get_by_role("button", name="찾기").click()
+    found = page.locator("#looked-up")
+    expect(found).to_have_attribute("data-pinned", "false")
+    found.get_by_label("담당 생활지원사").select_option(label="박정호 (1/100)")
+    found.get_by_role("button", name="이 생활지원사로 고정").click()
+    expect(page.locator("#looked-up")).to_have_attribute("data-pinned", "true")
+    expect(page.locator("#pin-h-a1")).to_contain_text("박정호")
+    park = page.locator("#looked-up").get_attribute("data-caregiver")
+    kim = page.locator("tr", has_text="김지원의 대리 담당").get_attribute("id")
+    assert park and kim
+    row = page.locator(f"#caregiver-{park}")
+    row.get_by_label("박정호의 대리 담당").select_option(label="김지원")
+    row.get_by_role("button", name="저장").click()
+    expect(page.locator(f"#caregiver-{park}")).to_have_attribute(
+        "data-backup", kim.removeprefix("caregiver-")
+    )
+    page.screenshot(path=shots / "supervisor-assignment-1-pinned.png", full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.get_by_role("button", name="English").click()
+    expect(page.get_by_role("heading", name="Caregivers and their backups")).to_be_visible()
+    page.screenshot(path=shots / "supervisor-assignment-2-en.png", full_page=True)
+    page.context.close()

@@ -46,11 +46,20 @@ def _cache(request: Request) -> SnapshotCache:
 
 
 @router.get("/map/data.json")
-def map_data(request: Request, viewer: ViewerDep) -> Response:
-    """Every household of the viewer's scope; at most ``map_poll_s`` old."""
+async def map_data(request: Request, viewer: ViewerDep) -> Response:
+    """Every household of the viewer's scope; at most ``map_poll_s`` old. A client that sends
+    the snapshot's ETag back (``If-None-Match``) is answered 304 while it is current. Still
+    ``no-store``: the data names residents, and browsers are not to keep it on disk."""
     check(may_see_map(viewer), "the map is for supervisors")
-    snapshot = _cache(request).get(viewer)
-    headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+    cache = _cache(request)
+    # Served from the event loop: the bytes are ready; only the first build goes to a thread.
+    snapshot = cache.current(viewer)
+    if snapshot is None:
+        snapshot = await run_in_threadpool(cache.get, viewer)
+    headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding", "ETag": snapshot.etag}
+    sent = request.headers.get("if-none-match", "")
+    if snapshot.etag and snapshot.etag in (t.strip().removeprefix("W/") for t in sent.split(",")):
+        return Response(status_code=304, headers=headers)
     if snapshot.gzipped and "gzip" in request.headers.get("accept-encoding", ""):
         headers["Content-Encoding"] = "gzip"
         return Response(snapshot.gzipped, media_type="application/json", headers=headers)
