@@ -22,6 +22,7 @@ from edge_agent.recognizer import (
     write_manifest,
 )
 from edge_agent.spotter import Kind, Spotter
+from edge_agent.transcript import Transcript, Word
 from firmware_config.phrases import load_phrase_set
 from tests.edge_agent.conftest import RealModel
 from tests.edge_agent.test_vocabulary import build_fst
@@ -335,3 +336,14 @@ def test_an_nbest_result_carries_the_close_alternatives_with_their_share() -> No
     share = heard.alternatives[0].words[0].confidence
     assert share == pytest.approx(1 / (3 + 1 + 3 * math.exp(-10)), rel=1e-6)
     assert heard.words[0].confidence == pytest.approx(3 * share, rel=1e-6)
+
+
+def test_partial_words_the_final_result_dropped_are_kept_as_also_heard() -> None:
+    from edge_agent.recognizer import with_partial_words
+
+    heard = Transcript((Word("구"), Word("[unk]"), Word("살려"), Word("주세요")))
+    kept = with_partial_words(heard, ["구", "취소", "살려", "취소"])
+    assert kept is not None and kept.also_heard == ("취소",)
+    assert kept.words == heard.words
+    assert with_partial_words(heard, ["구", "살려"]) is heard
+    assert with_partial_words(None, ["취소"]) is None
