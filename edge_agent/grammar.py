@@ -51,10 +51,10 @@ def filler_words(
 def competitor_words(
     vocabulary: Iterable[str], phrases: PhraseSet, max_extra_syllables: int = 2
 ) -> tuple[str, ...]:
-    """Korean vocabulary words that begin with an SOS phrase word of two or more syllables and are at
-    most ``max_extra_syllables`` longer (살려고, 도와주려, 구급상자, 불러서): the words near-misses
-    are made of, competing with the phrases where fillers are too far off. Words that spell a
-    phrase (살려줘) or part of one (살려주, of 살려주세요) are left out. Other languages: none."""
+    """Korean vocabulary words that begin with an SOS phrase word of two or more syllables and
+    are at most ``max_extra_syllables`` longer (살려고, 도와주려, 구급차가, 불러서), competing
+    with the phrases where near-misses are heard and fillers are too far off. Words that spell
+    a phrase (살려줘) or part of one (살려주, of 살려주세요) are left out. Other languages: none."""
     if phrases.language != "ko":
         return ()
     from edge_agent.spotter import normalise

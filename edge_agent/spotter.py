@@ -189,7 +189,9 @@ class Spotter:
         """The longest run of whole words that is a phrase of ``kind``, with its confidence."""
         table = self._table[kind]
         best: tuple[int, _Match] | None = None
-        for i in range(len(tokens)):
+        for i, first in enumerate(tokens):
+            if first is None:
+                continue
             run: list[str] = []
             confidence = 1.0
             for token in tokens[i:]:
@@ -199,8 +201,6 @@ class Spotter:
                 confidence = min(confidence, token[1])
                 phrase = table.get(self._key(run))
                 if phrase is not None and (best is None or len(run) > best[0]):
-                    first = tokens[i]
-                    assert first is not None
                     best = (len(run), _Match(phrase, confidence, first[2], token[2]))
         return None if best is None else best[1]
 

@@ -189,7 +189,9 @@ def _words(*texts: str, confidence: float = 1.0) -> tuple[Word, ...]:
         Transcript(_words("취소", "[unk]", "살려", "주세요")),
         Transcript(_words("살려", "줘", "[unk]", "괜찮아")),
         # a cancel phrase, or a cancel word, only in an alternative
-        Transcript(_words("살려", "주세요"), alternatives=(Transcript(_words("취소", "해", "줘")),)),
+        Transcript(
+            _words("살려", "주세요"), alternatives=(Transcript(_words("취소", "해", "줘")),)
+        ),
         Transcript(
             _words("도와줘"), alternatives=(Transcript(_words("[unk]", "괜찮아", "[unk]")),)
         ),
@@ -278,8 +280,17 @@ def test_sos_rule_phrase_share_of_the_utterance() -> None:
 def test_competitor_words_begin_like_an_sos_word_but_spell_no_phrase() -> None:
     from edge_agent.grammar import competitor_words
 
-    vocabulary = ["살려", "살려고", "살려줘", "살려주", "살려보자고요", "도와주려", "밥", "구급차가"]
+    vocabulary = [
+        "살려",
+        "살려고",
+        "살려줘",
+        "살려주",
+        "살려보자고요",
+        "도와주려",
+        "밥",
+        "구급차가",
+    ]
     found = competitor_words(vocabulary, load_phrase_set("ko"))
-    # 살려줘 spells a phrase, 살려주 is part of 살려주세요, 살려보자고요 is too long, 밥 is unrelated
+    # 살려줘 spells a phrase, 살려주 is part of 살려주세요, 살려보자고요 is too long, 밥 unrelated
     assert set(found) == {"살려고", "도와주려", "구급차가"}
     assert competitor_words(["helpless"], load_phrase_set("en")) == ()
