@@ -516,15 +516,23 @@ def _nbest(
 def _transcript(
     result_json: str, keep: frozenset[str], min_confidence: float, margin: float = 0.0
 ) -> Transcript | None:
+    """The result as a transcript. Phrase words the recogniser reported but that did not make it
+    into the transcript (below ``min_confidence``, or in an alternative beyond ``margin``) are
+    kept in ``also_heard``, so that a cancel among them still vetoes an SOS."""
     result = json.loads(result_json)
     if "alternatives" in result:
-        return _nbest(list(result["alternatives"]), keep, min_confidence, margin)
-    words = result.get("result")
-    if words is None:  # no word timings: only the text (an empty utterance)
-        text = str(result.get("text", "")).strip()
-        return Transcript.of(text) if text else None
-    heard = _words(words, keep, min_confidence, 1.0)
-    return Transcript(heard) if heard else None
+        alternatives = list(result["alternatives"])
+        raw = [w for a in alternatives for w in a.get("result") or []]
+        heard = _nbest(alternatives, keep, min_confidence, margin)
+    else:
+        raw = result.get("result")
+        if raw is None:  # no word timings: only the text (an empty utterance)
+            text = str(result.get("text", "")).strip()
+            return Transcript.of(text) if text else None
+        words = _words(raw, keep, min_confidence, 1.0)
+        heard = Transcript(words) if words else None
+    reported = [str(w.get("word", "")) for w in raw if str(w.get("word", "")) in keep]
+    return with_partial_words(heard, reported)
 
 
 def with_partial_words(heard: Transcript | None, partial: Iterable[str]) -> Transcript | None:
@@ -536,7 +544,9 @@ def with_partial_words(heard: Transcript | None, partial: Iterable[str]) -> Tran
     for alternative in heard.alternatives:
         final.update(w.text for w in alternative.words)
     dropped = tuple(dict.fromkeys(w for w in partial if w not in final))
-    return replace(heard, also_heard=dropped) if dropped else heard
+    if not dropped:
+        return heard
+    return replace(heard, also_heard=tuple(dict.fromkeys(heard.also_heard + dropped)))
 
 
 class VoskRecognizer:

@@ -347,3 +347,24 @@ def test_partial_words_the_final_result_dropped_are_kept_as_also_heard() -> None
     assert kept.words == heard.words
     assert with_partial_words(heard, ["구", "살려"]) is heard
     assert with_partial_words(None, ["취소"]) is None
+    again = with_partial_words(kept, ["괜찮아", "취소"])
+    assert again is not None and again.also_heard == ("취소", "괜찮아")  # added to, not replaced
+
+
+def test_a_cancel_word_below_the_confidence_floor_is_still_reported() -> None:
+    from edge_agent.recognizer import _transcript
+
+    result = {
+        "result": [
+            {"word": "취소", "conf": 0.3, "start": 0.1, "end": 0.4},
+            {"word": "살려", "conf": 0.95, "start": 0.4, "end": 0.7},
+            {"word": "줘", "conf": 0.9, "start": 0.7, "end": 0.9},
+        ]
+    }
+    heard = _transcript(json.dumps(result), frozenset({"취소", "살려", "줘"}), 0.5)
+    assert heard is not None
+    assert [w.text for w in heard.words] == ["[unk]", "살려", "줘"]
+    assert heard.also_heard == ("취소",)
+    assert (heard.words[1].start_s, heard.words[1].end_s) == (0.4, 0.7)
+    detection = Spotter(load_phrase_set("ko")).hear(heard, now=0)
+    assert detection is None or detection.kind is not Kind.SOS
