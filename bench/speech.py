@@ -51,6 +51,7 @@ from bench.speech_corpus import (
     SOS_TEXTS,
     VOICES,
     WAKE_TEXTS,
+    YES_TEXTS,
     Synth,
     mix,
     pad,
@@ -65,7 +66,7 @@ from edge_agent.recognizer import (
     write_manifest,
 )
 from edge_agent.runtime import make_gate, make_spotter
-from edge_agent.spotter import Detection, Kind
+from edge_agent.spotter import Detection, Kind, SosRule, Spotter
 from edge_agent.transcript import Transcript
 from edge_agent.voice import VoicePipeline
 from edge_agent.voice_sos import Action, Decision, VoiceSosDecider
@@ -84,6 +85,11 @@ class Item:
     speech_end_s: float
     """Where the speech ends inside ``audio`` (seconds)."""
     label: str
+    split: str = "test"
+    """``dev`` (decision thresholds are chosen on it) or ``test`` (figures are reported on it)."""
+    answer_at_s: float | None = None
+    """SOS items: where the resident's 네 (to "도움을 요청할까요?") begins in ``audio``; an SOS
+    counts only if it was decided before that (the answer alone must not make a detection)."""
 
 
 @dataclass
@@ -92,10 +98,17 @@ class Outcome:
     detections: list[tuple[Detection, float]] = field(default_factory=list)
     transcripts: list[Transcript] = field(default_factory=list)
     """Everything the recogniser returned, in order (what the spotter was given)."""
+    heard_at: list[float] = field(default_factory=list)
+    """The audio time each of ``transcripts`` was returned at."""
 
     @property
     def sos(self) -> bool:
-        return any(d.action in (Action.SEND, Action.ASK) for d, _ in self.decisions)
+        """An SOS was sent (at once, or after a question nobody answered no to)."""
+        return any(d.action is Action.SEND for d, _ in self.decisions)
+
+    def sos_before(self, answer_at_s: float | None) -> bool:
+        """Sent, and first decided (sent or asked) before ``answer_at_s``."""
+        return sent_before(self.decisions, answer_at_s)
 
     @property
     def sent_at_once(self) -> bool:
@@ -106,6 +119,14 @@ class Outcome:
     def first_sos_at(self) -> float | None:
         times = [t for d, t in self.decisions if d.action in (Action.SEND, Action.ASK)]
         return min(times) if times else None
+
+
+def sent_before(decisions: list[tuple[Decision, float]], answer_at_s: float | None) -> bool:
+    """An SOS was sent, and its first decision (send or ask) came before ``answer_at_s``."""
+    if not any(d.action is Action.SEND for d, _ in decisions):
+        return False
+    first = min(t for d, t in decisions if d.action in (Action.SEND, Action.ASK))
+    return answer_at_s is None or first <= answer_at_s + 0.2
 
 
 class _NoMicrophone:
@@ -131,6 +152,7 @@ class _Recording:
     def _keep(self, heard: Transcript | str | None) -> Transcript | str | None:
         if isinstance(heard, Transcript):
             self.path.outcome.transcripts.append(heard)
+            self.path.outcome.heard_at.append(self.path.audio_s)
         return heard
 
     def accept(self, block: bytes) -> Transcript | str | None:
@@ -152,10 +174,10 @@ class VoicePath:
         phrases: PhraseSet,
         audio_config: AudioConfig,
         voice_config: VoiceConfig,
-        max_unknown_words: int | None = None,
+        rule: SosRule | None = None,
     ) -> None:
-        self.max_unknown_words = max_unknown_words
-        """None: the agent's spotter as it is; else this many ``[unk]`` beside an SOS phrase."""
+        self.rule = rule
+        """None: the agent's spotter as it is; else this SOS rule."""
         self.recognizer = recognizer
         self.phrases = phrases
         self.audio_config = audio_config
@@ -166,11 +188,13 @@ class VoicePath:
 
     def reset(self) -> None:
         self.decider = VoiceSosDecider(
-            self.voice_config.ask_below_confidence, self.voice_config.answer_timeout_s
+            self.voice_config.ask_below_confidence,
+            self.voice_config.answer_timeout_s,
+            self.voice_config.send_unanswered,
         )
-        spotter = make_spotter(self.phrases)
-        if self.max_unknown_words is not None:
-            spotter.max_unknown_words = self.max_unknown_words
+        spotter = make_spotter(self.phrases, self.voice_config)
+        if self.rule is not None:
+            spotter.rule = self.rule
         self.pipeline = VoicePipeline(
             _NoMicrophone(),
             make_gate(self.audio_config),
@@ -214,9 +238,21 @@ class VoicePath:
 # --- the labelled set ---------------------------------------------------------------------------
 
 
+def none_split(index: int) -> str:
+    """Distractor sentence ``NONE_TEXTS[index]`` is in ``dev`` (even) or ``test`` (odd); phrase
+    utterances are split by voice (``ko``, ``ko+f3``, ``ko+m3`` dev; ``ko+f2``, ``ko+f4`` test)."""
+    return "dev" if index % 2 == 0 else "test"
+
+
 def build_set(
-    synth: Synth, voices: int, conds: Iterable[str], noises: Iterable[str], n_none: int
+    synth: Synth,
+    voices: int,
+    conds: Iterable[str],
+    noises: Iterable[str],
+    n_none: int,
+    answer: bool = True,
 ) -> list[Item]:
+    """The labelled set; with ``answer``, each SOS utterance is followed by the resident's 네."""
     items: list[Item] = []
     conds, noises = list(conds), list(noises)
     chosen = VOICES[:voices]
@@ -224,6 +260,7 @@ def build_set(
     rng = random.Random(6)
 
     def add(text: str, cls: str, voice: tuple[str, int, int], seed: int) -> None:
+        split = "dev" if VOICES.index(voice) % 2 == 0 else "test"
         speech = synth.speak(text, *voice)
         padded = pad(speech)
         end_s = 1.0 + len(speech) / (2 * RATE)
@@ -233,7 +270,14 @@ def build_set(
                 babble = rng.sample(babble_pool, 3) if noise == "babble" else None
                 audio = mix(padded, cond, noise, synth, seed, babble)
                 label = f"{cls}:{text}:{voice[0]}:{cond}:{noise}"
-                items.append(Item(cls, cond, audio, end_s, label))
+                answer_at = None
+                if cls == "sos" and answer:
+                    # 1.5 s after the phrase (its padding) + 1 s, the resident says 네; mixed on
+                    # its own, so the phrase's audio is the same with or without it
+                    answer_at = len(audio) / (2 * RATE) + 1.0
+                    said = pad(synth.speak(YES_TEXTS[0], *voice))
+                    audio += mix(said, cond, noise, synth, seed + 100_000, babble)
+                items.append(Item(cls, cond, audio, end_s, label, split, answer_at))
 
     seed = itertools.count(1)
     for texts, cls in ((SOS_TEXTS, "sos"), (CANCEL_TEXTS, "cancel"), (WAKE_TEXTS, "wake")):
@@ -248,8 +292,17 @@ def build_set(
             babble = rng.sample(babble_pool, 3) if noise == "babble" else None
             audio = mix(pad(speech), cond, noise, synth, next(seed), babble)
             end_s = 1.0 + len(speech) / (2 * RATE)
-            items.append(Item("none", cond, audio, end_s, f"none:{text}:{voice[0]}:{cond}:{noise}"))
+            label = f"none:{text}:{voice[0]}:{cond}:{noise}"
+            items.append(Item("none", cond, audio, end_s, label, none_split(i)))
     return items
+
+
+def scaled(audio: bytes, gain_db: float) -> bytes:
+    """``audio`` louder or quieter by ``gain_db`` (clipped to int16)."""
+    import numpy as np
+
+    x = np.frombuffer(audio, "<i2").astype(np.float64) * 10 ** (gain_db / 20)
+    return np.clip(np.rint(x), -32768, 32767).astype("<i2").tobytes()
 
 
 def read_manifest_set(path: Path) -> list[Item]:
@@ -290,13 +343,17 @@ def _speech_end_s(audio: bytes) -> float:
 
 
 def evaluate(path: VoicePath, items: list[Item]) -> dict[str, Any]:
+    """Every item through the path; the figures (:func:`summarise`) and each item's outcome."""
+    return summarise([(item, path.run_one(item)) for item in items])
+
+
+def summarise(outcomes: list[tuple[Item, Outcome]]) -> dict[str, Any]:
     by_cond: dict[str, dict[str, Any]] = {}
     latencies: list[float] = []
     cancel_as_sos = n_cancel = wake_hit = n_wake = 0
     misses: list[str] = []
     false_alarms: list[str] = []
-    for item in items:
-        out = path.run_one(item)
+    for item, out in outcomes:
         row = by_cond.setdefault(
             item.cond,
             {
@@ -313,7 +370,7 @@ def evaluate(path: VoicePath, items: list[Item]) -> dict[str, Any]:
         )
         if item.cls == "sos":
             row["n_sos"] += 1
-            if out.sos:
+            if out.sos_before(item.answer_at_s):
                 row["sos_detected"] += 1
                 row["sos_sent_at_once"] += int(out.sent_at_once)
                 at = out.first_sos_at()
@@ -352,6 +409,7 @@ def evaluate(path: VoicePath, items: list[Item]) -> dict[str, Any]:
         "wake_detected_rate": round(wake_hit / n_wake, 3) if n_wake else None,
         "latency_s": _percentiles(latencies),
         "examples": {"missed_sos": misses[:8], "false_sos": false_alarms[:12]},
+        "outcomes": outcomes,
     }
 
 
@@ -367,16 +425,17 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     }
 
 
-def loop_stream(synth: Synth, hours: float, seed: int = 11) -> Iterator[bytes]:
-    """Distractor sentences one after another, 0.3-2 s apart, in mixed conditions, for ``hours``
-    of audio; each pass uses other voices and noise."""
+def loop_stream(synth: Synth, hours: float, seed: int = 11, split: str = "test") -> Iterator[bytes]:
+    """Distractor sentences of ``split`` one after another, 0.3-2 s apart, in mixed conditions,
+    for ``hours`` of audio; each pass uses other voices and noise."""
     rng = random.Random(seed)
     total = 0.0
     babble_pool = [synth.speak(t, *VOICES[i % len(VOICES)]) for i, t in enumerate(NONE_TEXTS)]
     passes = itertools.count()
+    chosen = [i for i in range(len(NONE_TEXTS)) if none_split(i) == split]
     while True:
         p = next(passes)
-        order = list(range(len(NONE_TEXTS)))
+        order = list(chosen)
         rng.shuffle(order)
         for i in order:
             voice = VOICES[(i + p) % len(VOICES)]
@@ -402,18 +461,186 @@ def continuous(path: VoicePath, synth: Synth, hours: float) -> dict[str, Any]:
     path.finish()
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     audio_h = (path.audio_s - path.voice_config.answer_timeout_s) / 3600
-    false_sos = sum(1 for d, _ in path.outcome.decisions if d.action in (Action.SEND, Action.ASK))
+    sent = [d for d, _ in path.outcome.decisions if d.action is Action.SEND]
+    false_sos = len(sent)
+    questions = sum(1 for d, _ in path.outcome.decisions if d.action is Action.ASK)
     return {
         "audio_h": round(audio_h, 3),
+        "sentences": "test split",
         "false_sos": false_sos,
         "false_sos_per_hour": round(false_sos / audio_h, 3) if audio_h else None,
+        "questions_asked": questions,
         "decode_wall_s": round(wall, 1),
         "realtime_factor": round(audio_h * 3600 / wall, 1) if wall else None,
         "cpu_pct_of_one_core": round(100 * cpu / (audio_h * 3600), 2) if audio_h else None,
-        "false_sos_phrases": [
-            d.phrase for d, _ in path.outcome.decisions if d.action in (Action.SEND, Action.ASK)
-        ][:12],
+        "false_sos_phrases": [d.phrase for d in sent][:12],
     }
+
+
+# --- decision rules, replayed ------------------------------------------------------------------
+
+
+def replay(
+    phrases: PhraseSet,
+    voice_config: VoiceConfig,
+    rule: SosRule,
+    outcome: Outcome,
+    end_s: float,
+    partials: bool = True,
+) -> list[tuple[Decision, float]]:
+    """The decisions ``rule`` would have made on what the recogniser returned (``outcome``).
+
+    Exact, not an estimate: the recogniser does not depend on the spotter or the decider, and
+    these are pure, so feeding them the recorded transcripts at their recorded times is what the
+    live path does with that rule. ``partials=False``: as if the recogniser had not passed on the
+    words of its partial results (no veto from them)."""
+    spotter = Spotter(phrases, rule=rule)
+    decider = VoiceSosDecider(
+        voice_config.ask_below_confidence,
+        voice_config.answer_timeout_s,
+        voice_config.send_unanswered,
+    )
+    decisions: list[tuple[Decision, float]] = []
+    for transcript, at in zip(outcome.transcripts, outcome.heard_at, strict=True):
+        if not partials:
+            transcript = replace(transcript, also_heard=())
+        decisions += [(d, at) for d in decider.tick(at)]
+        detection = spotter.hear(transcript, at, answering=decider.asking)
+        if detection is not None:
+            decisions += [(d, at) for d in decider.hear(detection, at)]
+    end = end_s + voice_config.answer_timeout_s
+    decisions += [(d, end) for d in decider.tick(end)]
+    return decisions
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """An SOS rule (spotter) with the question's settings (decider)."""
+
+    rule: SosRule
+    ask_below: float = 0.9
+    send_unanswered: bool = True
+
+    def name(self) -> str:
+        r = self.rule
+        return (
+            f"unk<={r.max_unknown_words} extra<={r.max_extra_words} conf>={r.min_confidence} "
+            f"share>={r.min_phrase_share} ask<{self.ask_below} "
+            f"{'unanswered sends' if self.send_unanswered else 'needs an answer'}"
+        )
+
+    def voice(self, base: VoiceConfig) -> VoiceConfig:
+        return base.model_copy(
+            update={"ask_below_confidence": self.ask_below, "send_unanswered": self.send_unanswered}
+        )
+
+
+POLICY_GRID = [
+    Policy(
+        SosRule(max_unknown_words=u, max_extra_words=x, min_confidence=c, min_phrase_share=sh),
+        ask_below,
+        unanswered,
+    )
+    for u in (0, 1, 2)
+    for x in (None, 0, 1, 2)
+    for c in (0.0, 0.5, 0.7, 0.9, 0.99, 1.0)
+    for sh in (0.0, 0.5, 0.7)
+    for ask_below, unanswered in ((0.9, True), (0.9, False), (1.01, False))
+    if x is None or x >= u
+]
+"""``ask < 1.01, needs an answer``: every voice SOS is asked about and sent only on 네/응/예 or the
+SOS phrase again."""
+
+
+def _counts(
+    phrases: PhraseSet,
+    voice_config: VoiceConfig,
+    policy: Policy,
+    outcomes: list[tuple[Item, Outcome]],
+    split: str,
+    partials: bool = True,
+) -> dict[str, Any]:
+    counts: dict[str, Any] = {"sos": 0, "n_sos": 0, "false": 0, "n_none": 0, "cancel": 0}
+    per_cond: dict[str, list[int]] = {}
+    voice = policy.voice(voice_config)
+    for item, out in outcomes:
+        if item.split != split:
+            continue
+        decisions = replay(phrases, voice, policy.rule, out, len(item.audio) / (2 * RATE), partials)
+        sent = sent_before(decisions, item.answer_at_s)
+        if item.cls == "sos":
+            counts["n_sos"] += 1
+            counts["sos"] += int(sent)
+            hit = per_cond.setdefault(item.cond, [0, 0])
+            hit[0] += int(sent)
+            hit[1] += 1
+        elif item.cls == "none":
+            counts["n_none"] += 1
+            counts["false"] += int(sent)
+        elif item.cls == "cancel":
+            counts["cancel"] += int(sent)
+    counts["sos_rate_by_cond"] = {c: round(h / n, 3) for c, (h, n) in per_cond.items()}
+    return counts
+
+
+def sweep(
+    phrases: PhraseSet,
+    voice_config: VoiceConfig,
+    outcomes: list[tuple[Item, Outcome]],
+    loop_outcome: Outcome | None,
+    loop_h: float,
+    reference: Policy,
+    agents: Policy,
+) -> dict[str, Any]:
+    """Every policy of ``POLICY_GRID`` on the dev split; the dev Pareto front (most SOS detected
+    for its false SOS) then measured on the test split and the held-out continuous loop, beside
+    the previous policy (``reference``) and the agent's (``agents``, with and without the veto
+    from partial results)."""
+    dev = [(p, _counts(phrases, voice_config, p, outcomes, "dev")) for p in POLICY_GRID]
+    front: list[Policy] = []
+    best_sos = -1
+    for policy, c in sorted(dev, key=lambda pc: (pc[1]["false"], -pc[1]["sos"])):
+        if c["sos"] > best_sos:
+            front.append(policy)
+            best_sos = c["sos"]
+
+    def loop_false(policy: Policy, partials: bool) -> tuple[int, int] | None:
+        if loop_outcome is None:
+            return None
+        end = loop_outcome.heard_at[-1] if loop_outcome.heard_at else 0.0
+        decisions = replay(
+            phrases, policy.voice(voice_config), policy.rule, loop_outcome, end, partials
+        )
+        return (
+            sum(1 for d, _ in decisions if d.action is Action.SEND),
+            sum(1 for d, _ in decisions if d.action is Action.ASK),
+        )
+
+    rows: list[tuple[str, Policy, bool]] = [
+        ("previous", reference, True),
+        ("agent's", agents, True),
+        ("agent's, no veto from partial results", agents, False),
+    ] + [("dev front", p, True) for p in front]
+    table = []
+    for what, policy, partials in rows:
+        c = _counts(phrases, voice_config, policy, outcomes, "dev", partials)
+        t = _counts(phrases, voice_config, policy, outcomes, "test", partials)
+        lf = loop_false(policy, partials)
+        table.append(
+            {
+                "what": what,
+                "policy": policy.name(),
+                "dev": {k: c[k] for k in ("sos", "n_sos", "false", "n_none", "cancel")},
+                "test": t,
+                "loop_false_sos": None if lf is None else lf[0],
+                "loop_questions": None if lf is None else lf[1],
+                "loop_false_sos_per_hour": None
+                if lf is None or not loop_h
+                else round(lf[0] / loop_h, 3),
+            }
+        )
+        print(json.dumps(table[-1], ensure_ascii=False), file=sys.stderr)
+    return {"policies_tried": len(POLICY_GRID), "table": table}
 
 
 def gate_compare(items: list[Item], vads: Iterable[str]) -> list[dict[str, Any]]:
@@ -505,10 +732,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vad", default=None, help="energy|micro|silero|webrtc (default: agent's)")
     p.add_argument("--filler-count", type=int, default=None)
     p.add_argument("--phrase-weight", type=int, default=None)
+    p.add_argument("--competitors", action="store_true", help="add the near-miss competitor words")
     p.add_argument("--alternatives", type=int, default=None, help="n-best list size (0: off)")
     p.add_argument("--alternative-margin", type=float, default=None)
     p.add_argument("--max-unknown", type=int, default=None, help="[unk] allowed beside an SOS")
+    p.add_argument(
+        "--gain-db", type=float, default=0.0, help="scale every utterance (e.g. -12: farther away)"
+    )
+    p.add_argument("--save", type=Path, help="pickle every outcome here (for later analysis)")
     p.add_argument("--compare", action="store_true", help="also measure alternative designs")
+    p.add_argument(
+        "--sweep", action="store_true", help="choose SOS rules on the dev split, report on test"
+    )
     p.add_argument("--quick", action="store_true", help="small subset: 2 voices, 40 sentences")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "anbu-speech")
     args = p.parse_args(argv)
@@ -542,13 +777,15 @@ def main(argv: list[str] | None = None) -> int:
         alternative_margin=base_settings.alternative_margin
         if args.alternative_margin is None
         else args.alternative_margin,
+        competitors=base_settings.competitors or args.competitors,
     )
     audio_config = AudioConfig() if args.vad is None else AudioConfig(vad=args.vad)
     voice_config = VoiceConfig()
 
     def path_for(s: RecognizerSettings, a: AudioConfig) -> VoicePath:
         rec = VoskRecognizer(model_dir, phrases, manifest, s, report=report, vosk_model=vosk_model)
-        return VoicePath(rec, phrases, a, voice_config, args.max_unknown)
+        rule = None if args.max_unknown is None else SosRule(max_unknown_words=args.max_unknown)
+        return VoicePath(rec, phrases, a, voice_config, rule)
 
     synth = Synth(args.cache)
     items: list[Item] = []
@@ -558,6 +795,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.manifest:
         items += read_manifest_set(args.manifest)
+    if args.gain_db:
+        items = [replace(i, audio=scaled(i.audio, args.gain_db)) for i in items]
     print(f"{len(items)} utterances; model loaded in {load_s:.1f} s", file=sys.stderr)
 
     path = path_for(settings, audio_config)
@@ -568,8 +807,31 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result["by_cond"], ensure_ascii=False), file=sys.stderr)
 
     loop = continuous(path, synth, args.loop_hours) if args.loop_hours > 0 else None
+    loop_outcome = path.outcome if loop else None
     if loop:
         print(json.dumps(loop, ensure_ascii=False), file=sys.stderr)
+    if args.save:
+        import pickle
+
+        with args.save.open("wb") as f:
+            pickle.dump({"outcomes": result["outcomes"], "loop": loop_outcome}, f)
+    swept = (
+        sweep(
+            phrases,
+            voice_config,
+            result["outcomes"],
+            loop_outcome,
+            loop["audio_h"] if loop else 0.0,
+            Policy(SosRule(), 0.9, True),
+            Policy(
+                make_spotter(phrases, voice_config).rule,
+                voice_config.ask_below_confidence,
+                voice_config.send_unanswered,
+            ),
+        )
+        if args.sweep
+        else None
+    )
 
     alternatives: list[dict[str, Any]] = []
     gates: list[dict[str, Any]] = []
@@ -627,6 +889,27 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(json.dumps(alternatives[-1], ensure_ascii=False), file=sys.stderr)
 
+    test = summarise([(i, o) for i, o in result["outcomes"] if i.split == "test"])
+
+    def table(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {
+            k: {
+                f: v[f]
+                for f in (
+                    "n_sos",
+                    "sos_detected_rate",
+                    "sos_sent_at_once",
+                    "n_none",
+                    "false_sos",
+                    "n_cancel",
+                    "cancel_as_sos",
+                    "n_wake",
+                    "wake_detected_rate",
+                )
+            }
+            for k, v in rows.items()
+        }
+
     by_cond = {
         k: {
             f: v[f]
@@ -657,6 +940,7 @@ def main(argv: list[str] | None = None) -> int:
             "decision_latency_s": 1.0,
         },
         "by_cond": by_cond,
+        "by_cond_test_split": table(test["by_cond"]),
         "cancel_as_sos": result["cancel_as_sos"],
         "wake_detected_rate": result["wake_detected_rate"],
         "false_sos_per_hour": None if loop is None else loop["false_sos_per_hour"],
@@ -668,6 +952,7 @@ def main(argv: list[str] | None = None) -> int:
         "model_load_s": round(load_s, 2),
         "model_check_s": round(check_s, 2),
         "examples": result["examples"],
+        "rule_sweep": swept,
         "alternatives": alternatives,
         "voice_gates": gates,
         "conditions": {
@@ -676,16 +961,25 @@ def main(argv: list[str] | None = None) -> int:
             "vad": audio_config.vad,
             "filler_count": settings.filler_count,
             "phrase_weight": settings.phrase_weight,
+            "competitors": settings.competitors,
             "min_word_confidence": settings.min_word_confidence,
             "alternatives": settings.alternatives,
             "alternative_margin": settings.alternative_margin,
             "max_unknown_words": args.max_unknown,
             "dither_seed": settings.dither_seed,
+            "sos_policy": Policy(
+                make_spotter(phrases, voice_config).rule,
+                voice_config.ask_below_confidence,
+                voice_config.send_unanswered,
+            ).name(),
+            "split": "thresholds chosen on dev (voices ko, ko+f3, ko+m3; even distractors); "
+            "by_cond and the loop include both splits' labelled items / test sentences only",
             "ask_below_confidence": voice_config.ask_below_confidence,
             "answer_timeout_s": voice_config.answer_timeout_s,
             "voices": [v[0] for v in VOICES[: args.voices]],
             "conds": args.conds.split(","),
             "noises": args.noises.split(","),
+            "gain_db": args.gain_db,
             "utterances": len(items),
             "labelled_audio_s": round(set_audio_s, 1),
             "wall_s": round(time.monotonic() - wall0, 1),

@@ -97,7 +97,9 @@ class Agent:
         self.address = config.address
         self.tracker = SosTracker(config.cancel_window_s)
         self.voice_sos = VoiceSosDecider(
-            config.voice.ask_below_confidence, config.voice.answer_timeout_s
+            config.voice.ask_below_confidence,
+            config.voice.answer_timeout_s,
+            config.voice.send_unanswered,
         )
         self.link: LinkLike | None = None
         self.led: FeedbackLike | None = None

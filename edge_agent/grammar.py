@@ -48,6 +48,33 @@ def filler_words(
     return tuple(ranked[:count])
 
 
+def competitor_words(
+    vocabulary: Iterable[str], phrases: PhraseSet, max_extra_syllables: int = 2
+) -> tuple[str, ...]:
+    """Korean vocabulary words that begin with an SOS phrase word of two or more syllables and
+    are at most ``max_extra_syllables`` longer (살려고, 도와주려, 구급차가, 불러서), competing
+    with the phrases where near-misses are heard and fillers are too far off. Words that spell
+    a phrase (살려줘) or part of one (살려주, of 살려주세요) are left out. Other languages: none."""
+    if phrases.language != "ko":
+        return ()
+    from edge_agent.spotter import normalise
+
+    sos_words = {w for p in phrases.sos for w in p.lower().split()}
+    heads = {w for w in sos_words if len(w) >= 2 and all(map(_is_hangul_syllable, w))}
+    spelled = {normalise(p, "ko") for p in phrases.all_phrases()}
+    spoken = {"".join(p.split()) for p in phrases.sos}
+    words = phrases.words()
+    found = {
+        w
+        for w in vocabulary
+        if w not in words
+        and any(w.startswith(h) and len(w) <= len(h) + max_extra_syllables for h in heads)
+        and normalise(w, "ko") not in spelled
+        and not any(w in joined for joined in spoken)
+    }
+    return tuple(sorted(found))
+
+
 def build_grammar(phrases: PhraseSet, fillers: Iterable[str], phrase_weight: int = 1) -> list[str]:
     """Vosk grammar lines: each phrase ``phrase_weight`` times, then each filler once."""
     lines = [p.lower() for p in phrases.all_phrases()] * max(1, phrase_weight)

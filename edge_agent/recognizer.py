@@ -25,13 +25,13 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge_agent.grammar import build_grammar, filler_words
+from edge_agent.grammar import build_grammar, competitor_words, filler_words
 from edge_agent.transcript import UNKNOWN, Transcript, Word
 from edge_agent.vocabulary import VocabularyError, infer_language, read_model_vocabulary
 from firmware_config.phrases import PhraseSet
@@ -432,6 +432,13 @@ class RecognizerSettings:
     passed on with the transcript; the spotter may take an SOS from one of them."""
     dither_seed: int | None = 0
     """Seed for Kaldi's dither at the start of every segment (None: leave it unseeded)."""
+    competitors: bool = False
+    """Add :func:`edge_agent.grammar.competitor_words` (words that begin like a phrase word) to
+    the fillers."""
+    track_partials: bool = True
+    """Read Vosk's partial result after every block and pass on the phrase words it reported
+    but dropped from the final one (``Transcript.also_heard``): a cancel heard on the way vetoes
+    an SOS."""
 
 
 def seed_dither(seed: int) -> bool:
@@ -475,7 +482,7 @@ def _words(
         text, confidence = str(w.get("word", "")), float(w.get("conf", default))
         if text not in keep or confidence < floor:
             text = UNKNOWN
-        heard.append(Word(text, confidence))
+        heard.append(Word(text, confidence, float(w.get("start", 0.0)), float(w.get("end", 0.0))))
     return tuple(heard)
 
 
@@ -509,15 +516,37 @@ def _nbest(
 def _transcript(
     result_json: str, keep: frozenset[str], min_confidence: float, margin: float = 0.0
 ) -> Transcript | None:
+    """The result as a transcript. Phrase words the recogniser reported but that did not make it
+    into the transcript (below ``min_confidence``, or in an alternative beyond ``margin``) are
+    kept in ``also_heard``, so that a cancel among them still vetoes an SOS."""
     result = json.loads(result_json)
     if "alternatives" in result:
-        return _nbest(list(result["alternatives"]), keep, min_confidence, margin)
-    words = result.get("result")
-    if words is None:  # no word timings: only the text (an empty utterance)
-        text = str(result.get("text", "")).strip()
-        return Transcript.of(text) if text else None
-    heard = _words(words, keep, min_confidence, 1.0)
-    return Transcript(heard) if heard else None
+        alternatives = list(result["alternatives"])
+        raw = [w for a in alternatives for w in a.get("result") or []]
+        heard = _nbest(alternatives, keep, min_confidence, margin)
+    else:
+        raw = result.get("result")
+        if raw is None:  # no word timings: only the text (an empty utterance)
+            text = str(result.get("text", "")).strip()
+            return Transcript.of(text) if text else None
+        words = _words(raw, keep, min_confidence, 1.0)
+        heard = Transcript(words) if words else None
+    reported = [str(w.get("word", "")) for w in raw if str(w.get("word", "")) in keep]
+    return with_partial_words(heard, reported)
+
+
+def with_partial_words(heard: Transcript | None, partial: Iterable[str]) -> Transcript | None:
+    """``heard``, with the words of its partial results that no hypothesis of it kept as
+    ``also_heard`` (in the order given)."""
+    if heard is None:
+        return None
+    final = {w.text for w in heard.words}
+    for alternative in heard.alternatives:
+        final.update(w.text for w in alternative.words)
+    dropped = tuple(dict.fromkeys(w for w in partial if w not in final))
+    if not dropped:
+        return heard
+    return replace(heard, also_heard=tuple(dict.fromkeys(heard.also_heard + dropped)))
 
 
 class VoskRecognizer:
@@ -549,6 +578,9 @@ class VoskRecognizer:
         self.fillers = filler_words(
             self.report.vocabulary, phrase_words, self.settings.filler_count, phrases.language
         )
+        if self.settings.competitors:
+            extra = competitor_words(self.report.vocabulary, phrases)
+            self.fillers = self.fillers + tuple(w for w in extra if w not in self.fillers)
         self.grammar = build_grammar(phrases, self.fillers, self.settings.phrase_weight)
         self._keep = frozenset(phrase_words)
         self._model: Any = vosk_model if vosk_model is not None else load_vosk_model(model_path)
@@ -558,6 +590,8 @@ class VoskRecognizer:
             self._model, SAMPLE_RATE_HZ, json.dumps(self.grammar, ensure_ascii=False)
         )
         self._rec.SetWords(True)
+        self._partial_words: dict[str, None] = {}
+        """Phrase words in this utterance's partial results so far, in the order first seen."""
         if self.settings.alternatives > 0:
             self._rec.SetMaxAlternatives(self.settings.alternatives)
         self._seed()
@@ -575,16 +609,26 @@ class VoskRecognizer:
             seed_dither(self.settings.dither_seed)
 
     def _heard(self, result_json: str) -> Transcript | None:
-        return _transcript(
+        heard = _transcript(
             result_json,
             self._keep,
             self.settings.min_word_confidence,
             self.settings.alternative_margin,
         )
+        partial, self._partial_words = self._partial_words, {}
+        return with_partial_words(heard, partial)
+
+    def _note_partial(self) -> None:
+        text = json.loads(self._rec.PartialResult()).get("partial", "")
+        for word in str(text).split():
+            if word in self._keep:
+                self._partial_words.setdefault(word, None)
 
     def accept(self, block: bytes) -> Transcript | None:
         if self._rec.AcceptWaveform(block):
             return self._heard(self._rec.Result())
+        if self.settings.track_partials:
+            self._note_partial()
         return None
 
     def flush(self) -> Transcript | None:
@@ -595,4 +639,5 @@ class VoskRecognizer:
     def reset(self) -> None:
         """Drop any partial utterance; the next audio is decoded as if the recogniser were new."""
         self._rec.Reset()
+        self._partial_words = {}
         self._seed()

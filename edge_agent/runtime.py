@@ -12,7 +12,7 @@ from edge_agent.announce import Announcer, make_announcer
 from edge_agent.checkin import CheckinResponder
 from edge_agent.link import Link
 from edge_agent.outbox import Outbox
-from firmware_config.device import AudioConfig, DeviceConfig
+from firmware_config.device import AudioConfig, DeviceConfig, VoiceConfig
 from firmware_config.phrases import PhraseSet, load_phrase_set
 
 if TYPE_CHECKING:
@@ -134,11 +134,20 @@ def make_gate(audio: AudioConfig) -> VoiceActivityGate:
     )
 
 
-def make_spotter(phrases: PhraseSet) -> Spotter:
-    """The phrase spotter the agent listens with."""
-    from edge_agent.spotter import Spotter
+def make_spotter(phrases: PhraseSet, voice: VoiceConfig | None = None) -> Spotter:
+    """The phrase spotter the agent listens with, taking SOS by the config's rule."""
+    from edge_agent.spotter import SosRule, Spotter
 
-    return Spotter(phrases)
+    voice = voice or VoiceConfig()
+    return Spotter(
+        phrases,
+        rule=SosRule(
+            max_unknown_words=voice.sos_max_unknown_words,
+            max_extra_words=voice.sos_max_extra_words,
+            min_confidence=voice.sos_min_confidence,
+            min_phrase_share=voice.sos_min_phrase_share,
+        ),
+    )
 
 
 def attach_voice(agent: Agent, config: DeviceConfig, *, stand_in: bool = False) -> None:
@@ -173,7 +182,7 @@ def attach_voice(agent: Agent, config: DeviceConfig, *, stand_in: bool = False) 
         SoundDeviceSource(config.audio),
         make_gate(config.audio),
         recognizer,
-        make_spotter(agent.phrases),
+        make_spotter(agent.phrases, config.voice),
         on_detection=agent.on_detection,
         on_transcript=agent.on_transcript,
         answering=lambda: agent.voice_sos.asking,

@@ -10,16 +10,20 @@ Rules, in order:
 3. A cancel phrase is a cancel, even when an SOS phrase is heard too: a resident saying
    ``괜찮아`` must never raise an SOS (whether a cancel is still allowed is for
    :mod:`edge_agent.sos` to decide, not the spotter).
-4. Otherwise an SOS phrase is an SOS — if the utterance has at most ``max_unknown_words``
-   ``[unk]`` words besides it: a call for help is short ("아이고 살려 주세요"), while a sentence
-   of talk or television that happens to contain the phrase's sounds is long. SOS needs **no wake
-   word**: a resident who has fallen should not have to remember one. Its ``confidence`` is the
-   lowest word confidence of the run.
-   When the best hypothesis holds no SOS, the recogniser's close *alternatives* (hypotheses
-   nearly as likely, :attr:`Transcript.alternatives`) are looked at, closest first: the first
-   with an SOS phrase (and at most ``max_unknown_words`` ``[unk]``) is an SOS with that
-   hypothesis' confidence — unless any of them holds a cancel phrase. The best hypothesis alone
-   decides everything else.
+   More than that, **a cancel heard anywhere vetoes an SOS**: a cancel phrase in any of the
+   recogniser's alternatives, or one of the phrase set's ``cancel_words`` (``취소``, ``괜찮아``) in
+   the best hypothesis, an alternative or the partial results it dropped
+   (:attr:`Transcript.also_heard`). Such an utterance is never an SOS, whatever else it holds.
+4. Otherwise an SOS phrase is an SOS if it passes :class:`SosRule`: at most ``max_unknown_words``
+   ``[unk]`` and ``max_extra_words`` words of any kind besides it (a call for help is short, "아이고
+   살려 주세요"; a sentence of talk or television that happens to contain the phrase's sounds is
+   long), its weakest word at least ``min_confidence``, and it covers at least
+   ``min_phrase_share`` of the utterance's time. SOS needs **no wake word**: a resident who has
+   fallen should not have to remember one. Its ``confidence`` is the lowest word confidence of
+   the run.
+   When the best hypothesis holds no such SOS, the recogniser's close *alternatives* (hypotheses
+   nearly as likely, :attr:`Transcript.alternatives`) are looked at, closest first, with the same
+   rule. The best hypothesis alone decides everything else.
 5. While an answer is expected (``answering=True``, after "도움을 요청할까요?"), a yes or no
    phrase is an answer.
 6. Otherwise the wake word arms the spotter for ``wake_window_s``; a check-in answer heard while
@@ -57,6 +61,37 @@ class Kind(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class SosRule:
+    """What an SOS phrase must look like in an utterance to be taken as one (rule 4).
+
+    The defaults are the agent's; ``bench/speech.py --sweep`` chooses them on one half of its
+    labelled set and reports them on the other."""
+
+    max_unknown_words: int = 1
+    """``[unk]`` words allowed in the utterance besides the phrase."""
+    max_extra_words: int | None = None
+    """Words of any kind (``[unk]`` or other phrase words) allowed besides the phrase; None: any."""
+    min_confidence: float = 0.0
+    """The phrase's weakest word must have at least this confidence, or it is not an SOS."""
+    min_phrase_share: float = 0.0
+    """The phrase must span at least this share of the utterance, first word's start to last
+    word's end (0: not checked; skipped when the recogniser gives no word times)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Match:
+    phrase: str
+    confidence: float
+    first: int
+    """Index in ``Transcript.words`` of the phrase's first word."""
+    last: int
+
+
+Token = tuple[str, float, int]
+"""A normalised word part, its confidence and the index of the word it came from."""
+
+
+@dataclass(frozen=True, slots=True)
 class Detection:
     kind: Kind
     phrase: str
@@ -89,6 +124,11 @@ def normalise(text: str, language: str) -> str:
     return " " + " ".join(text.split()) + " "
 
 
+def normalise_words(text: str, language: str) -> list[str]:
+    """The words of ``text``, each normalised on its own (``살려 주세요`` → ``살려``, ``줘``)."""
+    return [n for w in text.split() if (n := normalise(w, language).strip())]
+
+
 def _fold(joined: str, language: str) -> str:
     if language == "ko":
         for old, new in _KO_FOLDS:
@@ -106,11 +146,15 @@ class Spotter:
     """
 
     def __init__(
-        self, phrases: PhraseSet, wake_window_s: float = 8.0, max_unknown_words: int = 1
+        self,
+        phrases: PhraseSet,
+        wake_window_s: float = 8.0,
+        max_unknown_words: int = 1,
+        rule: SosRule | None = None,
     ) -> None:
         self.language = phrases.language
         self.wake_window_s = wake_window_s
-        self.max_unknown_words = max_unknown_words
+        self.rule = rule or SosRule(max_unknown_words=max_unknown_words)
         self._armed_until: float | None = None
         self._sep = "" if self.language == "ko" else " "
         self._table: dict[Kind, dict[str, str]] = {}
@@ -129,15 +173,25 @@ class Spotter:
                 if key:
                     table.setdefault(key, p)
             self._table[kind] = table
+        self.cancel_words = frozenset(
+            n for w in phrases.cancel_words for n in normalise_words(w, self.language)
+        )
+        """The phrase set's ``cancel_words``: heard anywhere in an utterance, they veto an SOS."""
+
+    @property
+    def max_unknown_words(self) -> int:
+        return self.rule.max_unknown_words
 
     def _key(self, tokens: list[str]) -> str:
         return _fold(self._sep.join(tokens), self.language)
 
-    def _find(self, kind: Kind, tokens: list[tuple[str, float] | None]) -> tuple[str, float] | None:
+    def _find(self, kind: Kind, tokens: list[Token | None]) -> _Match | None:
         """The longest run of whole words that is a phrase of ``kind``, with its confidence."""
         table = self._table[kind]
-        best: tuple[int, str, float] | None = None
-        for i in range(len(tokens)):
+        best: tuple[int, _Match] | None = None
+        for i, first in enumerate(tokens):
+            if first is None:
+                continue
             run: list[str] = []
             confidence = 1.0
             for token in tokens[i:]:
@@ -147,29 +201,59 @@ class Spotter:
                 confidence = min(confidence, token[1])
                 phrase = table.get(self._key(run))
                 if phrase is not None and (best is None or len(run) > best[0]):
-                    best = (len(run), phrase, confidence)
-        return None if best is None else (best[1], best[2])
+                    best = (len(run), _Match(phrase, confidence, first[2], token[2]))
+        return None if best is None else best[1]
 
-    def _tokens(self, heard: Transcript) -> list[tuple[str, float] | None]:
-        tokens: list[tuple[str, float] | None] = []
-        for word in heard.words:
+    def _tokens(self, heard: Transcript) -> list[Token | None]:
+        tokens: list[Token | None] = []
+        for n, word in enumerate(heard.words):
             if word.text.lower() == UNKNOWN:
                 tokens.append(None)
                 continue
             parts = normalise(word.text, self.language).split()
-            tokens.extend((part, word.confidence) for part in parts)
+            tokens.extend((part, word.confidence, n) for part in parts)
             if not parts:
                 tokens.append(None)
         return tokens
 
-    def _sos_in_alternatives(self, transcript: Transcript) -> tuple[str, float] | None:
-        others = [self._tokens(t) for t in transcript.alternatives]
-        if any(self._find(Kind.CANCEL, tokens) is not None for tokens in others):
-            return None
-        for tokens in others:
-            found = self._find(Kind.SOS, tokens)
-            if found is not None and tokens.count(None) <= self.max_unknown_words:
-                return found
+    def cancel_heard(self, transcript: Transcript) -> bool:
+        """Rule 3's veto: a cancel phrase in an alternative, or a cancel-only word anywhere."""
+        for hypothesis in (transcript, *transcript.alternatives):
+            tokens = self._tokens(hypothesis)
+            if hypothesis is not transcript and self._find(Kind.CANCEL, tokens) is not None:
+                return True
+            if any(t is not None and t[0] in self.cancel_words for t in tokens):
+                return True
+        return any(
+            w in self.cancel_words
+            for heard in transcript.also_heard
+            for w in normalise_words(heard, self.language)
+        )
+
+    def _accepted(self, match: _Match, heard: Transcript) -> bool:
+        rule = self.rule
+        words = heard.words
+        outside = [w for n, w in enumerate(words) if not match.first <= n <= match.last]
+        if sum(1 for w in outside if w.text.lower() == UNKNOWN) > rule.max_unknown_words:
+            return False
+        if rule.max_extra_words is not None and len(outside) > rule.max_extra_words:
+            return False
+        if match.confidence < rule.min_confidence:
+            return False
+        if rule.min_phrase_share > 0 and words[-1].end_s > words[0].start_s:
+            spoken = words[-1].end_s - words[0].start_s
+            phrase = words[match.last].end_s - words[match.first].start_s
+            if phrase < rule.min_phrase_share * spoken:
+                return False
+        return True
+
+    def sos_in(self, transcript: Transcript) -> tuple[str, float] | None:
+        """The SOS phrase rule 4 takes from this utterance (best hypothesis, then alternatives),
+        ignoring the cancel veto."""
+        for hypothesis in (transcript, *transcript.alternatives):
+            match = self._find(Kind.SOS, self._tokens(hypothesis))
+            if match is not None and self._accepted(match, hypothesis):
+                return match.phrase, match.confidence
         return None
 
     def hear(
@@ -180,29 +264,26 @@ class Spotter:
         tokens = self._tokens(transcript)
         if not any(tokens):
             return None
-        if (found := self._find(Kind.CANCEL, tokens)) is not None:
-            return Detection(Kind.CANCEL, *found)
-        found = self._find(Kind.SOS, tokens)
-        if found is None or tokens.count(None) > self.max_unknown_words:
-            found = self._sos_in_alternatives(transcript)
-        if found is not None:
+        if (match := self._find(Kind.CANCEL, tokens)) is not None:
+            return Detection(Kind.CANCEL, match.phrase, match.confidence)
+        if not self.cancel_heard(transcript) and (found := self.sos_in(transcript)) is not None:
             self._armed_until = None
             return Detection(Kind.SOS, *found)
         if answering:
             for kind in (Kind.NO, Kind.YES):
-                if (found := self._find(kind, tokens)) is not None:
-                    return Detection(kind, *found)
+                if (match := self._find(kind, tokens)) is not None:
+                    return Detection(kind, match.phrase, match.confidence)
         woke = self._find(Kind.WAKE, tokens)
         armed = self._armed_until is not None and now <= self._armed_until
         request = self._find(Kind.REQUEST, tokens)
         if request is not None and (armed or woke is not None):
             self._armed_until = None
-            return Detection(Kind.REQUEST, *request)
+            return Detection(Kind.REQUEST, request.phrase, request.confidence)
         answer = self._find(Kind.CHECKIN, tokens)
         if answer is not None and (armed or woke is not None):
             self._armed_until = None
-            return Detection(Kind.CHECKIN, *answer)
+            return Detection(Kind.CHECKIN, answer.phrase, answer.confidence)
         if woke is not None:
             self._armed_until = now + self.wake_window_s
-            return Detection(Kind.WAKE, *woke)
+            return Detection(Kind.WAKE, woke.phrase, woke.confidence)
         return None

@@ -14,6 +14,9 @@ class Word:
     text: str
     confidence: float = 1.0
     """Vosk's per-word posterior (0..1); 1.0 when the recogniser gives none."""
+    start_s: float = 0.0
+    end_s: float = 0.0
+    """Where the word lies in the utterance (seconds); both 0.0 when the recogniser gives none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,9 @@ class Transcript:
     alternatives: tuple[Transcript, ...] = ()
     """Other hypotheses the recogniser found nearly as likely as ``words``, closest first
     (empty unless it is asked for an n-best list)."""
+    also_heard: tuple[str, ...] = ()
+    """Words the recogniser reported in its partial results for this utterance that are not in
+    ``words`` (it changed its mind): a cancel among them still vetoes an SOS."""
 
     @classmethod
     def of(cls, text: str, confidence: float = 1.0) -> Transcript:

@@ -4,8 +4,9 @@ Rules (``now`` is an argument; nothing here reads the clock):
 
 1. An SOS phrase heard with ``confidence >= ask_below`` is sent at once (``SEND``).
 2. A weaker one makes the agent ask "도움을 요청할까요?" (``ASK``) and wait ``answer_timeout_s``:
-   a yes (네 / 응), the SOS phrase again, or **no answer at all** sends it — a resident who has
-   fallen may not manage a second sentence; a no or a cancel phrase drops it (``DROP``).
+   a yes (네 / 응) or the SOS phrase again sends it; a no or a cancel phrase drops it (``DROP``).
+   **No answer at all** sends it when ``send_unanswered`` (the default: a resident who has fallen
+   may not manage a second sentence), and drops it otherwise (television does not answer).
 3. A cancel phrase with no question pending withdraws the last SOS (``CANCEL``): the resident's
    cancel window (:mod:`edge_agent.sos`) is unchanged.
 4. Everything else (wake word, check-in answers, a yes nobody asked for) does nothing here.
@@ -25,7 +26,8 @@ class Action(enum.Enum):
     ASK = "ask"
     """Say the ``sos_ask`` prompt and wait for an answer."""
     DROP = "drop"
-    """The resident said no: forget the doubtful SOS."""
+    """The resident said no (or nobody answered, without ``send_unanswered``): forget the
+    doubtful SOS."""
     CANCEL = "cancel"
     """Withdraw the last SOS (if still within the cancel window)."""
 
@@ -48,9 +50,12 @@ class VoiceSosDecider:
     <Action.SEND: 'send'>
     """
 
-    def __init__(self, ask_below: float, answer_timeout_s: float) -> None:
+    def __init__(
+        self, ask_below: float, answer_timeout_s: float, send_unanswered: bool = True
+    ) -> None:
         self.ask_below = ask_below
         self.answer_timeout_s = answer_timeout_s
+        self.send_unanswered = send_unanswered
         self._pending: Detection | None = None
         self._deadline = 0.0
 
@@ -84,9 +89,11 @@ class VoiceSosDecider:
         return []
 
     def tick(self, now: float) -> list[Decision]:
-        """Send a doubtful SOS whose question went unanswered."""
+        """Send (or, without ``send_unanswered``, drop) a doubtful SOS whose question went
+        unanswered."""
         pending = self._pending
         if pending is None or now < self._deadline:
             return []
         self._pending = None
-        return [Decision(Action.SEND, pending.phrase, pending.confidence)]
+        action = Action.SEND if self.send_unanswered else Action.DROP
+        return [Decision(action, pending.phrase, pending.confidence)]

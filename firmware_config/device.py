@@ -140,13 +140,40 @@ class VoiceConfig(BaseModel):
         description="a voice SOS heard with less confidence asks 'shall I ask for help?' first",
     )
     answer_timeout_s: float = Field(
-        default=8.0, ge=1, le=60, description="no answer to that question within this sends it"
+        default=8.0, ge=1, le=60, description="how long that question waits for an answer"
+    )
+    send_unanswered: bool = Field(
+        default=True, description="no answer to that question sends the SOS (false: drops it)"
     )
     filler_count: int = Field(
         default=30,
         ge=0,
         le=2000,
         description="filler words competing with the phrases: more = fewer false SOS, fewer hits",
+    )
+    sos_max_unknown_words: int = Field(
+        default=1,
+        ge=0,
+        le=20,
+        description="[unk] words allowed in an utterance beside an SOS phrase",
+    )
+    sos_max_extra_words: int | None = Field(
+        default=1,
+        ge=0,
+        le=20,
+        description="words of any kind allowed beside an SOS phrase (null: any number)",
+    )
+    sos_min_confidence: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="an SOS phrase whose weakest word is heard with less confidence is ignored",
+    )
+    sos_min_phrase_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share of the utterance's time the SOS phrase must span (0: not checked)",
     )
 
     @property

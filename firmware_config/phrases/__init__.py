@@ -28,6 +28,9 @@ class PhraseSet:
     """Answers that decline it (a cancel phrase declines too)."""
     request: tuple[str, ...] = ()
     """Asking for a call from the welfare office (after the wake word): not an SOS."""
+    cancel_words: tuple[str, ...] = ()
+    """Words of the cancel phrases that, heard anywhere in an utterance (in any hypothesis or
+    partial result), veto an SOS from it. Each is a word of a cancel phrase and of no SOS phrase."""
     prompts: dict[str, str] = field(default_factory=dict)
 
     def all_phrases(self) -> tuple[str, ...]:
@@ -72,6 +75,18 @@ def _parse(text: str, source: str) -> PhraseSet:
         lists[key] = tuple(v.strip() for v in value)
     if not lists["sos"]:
         raise ContractError(f"phrase set {source}: sos must list at least one phrase")
+    words = data.get("cancel_words", [])
+    if not isinstance(words, list) or not all(isinstance(v, str) and v.strip() for v in words):
+        raise ContractError(f"phrase set {source}: cancel_words={words!r} must be a list of words")
+    cancel_vocabulary = {w for p in lists["cancel"] for w in p.lower().split()}
+    sos_vocabulary = {w for p in lists["sos"] for w in p.lower().split()}
+    for word in words:
+        if word.lower() not in cancel_vocabulary or word.lower() in sos_vocabulary:
+            raise ContractError(
+                f"phrase set {source}: cancel_words: {word!r} must be a word of a cancel phrase "
+                "and of no SOS phrase"
+            )
+    lists["cancel_words"] = tuple(w.strip() for w in words)
     prompts = data.get("prompts", {})
     if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
         raise ContractError(f"phrase set {source}: [prompts] must map names to text")

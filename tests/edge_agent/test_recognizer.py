@@ -22,6 +22,7 @@ from edge_agent.recognizer import (
     write_manifest,
 )
 from edge_agent.spotter import Kind, Spotter
+from edge_agent.transcript import Transcript, Word
 from firmware_config.phrases import load_phrase_set
 from tests.edge_agent.conftest import RealModel
 from tests.edge_agent.test_vocabulary import build_fst
@@ -335,3 +336,35 @@ def test_an_nbest_result_carries_the_close_alternatives_with_their_share() -> No
     share = heard.alternatives[0].words[0].confidence
     assert share == pytest.approx(1 / (3 + 1 + 3 * math.exp(-10)), rel=1e-6)
     assert heard.words[0].confidence == pytest.approx(3 * share, rel=1e-6)
+
+
+def test_partial_words_the_final_result_dropped_are_kept_as_also_heard() -> None:
+    from edge_agent.recognizer import with_partial_words
+
+    heard = Transcript((Word("구"), Word("[unk]"), Word("살려"), Word("주세요")))
+    kept = with_partial_words(heard, ["구", "취소", "살려", "취소"])
+    assert kept is not None and kept.also_heard == ("취소",)
+    assert kept.words == heard.words
+    assert with_partial_words(heard, ["구", "살려"]) is heard
+    assert with_partial_words(None, ["취소"]) is None
+    again = with_partial_words(kept, ["괜찮아", "취소"])
+    assert again is not None and again.also_heard == ("취소", "괜찮아")  # added to, not replaced
+
+
+def test_a_cancel_word_below_the_confidence_floor_is_still_reported() -> None:
+    from edge_agent.recognizer import _transcript
+
+    result = {
+        "result": [
+            {"word": "취소", "conf": 0.3, "start": 0.1, "end": 0.4},
+            {"word": "살려", "conf": 0.95, "start": 0.4, "end": 0.7},
+            {"word": "줘", "conf": 0.9, "start": 0.7, "end": 0.9},
+        ]
+    }
+    heard = _transcript(json.dumps(result), frozenset({"취소", "살려", "줘"}), 0.5)
+    assert heard is not None
+    assert [w.text for w in heard.words] == ["[unk]", "살려", "줘"]
+    assert heard.also_heard == ("취소",)
+    assert (heard.words[1].start_s, heard.words[1].end_s) == (0.4, 0.7)
+    detection = Spotter(load_phrase_set("ko")).hear(heard, now=0)
+    assert detection is None or detection.kind is not Kind.SOS

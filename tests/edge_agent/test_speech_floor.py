@@ -87,3 +87,20 @@ def test_decision_comes_within_a_second_of_the_end_of_speech(path: VoicePath, sy
     out = path.run_one(sample)
     at = out.first_sos_at()
     assert at is not None and at - sample.speech_end_s <= 1.0
+
+
+def test_the_cancel_once_heard_as_an_sos_is_not_one(path: VoicePath, synth: Synth) -> None:
+    """The full bench's one cancel → SOS (docs/speech.md): 취소해 줘, voice ko+f4, pink noise at
+    20 dB, made here from its recipe. The recogniser hears no cancel in it ("구 [unk] 살려
+    주세요"), so the cancel veto cannot apply; the agent's SOS rule must refuse it — while the
+    previous rule, replayed on the same transcripts, still sends it (the clip is still a trap)."""
+    from bench.speech import replay
+    from bench.speech_corpus import mix
+    from edge_agent.spotter import SosRule
+
+    speech = synth.speak("취소해 줘", "ko+f4", 120, 70)
+    clip = Item("cancel", "20dB", mix(pad(speech), "20dB", "pink", synth, 44), 0.0, "취소해 줘")
+    out = path.run_one(clip)
+    assert not out.sos, [t.text for t in out.transcripts]
+    before = replay(path.phrases, path.voice_config, SosRule(), out, len(clip.audio) / 32000)
+    assert any(d.action.value == "send" for d, _ in before), [t.text for t in out.transcripts]

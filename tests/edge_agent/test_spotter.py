@@ -173,3 +173,124 @@ def test_alternatives_give_no_wake_word_or_checkin(ko: Spotter) -> None:
 def test_a_long_alternative_is_no_sos(ko: Spotter) -> None:
     heard = Transcript(_hyp("[unk]").words, (_hyp("[unk] [unk] 살려 줘 [unk]"),))
     assert ko.hear(heard, now=0) is None
+
+
+# --- a cancel heard anywhere vetoes an SOS; the SOS rule -----------------------------------------
+
+
+def _words(*texts: str, confidence: float = 1.0) -> tuple[Word, ...]:
+    return tuple(Word(t, confidence) for t in texts)
+
+
+@pytest.mark.parametrize(
+    "heard",
+    [
+        # a cancel word in the best hypothesis, even where no cancel *phrase* matches there
+        Transcript(_words("취소", "[unk]", "살려", "주세요")),
+        Transcript(_words("살려", "줘", "[unk]", "괜찮아")),
+        # a cancel phrase, or a cancel word, only in an alternative
+        Transcript(
+            _words("살려", "주세요"), alternatives=(Transcript(_words("취소", "해", "줘")),)
+        ),
+        Transcript(
+            _words("도와줘"), alternatives=(Transcript(_words("[unk]", "괜찮아", "[unk]")),)
+        ),
+        # a cancel word only in the partial results the recogniser then dropped
+        Transcript(_words("구", "[unk]", "살려", "주세요"), also_heard=("취소",)),
+    ],
+)
+def test_a_cancel_heard_anywhere_is_never_an_sos(ko: Spotter, heard: Transcript) -> None:
+    detection = ko.hear(heard, now=0)
+    assert detection is None or detection.kind is not Kind.SOS
+
+
+def test_the_cancel_veto_holds_for_every_rule_and_every_sos_phrase() -> None:
+    """By construction: no setting of the SOS rule lets an SOS through a heard cancel word."""
+    from edge_agent.spotter import SosRule
+
+    phrases = load_phrase_set("ko")
+    loose = SosRule(max_unknown_words=20, max_extra_words=None, min_confidence=0.0)
+    for rule in (SosRule(), loose):
+        spotter = Spotter(phrases, rule=rule)
+        for sos in phrases.sos:
+            for word in phrases.cancel_words:
+                for heard in (
+                    Transcript(_words(*sos.split(), word)),
+                    Transcript(_words(word, *sos.split())),
+                    Transcript(_words(*sos.split()), also_heard=(word,)),
+                    Transcript(_words(*sos.split()), alternatives=(Transcript(_words(word)),)),
+                ):
+                    detection = spotter.hear(heard, now=0)
+                    assert detection is None or detection.kind is not Kind.SOS, (rule, heard)
+                # and without the cancel word the same SOS is heard (the veto is what stops it)
+                detection = spotter.hear(Transcript(_words(*sos.split())), now=0)
+                assert detection is not None and detection.kind is Kind.SOS
+
+
+def test_words_shared_with_sos_phrases_are_not_cancel_words() -> None:
+    from firmware_config.errors import ContractError
+    from firmware_config.phrases import _parse
+
+    text = 'language = "ko"\nsos = ["살려 줘"]\ncancel = ["취소 해 줘"]\ncancel_words = ["줘"]\n'
+    with pytest.raises(ContractError, match="cancel_words"):
+        _parse(text, "test")
+
+
+def test_the_clip_that_was_heard_as_an_sos_is_rejected_by_the_agents_rule() -> None:
+    """취소해 줘 (ko+f4, pink noise at 20 dB) came out of the recogniser as this: no cancel word in
+    it, so the veto cannot apply; the agent's SOS rule must refuse it on its own."""
+    from edge_agent.runtime import make_spotter
+
+    heard = Transcript(
+        (Word("구", 1.0), Word("[unk]", 1.0), Word("살려", 0.64), Word("주세요", 1.0))
+    )
+    detection = make_spotter(load_phrase_set("ko")).hear(heard, now=0)
+    assert detection is None or detection.kind is not Kind.SOS
+
+
+def test_sos_rule_limits_words_beside_the_phrase_and_its_confidence() -> None:
+    from edge_agent.spotter import SosRule
+
+    phrases = load_phrase_set("ko")
+    strict = Spotter(phrases, rule=SosRule(max_unknown_words=1, max_extra_words=1))
+    assert strict.hear("[unk] 살려 주세요", now=0) is not None
+    assert strict.hear("구 [unk] 살려 주세요", now=0) is None  # a stray phrase word counts
+    sure = Spotter(phrases, rule=SosRule(min_confidence=0.7))
+    assert sure.hear(Transcript(_words("살려", "줘", confidence=0.69)), now=0) is None
+    detection = sure.hear(Transcript(_words("살려", "줘", confidence=0.7)), now=0)
+    assert detection is not None and detection.kind is Kind.SOS
+
+
+def test_sos_rule_phrase_share_of_the_utterance() -> None:
+    from edge_agent.spotter import SosRule
+
+    spotter = Spotter(load_phrase_set("ko"), rule=SosRule(min_phrase_share=0.5))
+    short = Transcript(
+        (Word("[unk]", 1.0, 0.0, 0.2), Word("살려", 1.0, 0.2, 0.6), Word("줘", 1.0, 0.6, 0.9))
+    )
+    long = Transcript(
+        (Word("[unk]", 1.0, 0.0, 2.0), Word("살려", 1.0, 2.0, 2.3), Word("줘", 1.0, 2.3, 2.5))
+    )
+    assert spotter.hear(short, now=0) is not None
+    assert spotter.hear(long, now=0) is None
+    untimed = Transcript(_words("[unk]", "살려", "줘"))  # no word times: not checked
+    assert spotter.hear(untimed, now=0) is not None
+
+
+def test_competitor_words_begin_like_an_sos_word_but_spell_no_phrase() -> None:
+    from edge_agent.grammar import competitor_words
+
+    vocabulary = [
+        "살려",
+        "살려고",
+        "살려줘",
+        "살려주",
+        "살려보자고요",
+        "도와주려",
+        "밥",
+        "구급차가",
+    ]
+    found = competitor_words(vocabulary, load_phrase_set("ko"))
+    # 살려줘 spells a phrase, 살려주 is part of 살려주세요, 살려보자고요 is too long, 밥 unrelated
+    assert set(found) == {"살려고", "도와주려", "구급차가"}
+    assert competitor_words(["helpless"], load_phrase_set("en")) == ()

@@ -71,3 +71,15 @@ def test_cancel_without_a_question_withdraws_the_last_sos(decider: VoiceSosDecid
 def test_ask_below_zero_never_asks() -> None:
     decider = VoiceSosDecider(ask_below=0.0, answer_timeout_s=8)
     assert actions(decider.hear(Detection(Kind.SOS, "살려 줘", 0.01), now=0)) == [Action.SEND]
+
+
+def test_without_send_unanswered_an_unanswered_question_drops_the_sos() -> None:
+    decider = VoiceSosDecider(ask_below=0.9, answer_timeout_s=8, send_unanswered=False)
+    assert actions(decider.hear(SOS_WEAK, now=0)) == [Action.ASK]
+    assert decider.tick(now=7.9) == []
+    assert actions(decider.tick(now=8)) == [Action.DROP]
+    assert not decider.asking and decider.tick(now=100) == []
+    # an answer still sends it, and a strong match still goes at once
+    decider.hear(SOS_WEAK, now=200)
+    assert actions(decider.hear(YES, now=202)) == [Action.SEND]
+    assert actions(decider.hear(Detection(Kind.SOS, "살려 줘", 1.0), now=300)) == [Action.SEND]

@@ -47,6 +47,8 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ("", {"ANBU_AGENT__AUDIO__CAPTURE_RATE_HZ": "22050"}, "audio.capture_rate_hz='22050'"),
         ("language = 'jp'", {}, "language='jp'"),
         ("colour = 'red'", {}, "colour='red': Extra inputs"),
+        ("[voice]\nsos_max_extra_words = -1", {}, "voice.sos_max_extra_words=-1"),
+        ("[voice]\nsos_min_confidence = 1.5", {}, "voice.sos_min_confidence=1.5"),
     ],
 )
 def test_bad_values_name_field_value_and_file(
