@@ -24,7 +24,7 @@ from edge_agent.recognizer import (
     read_manifest,
     write_manifest,
 )
-from edge_agent.spotter import Kind, Spotter
+from edge_agent.spotter import Kind
 from edge_agent.transcript import Transcript, Word
 from firmware_config.phrases import PhraseSet
 
@@ -108,6 +108,9 @@ def _recognition_line(
         recognizer = VoskRecognizer(model_path, phrases, manifest_path)
     except ModelError as exc:
         return f"recognition  PROBLEM: {exc}", True
+    from edge_agent.runtime import make_spotter  # the agent's own rule for an SOS
+
+    spotter = make_spotter(phrases)
     spotted: list[str] = []
     heard: dict[str, str] = {}
     try:
@@ -115,7 +118,7 @@ def _recognition_line(
             for phrase in phrases.sos:
                 transcript = recognise(recognizer, synthesise(phrase, phrases.language, Path(tmp)))
                 heard[phrase] = transcript.text
-                detection = Spotter(phrases).hear(transcript, now=0.0)
+                detection = spotter.hear(transcript, now=0.0)
                 if detection is not None and detection.kind is Kind.SOS:
                     spotted.append(phrase)
     except (AudioError, OSError, subprocess.SubprocessError) as exc:
