@@ -155,7 +155,6 @@ def one_run(opts: argparse.Namespace, lane: str, pg: Any, rep: int) -> dict[str,
     env["ANBU_SOS_ACK_TIMEOUT_S"] = "3600"  # no escalation e-mails during the run
     env["ANBU_LOG_LEVEL"] = "WARNING"
     env["ANBU_INGEST_BULK_PROCESS"] = "false" if lane == "thread" else "true"
-    env["ANBU_INGEST_BULK_GIVES_WAY"] = "false" if lane == "process-no-give-way" else "true"
     collector = start_collector(env, work / "collector.log", timeout_s=60)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="sos-bench", protocol=mqtt.MQTTv5)
     client.username_pw_set(LOAD_USER, "loadgen-secret")
@@ -253,19 +252,14 @@ def main() -> int:
     )
     parser.add_argument(
         "--bulk-lane",
-        choices=("process", "thread", "both", "process-no-give-way", "give-way"),
+        choices=("process", "thread", "both"),
         default="both",
         help="the bulk lane in a child process (ANBU_INGEST_BULK_PROCESS), in a thread beside "
-        "the SOS lane, or both in turn (the thread is then the reference); "
-        "process-no-give-way: the child does not wait for the SOS lane "
-        "(ANBU_INGEST_BULK_GIVES_WAY=false); give-way: process, then that as the reference",
+        "the SOS lane, or both in turn (the thread is then the reference)",
     )
     opts = parser.parse_args()
     mp.set_start_method("spawn")
-    lanes = {
-        "both": ["process", "thread"],
-        "give-way": ["process", "process-no-give-way"],
-    }.get(opts.bulk_lane, [opts.bulk_lane])
+    lanes = ["process", "thread"] if opts.bulk_lane == "both" else [opts.bulk_lane]
     runs: list[dict[str, Any]] = []
     pg = None
     if opts.database == "postgresql":

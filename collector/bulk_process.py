@@ -60,27 +60,15 @@ def _die_with_parent() -> None:
         pass
 
 
-#: How long a bulk batch waits at most for the event lane before it writes anyway.
-YIELD_MAX_S = 1.0
-
-
 def child_main(
-    settings: CollectorSettings,
-    out: mp.Queue[Any],
-    stop: MpEvent,
-    parent_pid: int,
-    events_busy: Any = None,
+    settings: CollectorSettings, out: mp.Queue[Any], stop: MpEvent, parent_pid: int
 ) -> None:
-    """The child: bulk connections → bulk lane → store; signs and health to ``out``.
-
-    ``events_busy`` is a shared integer the main process sets while its event lane has an SOS or
-    cancel in hand; each batch waits (up to :data:`YIELD_MAX_S`) for it to clear before writing.
-    """
+    """The child: bulk connections → bulk lane → store; signs and health to ``out``."""
     _die_with_parent()
     from anbu import logs
     from collector.domain.supervision import facts_of
     from collector.ingest import bulk_intakes, utcnow
-    from collector.pipeline import BulkLane, wait_while
+    from collector.pipeline import BulkLane
     from collector.registry import DeviceRegistry, load_all, store_lookup
     from collector.service import build_service
     from collector.store.db import Database
@@ -92,16 +80,6 @@ def child_main(
     with db.sessions() as session:
         registry.replace_all(load_all(session))
     service = build_service(settings, db, registry)
-    yielded = {"batches": 0, "seconds": 0.0}
-    if events_busy is not None:
-
-        def give_way() -> None:
-            waited = wait_while(lambda: events_busy.value != 0, max_wait_s=YIELD_MAX_S)
-            if waited:
-                yielded["batches"] += 1
-                yielded["seconds"] += waited
-
-        service.before_bulk_writes = give_way
     telemetry = telemetry_from_settings(settings)
 
     def after_commit(result: BulkResult) -> None:
@@ -155,13 +133,7 @@ def child_main(
                 (
                     "health",
                     {
-                        "lane": {
-                            **lane.health(),
-                            "gave_way_to_events": {
-                                "batches": yielded["batches"],
-                                "seconds": round(yielded["seconds"], 3),
-                            },
-                        },
+                        "lane": lane.health(),
                         "connected": all(i.connected.is_set() for i in intakes),
                         "problems": {
                             i.client_id: i.last_problem for i in intakes if i.last_problem
@@ -199,9 +171,6 @@ class BulkProcess:
         self._ctx = mp.get_context("spawn")
         self._stop = self._ctx.Event()
         self._out: mp.Queue[Any] = self._ctx.Queue()
-        # Raw shared memory, no lock: only this process writes it, and a child killed while
-        # reading it can leave nothing held.
-        self._events_busy: Any = self._ctx.Value("i", 0, lock=False)
         self._process: BaseProcess | None = None
         self._snapshot: dict[str, Any] = {}
         self._stopping = threading.Event()
@@ -225,22 +194,12 @@ class BulkProcess:
         self._stop = self._ctx.Event()
         self._process = self._ctx.Process(
             target=child_main,
-            args=(
-                self.settings,
-                self._out,
-                self._stop,
-                os.getpid(),
-                self._events_busy if self.settings.ingest_bulk_gives_way else None,
-            ),
+            args=(self.settings, self._out, self._stop, os.getpid()),
             name="anbu-bulk",
             daemon=True,
         )
         self._process.start()
         self._spawned_at = time.monotonic()
-
-    def events_busy(self, busy: bool) -> None:
-        """The event lane has an SOS or cancel in hand (True) or is done (False)."""
-        self._events_busy.value = 1 if busy else 0
 
     def _read(self) -> None:
         while not self._stopping.is_set():

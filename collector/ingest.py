@@ -31,8 +31,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from collector.bulk_process import YIELD_MAX_S, BulkProcess
-from collector.pipeline import BulkLane, EventLane, Inbound, Lane, wait_while
+from collector.bulk_process import BulkProcess
+from collector.pipeline import BulkLane, EventLane, Inbound, Lane
 from collector.service import BulkResult, Outcome, Service
 from collector.settings import CollectorSettings
 from firmware_config.checkin import checkin_answer_subscription
@@ -215,15 +215,11 @@ class Ingest:
         self.service = service
         self.on_notify = on_notify
         self.after_event = after_event
-        self._events_in_hand = False
-        self._urgent = 0
-        self._urgent_lock = threading.Lock()
         self.events = EventLane(
             service,
             clock=clock,
             on_outcome=self._after_event,
             on_checkin_answer=on_checkin_answer,
-            on_busy=self.urgent,
         )
         self.bulk: BulkLane | None = None
         self.bulk_process: BulkProcess | None = None
@@ -239,8 +235,6 @@ class Ingest:
                 after_commit=after_bulk,
             )
             bulk_connections = bulk_intakes(settings, self.bulk, clock)
-            if settings.ingest_bulk_gives_way:
-                service.before_bulk_writes = self._give_way
         base = settings.mqtt_client_id
         group = settings.mqtt_share_group
         self.event_intake = MqttIntake(
@@ -256,24 +250,6 @@ class Ingest:
         )
         self.bulk_intakes = bulk_connections
         self.intakes = [self.event_intake, *self.bulk_intakes]
-
-    @property
-    def urgent_in_hand(self) -> bool:
-        """Whether urgent work (see :meth:`urgent`) is in hand now."""
-        return self._events_in_hand
-
-    def urgent(self, busy: bool) -> None:
-        """Urgent work starts (True) or ends (False): the event lane's SOS and cancels, the
-        notifier claiming what is due. While any is in hand, heartbeat batches wait to write."""
-        with self._urgent_lock:
-            self._urgent += 1 if busy else -1
-            self._events_in_hand = self._urgent > 0
-            if self.bulk_process is not None:
-                self.bulk_process.events_busy(self._events_in_hand)
-
-    def _give_way(self) -> None:
-        """The bulk lane in this process waits before writing while an event is in hand."""
-        wait_while(lambda: self._events_in_hand, max_wait_s=YIELD_MAX_S)
 
     def _after_event(self, outcome: Outcome) -> None:
         for address, command in outcome.commands:

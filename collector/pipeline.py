@@ -63,31 +63,6 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
-def wait_while(
-    busy: Callable[[], bool],
-    *,
-    max_wait_s: float,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-    step_s: float = 0.001,
-) -> float:
-    """Wait while ``busy()`` says so, at most ``max_wait_s``; return how long it waited.
-
-    The bulk lane calls it before it writes a batch, with ``busy`` saying the event lane has an
-    SOS or cancel in hand: the heartbeats give way, so that the event's transaction neither waits
-    for SQLite's one write lock behind a batch nor competes with one for the CPU. The bound keeps
-    an event lane stuck in a database outage from stopping heartbeats for good.
-    """
-    if not busy():
-        return 0.0
-    started = clock()
-    waited = 0.0
-    while busy() and waited < max_wait_s:
-        sleep(step_s)
-        waited = clock() - started
-    return waited
-
-
 class Lane:
     """A queue and the worker thread that drains it; see the module docstring."""
 
@@ -309,23 +284,12 @@ class EventLane(Lane):
         max_backoff_s: float = 5.0,
         batch_max: int = 500,
         on_checkin_answer: Callable[[str, bytes, dt.datetime], None] | None = None,
-        on_busy: Callable[[bool], None] = lambda busy: None,
     ) -> None:
         super().__init__(
             "events", service, clock=clock, max_backoff_s=max_backoff_s, batch_max=batch_max
         )
         self.on_outcome = on_outcome
         self.on_checkin_answer = on_checkin_answer
-        self.on_busy = on_busy
-
-    def settle(self, batch: Sequence[Inbound]) -> None:
-        """As :meth:`Lane.settle`, telling ``on_busy`` while events are in hand (the bulk
-        process gives way meanwhile, see :func:`wait_while`)."""
-        self.on_busy(True)
-        try:
-            super().settle(batch)
-        finally:
-            self.on_busy(False)
 
     def _apply(self, batch: Sequence[Inbound]) -> None:
         if self.on_checkin_answer is not None:

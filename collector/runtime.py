@@ -74,8 +74,6 @@ class Collector:
                 staff=staff,
                 dashboard_url=settings.public_url,
             ),
-            # self.ingest is made below; the worker starts only after it
-            on_claiming=lambda busy: self.ingest.urgent(busy),
         )
         # With a bulk process the heartbeats' counters are written from there.
         self.telemetry: TelemetrySink = NullTelemetrySink()

@@ -22,7 +22,7 @@ import dataclasses
 import datetime as dt
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, case, select, update
@@ -268,9 +268,6 @@ class Service:
         self.clock_policy = clock_policy or ClockPolicy()
         self.registry = registry or DeviceRegistry(store_lookup(db.sessions))
         self.counts: dict[str, int] = {}
-        #: Called once a bulk batch's rows are made, before its first write (the bulk process
-        #: waits there while the event lane has an SOS in hand).
-        self.before_bulk_writes: Callable[[], object] = lambda: None
 
     def count(self, kind: str, n: int = 1) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + n
@@ -459,7 +456,6 @@ class Service:
         alive_rows = bulk.for_driver(
             session, [{"id": k, "alive": v} for k, v in alive.items()], times=("alive",)
         )
-        self.before_bulk_writes()
         bulk.run(session, bulk.LATEST, latest_rows)
         bulk.run(session, bulk.ROLLUP, rollup_rows)
         if seen:

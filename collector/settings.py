@@ -157,10 +157,6 @@ class CollectorSettings(BaseSettings):
         default=True,
         description="run the bulk lane in a child process, so heartbeats never delay an SOS",
     )
-    ingest_bulk_gives_way: bool = Field(
-        default=True,
-        description="bulk batches wait (up to 1 s) to write while an SOS or cancel is in hand",
-    )
     ingest_bulk_nice: int = Field(
         default=5, ge=0, le=19, description="how much lower the bulk process's CPU priority is"
     )

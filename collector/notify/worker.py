@@ -139,7 +139,6 @@ class NotificationWorker:
         first_retry_delay_s: float = 2.0,
         max_retry_delay_s: float = 300.0,
         undelivered: UndeliveredPolicy | None = None,
-        on_claiming: Callable[[bool], None] = lambda busy: None,
     ) -> None:
         if threads < 1:
             raise ValueError(f"threads={threads} must be at least 1")
@@ -156,8 +155,6 @@ class NotificationWorker:
         self.undelivered = undelivered or UndeliveredPolicy()
         self._channels = {channel: ChannelHealth() for channel in self._notifiers}
         self._clock = clock
-        #: Told while due rows are being claimed (a write): the collector's heartbeats wait.
-        self._on_claiming = on_claiming
         self.threads = threads
         self.poll_interval_s = poll_interval_s
         self.lease_s = lease_s
@@ -278,12 +275,7 @@ class NotificationWorker:
             candidates = self._due_ids(channel, free, now)
             if not candidates:
                 break
-            self._on_claiming(True)
-            try:
-                won = self._claim(candidates, now)
-            finally:
-                self._on_claiming(False)
-            for claimed in won:
+            for claimed in self._claim(candidates, now):
                 with self._lock:
                     self._in_flight[channel] += 1
                 self._pools[channel].submit(self._deliver, claimed)

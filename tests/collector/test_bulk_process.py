@@ -103,34 +103,6 @@ def test_heartbeats_are_stored_by_the_child_and_life_signs_reach_the_main_proces
     assert health["mqtt_connected"] is True
 
 
-def test_the_child_gives_way_while_the_event_lane_has_an_sos_in_hand(
-    ingest: Ingest, broker: Broker, database: Database
-) -> None:
-    """While the main process says an event is in hand, the child holds each batch back
-    before writing (on SQLite its write would take the one lock the SOS needs), and writes it
-    anyway once the bound has passed; idle again, it writes at once."""
-    process = ingest.bulk_process
-    assert process is not None
-    process.events_busy(True)
-    try:
-        with TestClient(broker, "dev-1").connect() as device:
-            device.publish(ADDR.topic(Channel.HEARTBEAT), heartbeat(1))
-            wait_until(lambda: last_seq(database) == 1, timeout_s=15)
-        wait_until(
-            lambda: ingest.bulk_health().get("gave_way_to_events", {}).get("batches", 0) >= 1,
-            timeout_s=5,
-        )
-        gave_way = ingest.bulk_health()["gave_way_to_events"]
-        assert gave_way["seconds"] >= 0.9  # it waited out the bound: nobody cleared the flag
-    finally:
-        process.events_busy(False)
-    with TestClient(broker, "dev-1").connect() as device:
-        device.publish(ADDR.topic(Channel.HEARTBEAT), heartbeat(2))
-        wait_until(lambda: last_seq(database) == 2, timeout_s=15)
-    time.sleep(1.5)  # the next health report
-    assert ingest.bulk_health()["gave_way_to_events"]["batches"] == gave_way["batches"]
-
-
 def test_a_killed_child_is_started_again_and_an_sos_never_waits_for_it(
     ingest: Ingest, broker: Broker, database: Database
 ) -> None:

@@ -493,18 +493,3 @@ def test_two_workers_on_one_database_never_send_the_same_notification_twice(
         rows = s.scalars(select(Notification)).all()
     assert Counter(r.status for r in rows) == {NotificationStatus.SENT: 50}
     assert {r.attempts for r in rows} == {1}
-
-
-def test_the_worker_says_while_it_claims_what_is_due(
-    database: Database, notifiers: dict[str, Notifier], smtp_server: SmtpServer, workers: Workers
-) -> None:
-    """Claiming is a write: the collector's heartbeats wait while it runs (``Ingest.urgent``).
-    Every start is matched by an end, and none is said while nothing is due."""
-    said: list[bool] = []
-    workers(database, notifiers, on_claiming=said.append)
-    time.sleep(0.3)  # several polls with nothing due
-    assert said == []
-    [nid] = queue(database, open_dispatch(database), "email", EMAIL)
-    smtp_server.wait_for(1)
-    wait_until(lambda: status_of(database, nid)() == NotificationStatus.SENT)
-    assert said and said == [True, False] * (len(said) // 2)

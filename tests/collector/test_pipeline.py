@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-from collector.pipeline import BulkLane, EventLane, Inbound, wait_while
+from collector.pipeline import BulkLane, EventLane, Inbound
 from collector.service import Outcome, Service
 from collector.store.db import Database
 from collector.store.models import (
@@ -315,89 +315,3 @@ def test_dead_letters_keep_the_reason_for_every_kind_of_bad_value(database: Data
     with database.session() as s:
         device = s.get(Device, "dev-1")
         assert device is not None and device.last_seq == 2
-
-
-# -- heartbeats give way to events -----------------------------------------------------------
-
-
-class FakeClock:
-    """Monotonic seconds that move only when ``sleep`` is called."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def sleep(self, s: float) -> None:
-        self.now += s
-
-
-def test_wait_while_returns_at_once_when_nothing_is_in_hand() -> None:
-    clock = FakeClock()
-    assert (
-        wait_while(lambda: False, max_wait_s=1.0, sleep=clock.sleep, clock=lambda: clock.now) == 0
-    )
-    assert clock.now == 0
-
-
-def test_wait_while_waits_until_the_event_is_done() -> None:
-    clock = FakeClock()
-    waited = wait_while(
-        lambda: clock.now < 0.05, max_wait_s=1.0, sleep=clock.sleep, clock=lambda: clock.now
-    )
-    assert 0.05 <= waited < 0.052
-
-
-def test_wait_while_never_waits_longer_than_its_bound() -> None:
-    """An event lane stuck (say, in a database outage) must not stop heartbeats for good."""
-    clock = FakeClock()
-    waited = wait_while(lambda: True, max_wait_s=0.3, sleep=clock.sleep, clock=lambda: clock.now)
-    assert 0.3 <= waited < 0.302
-
-
-def test_the_event_lane_says_when_it_has_events_in_hand(database: Database) -> None:
-    register_homes(database)
-    seen: list[tuple[bool, int]] = []
-    acks = Acks()
-    lane = EventLane(
-        Service(database),
-        clock=lambda: NOW,
-        on_outcome=lambda outcome: None,
-        on_busy=lambda busy: seen.append((busy, len(acks.done))),
-    )
-    sos = SosEvent(device_ts=NOW.timestamp(), seq=1, source="button")
-    lane.settle([acks.inbound("sos", ADDR.topic(Channel.SOS), sos.to_payload())])
-    # busy before anything was done, idle only after the SOS was applied and acknowledged
-    assert seen == [(True, 0), (False, 1)]
-    assert count(database, Dispatch) == 1
-
-
-def test_the_event_lane_says_it_is_done_when_it_stops_in_an_outage(tmp_path: Path) -> None:
-    """Stopped while the database is away, the lane leaves the SOS unacknowledged and no longer
-    says it is busy (the bulk process would otherwise wait its full bound on every batch)."""
-    seen: list[bool] = []
-    away = Database(f"sqlite:///{tmp_path / 'no-such-dir' / 'x.sqlite3'}")
-    lane = EventLane(
-        Service(away), clock=lambda: NOW, on_outcome=lambda o: None, on_busy=seen.append
-    )
-    acks = Acks()
-    sos = SosEvent(device_ts=NOW.timestamp(), seq=1, source="button")
-    threading.Timer(0.5, lane.stop).start()
-    lane.settle([acks.inbound("sos", ADDR.topic(Channel.SOS), sos.to_payload())])
-    assert seen == [True, False]
-    assert acks.done == []
-    assert lane.store_failures >= 1
-
-
-def test_urgent_work_from_two_sources_is_in_hand_until_both_are_done(database: Database) -> None:
-    """The event lane and the notifier may overlap: heartbeats wait until the last is done."""
-    from collector.ingest import Ingest
-    from collector.settings import CollectorSettings
-
-    ingest = Ingest(
-        CollectorSettings(database_url=database.url, ingest_bulk_process=False), Service(database)
-    )
-    ingest.urgent(True)
-    ingest.urgent(True)
-    ingest.urgent(False)
-    assert ingest.urgent_in_hand
-    ingest.urgent(False)
-    assert not ingest.urgent_in_hand
