@@ -43,7 +43,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +53,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from collector.service import BulkResult, Decoded, Outcome, Rejected, Service
 from firmware_config.checkin import CHECKIN_ANSWER
+from firmware_config.messages import SosAck, SosEvent
 
 log = logging.getLogger("anbu.collector.pipeline")
 
@@ -377,6 +378,9 @@ class EventLane(Lane):
         batch_max: int = 500,
         on_checkin_answer: Callable[[str, bytes, dt.datetime], None] | None = None,
         capacity: int = 5000,
+        remember_s: float = 600.0,
+        remember_max: int = 20_000,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(
             "events",
@@ -388,6 +392,56 @@ class EventLane(Lane):
         )
         self.on_outcome = on_outcome
         self.on_checkin_answer = on_checkin_answer
+        self.remember_s = remember_s
+        self.remember_max = remember_max
+        self.monotonic = monotonic
+        self.collapsed = 0
+        self.answered_from_memory = 0
+        self._acked: OrderedDict[tuple[str, str], tuple[float, int]] = OrderedDict()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            **super().health(),
+            "collapsed": self.collapsed,
+            "answered_from_memory": self.answered_from_memory,
+        }
+
+    # -- re-sent SOS copies: answered without a transaction ---------------------------------
+
+    def _remember(self, item: Decoded, key: tuple[str, str], outcome: Outcome) -> None:
+        """After the commit: an SOS whose dispatch is known is remembered, so its copies (an
+        agent re-sends until it hears the ack) need no transaction of their own."""
+        message = item.message
+        if not isinstance(message, SosEvent) or message.test or outcome.dispatch_id is None:
+            return
+        self._acked[key] = (self.monotonic() + self.remember_s, outcome.dispatch_id)
+        self._acked.move_to_end(key)
+        while len(self._acked) > self.remember_max:
+            self._acked.popitem(last=False)
+
+    def _answer_from_memory(self, item: Decoded, key: tuple[str, str]) -> bool:
+        """Answer a copy of a remembered SOS as the store would (a duplicate: the ack again)."""
+        known = self._acked.get(key)
+        if known is None:
+            return False
+        expires_at, dispatch_id = known
+        if self.monotonic() > expires_at:
+            del self._acked[key]
+            return False
+        now = self.clock()
+        ack = SosAck(
+            device_ts=now.timestamp(),
+            seq=0,
+            sos_id=item.message.message_id,
+            dispatch_id=dispatch_id,
+        )
+        self.answered_from_memory += 1
+        self.service.count("duplicate")
+        try:
+            self.on_outcome(Outcome("duplicate", [(item.address, ack)], dispatch_id=dispatch_id))
+        except Exception:
+            log.exception("publishing an event's outcome failed", extra={"lane": self.name})
+        return True
 
     def _apply(self, batch: Sequence[Inbound]) -> None:
         if self.on_checkin_answer is not None:
@@ -403,8 +457,16 @@ class EventLane(Lane):
             batch = [i for i in batch if not i.topic.endswith("/" + CHECKIN_ANSWER)]
         decoded = self._decode(batch)
         rejected = [i for i in decoded if isinstance(i, Rejected)]
+        seen: set[tuple[str, str]] = set()
         for item in decoded:
             if isinstance(item, Rejected):
+                continue
+            key = (item.address.device, item.message.message_id)
+            if key in seen:  # a re-sent copy in the same batch: its first copy answers for it
+                self.collapsed += 1
+                continue
+            seen.add(key)
+            if self._answer_from_memory(item, key):
                 continue
             try:
                 outcome = self.service.apply_event(item)
@@ -418,6 +480,7 @@ class EventLane(Lane):
             self.applied += 1
             if outcome.kind == "dead_letter":
                 self.dead_lettered += 1
+            self._remember(item, key, outcome)
             try:
                 self.on_outcome(outcome)
             except Exception:
