@@ -111,6 +111,7 @@ class MqttIntake:
 
     def stop(self) -> None:
         self._stopping = True
+        self.lane.stop_waiting()  # paho's thread may be waiting for room in a stuck lane
         self.client.disconnect()
         self.client.loop_stop()
 

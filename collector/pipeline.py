@@ -176,13 +176,14 @@ class Lane:
         self.outage_since: dt.datetime | None = None
         self.last_error: str | None = None
         self._stop = threading.Event()
+        self._no_wait = threading.Event()  # set: a full queue no longer holds paho's thread
         self._thread = threading.Thread(target=self._run, name=f"anbu-{name}", daemon=True)
 
     # -- called from paho's thread: nothing but an append ----------------------------------
 
     def offer(self, item: Inbound) -> None:
         self.received += 1
-        if not self.queue.put(item, self._stop):
+        if not self.queue.put(item, self._no_wait):
             self.dropped_qos0 += 1  # nobody waits for a QoS 0 message: the bound holds
 
     def drop_stale(self) -> int:
@@ -196,7 +197,13 @@ class Lane:
     def start(self) -> None:
         self._thread.start()
 
+    def stop_waiting(self) -> None:
+        """Let a connection that is stopping out of a wait for room (the lane may be stuck in
+        a database outage, and its connections are stopped first)."""
+        self._no_wait.set()
+
     def stop(self, timeout_s: float = 5.0) -> None:
+        self._no_wait.set()
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=timeout_s)

@@ -152,3 +152,22 @@ def test_the_queue_stays_bounded_while_acknowledgements_flow(
     lane.release.set()
     wait_until(lambda: len(lane.payloads) == sent, timeout_s=120)
     assert lane.high_water <= RECEIVE_MAXIMUM, lane.health()
+
+
+def test_a_connection_waiting_for_room_in_a_stuck_lane_still_stops(
+    broker: Broker, lane: StuckLane, intake: MqttIntake
+) -> None:
+    """The lane stuck (its database away) with a full queue: stopping the collector, which stops
+    the connections before the lanes, must not hang on paho's waiting thread."""
+    lane.queue.capacity = 5  # full at once: paho's thread waits for room
+    with TestClient(broker, "dev-1").connect() as device:
+        for n in range(20):
+            assert device.publish(ADDR.topic(Channel.HEARTBEAT), b"hb-%d" % n) == 0
+    wait_until(lambda: lane.queue.waits > 0)
+    stopper = threading.Thread(target=intake.stop)
+    stopper.start()
+    stopper.join(timeout=15)
+    hung = stopper.is_alive()
+    lane.release.set()  # so that a hung stop ends and the fixtures can clean up
+    stopper.join(timeout=15)
+    assert not hung, "stopping hung on a full queue"
