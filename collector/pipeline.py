@@ -54,6 +54,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from collector.service import BulkResult, Decoded, Outcome, Rejected, Service
 from firmware_config.checkin import CHECKIN_ANSWER
 from firmware_config.messages import SosAck, SosEvent
+from firmware_config.topics import DeviceAddress
 
 log = logging.getLogger("anbu.collector.pipeline")
 
@@ -404,7 +405,10 @@ class EventLane(Lane):
         self.monotonic = monotonic
         self.collapsed = 0
         self.answered_from_memory = 0
-        self._acked: OrderedDict[tuple[str, str], tuple[float, int]] = OrderedDict()
+        # (device, message id) -> (forget at, dispatch id, address), oldest first
+        self._acked: OrderedDict[tuple[str, str], tuple[float, int, DeviceAddress]] = OrderedDict()
+        # the copy's bytes -> (device, message id): a byte-identical copy is not even decoded
+        self._raw: OrderedDict[tuple[str, bytes], tuple[str, str]] = OrderedDict()
 
     def health(self) -> dict[str, Any]:
         return {
@@ -417,38 +421,58 @@ class EventLane(Lane):
 
     def _remember(self, item: Decoded, key: tuple[str, str], outcome: Outcome) -> None:
         """After the commit: an SOS whose dispatch is known is remembered, so its copies (an
-        agent re-sends until it hears the ack) need no transaction of their own."""
+        agent re-sends until it hears the ack) need no transaction, nor even decoding, of their
+        own."""
         message = item.message
         if not isinstance(message, SosEvent) or message.test or outcome.dispatch_id is None:
             return
-        self._acked[key] = (self.monotonic() + self.remember_s, outcome.dispatch_id)
+        expires_at = self.monotonic() + self.remember_s
+        self._acked[key] = (expires_at, outcome.dispatch_id, item.address)
         self._acked.move_to_end(key)
+        raw = (item.topic, item.payload)
+        self._raw[raw] = key
+        self._raw.move_to_end(raw)
         while len(self._acked) > self.remember_max:
             self._acked.popitem(last=False)
+        while len(self._raw) > self.remember_max:
+            self._raw.popitem(last=False)
 
-    def _answer_from_memory(self, item: Decoded, key: tuple[str, str]) -> bool:
+    def _answer_from_memory(self, key: tuple[str, str]) -> bool:
         """Answer a copy of a remembered SOS as the store would (a duplicate: the ack again)."""
         known = self._acked.get(key)
         if known is None:
             return False
-        expires_at, dispatch_id = known
+        expires_at, dispatch_id, address = known
         if self.monotonic() > expires_at:
             del self._acked[key]
             return False
         now = self.clock()
-        ack = SosAck(
-            device_ts=now.timestamp(),
-            seq=0,
-            sos_id=item.message.message_id,
-            dispatch_id=dispatch_id,
-        )
+        ack = SosAck(device_ts=now.timestamp(), seq=0, sos_id=key[1], dispatch_id=dispatch_id)
         self.answered_from_memory += 1
         self.service.count("duplicate")
         try:
-            self.on_outcome(Outcome("duplicate", [(item.address, ack)], dispatch_id=dispatch_id))
+            self.on_outcome(Outcome("duplicate", [(address, ack)], dispatch_id=dispatch_id))
         except Exception:
             log.exception("publishing an event's outcome failed", extra={"lane": self.name})
         return True
+
+    def _without_known_copies(self, batch: Sequence[Inbound]) -> list[Inbound]:
+        """The batch less byte-identical copies: of each other (the first answers for them) and
+        of remembered SOS (answered from memory). After an outage these are most of the queue."""
+        fresh: list[Inbound] = []
+        raw_seen: set[tuple[str, bytes]] = set()
+        for item in batch:
+            raw = (item.topic, item.payload)
+            if raw in raw_seen:
+                self.collapsed += 1
+                continue
+            raw_seen.add(raw)
+            key = self._raw.get(raw)
+            if key is not None and self._answer_from_memory(key):
+                self.collapsed += 1
+                continue
+            fresh.append(item)
+        return fresh
 
     def _apply(self, batch: Sequence[Inbound]) -> None:
         if self.on_checkin_answer is not None:
@@ -462,7 +486,7 @@ class EventLane(Lane):
                         raise unavailable from exc
                     log.exception("check-in answer refused", extra={"topic": answer.topic[:200]})
             batch = [i for i in batch if not i.topic.endswith("/" + CHECKIN_ANSWER)]
-        decoded = self._decode(batch)
+        decoded = self._decode(self._without_known_copies(batch))
         rejected = [i for i in decoded if isinstance(i, Rejected)]
         seen: set[tuple[str, str]] = set()
         for item in decoded:
@@ -473,7 +497,8 @@ class EventLane(Lane):
                 self.collapsed += 1
                 continue
             seen.add(key)
-            if self._answer_from_memory(item, key):
+            if self._answer_from_memory(key):  # the same SOS in other bytes
+                self.collapsed += 1
                 continue
             try:
                 outcome = self.service.apply_event(item)

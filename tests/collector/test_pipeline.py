@@ -327,6 +327,11 @@ class CountingService(Service):
     def __init__(self, db: Database) -> None:
         super().__init__(db)
         self.applied_events = 0
+        self.decoded = 0
+
+    def decode(self, items: Any) -> Any:
+        self.decoded += len(items)
+        return super().decode(items)
 
     def apply_event(self, item: Any) -> Outcome:
         self.applied_events += 1
@@ -357,7 +362,8 @@ def test_copies_of_an_sos_cost_one_transaction_and_every_copy_is_acked_and_answe
     lane.settle(
         [acks.inbound(f"c{n}", ADDR.topic(Channel.SOS), first.to_payload()) for n in range(4)]
     )
-    assert svc.applied_events == 2 and lane.answered_from_memory == 1 and lane.collapsed == 9
+    assert svc.applied_events == 2 and lane.answered_from_memory == 1 and lane.collapsed == 10
+    assert svc.decoded == 2, "byte-identical copies are not even decoded"
     again = outcomes[-1]
     assert again.kind == "duplicate"
     [(address, ack)] = again.commands
