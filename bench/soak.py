@@ -215,6 +215,13 @@ def main() -> int:
     parser.add_argument("--retention-days", type=float, default=2.0)
     parser.add_argument("--sample-s", type=float, default=10.0, help="real seconds")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--tracemalloc-every-s",
+        type=float,
+        default=0.0,
+        help="dump tracemalloc snapshots of the collector's main process this often (real s) "
+        "under WORKDIR/tracemalloc; slows it down, so not for the figures",
+    )
     args = parser.parse_args()
     rate = args.rate_multiplier
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="anbu-soak-"))
@@ -257,6 +264,9 @@ def main() -> int:
         "ANBU_SOAK_WALL0_S": repr(wall0_s),
         "ANBU_SOAK_RATE": repr(rate),
     }
+    if args.tracemalloc_every_s > 0:
+        env["ANBU_SOAK_TRACEMALLOC_DIR"] = str(workdir / "tracemalloc")
+        env["ANBU_SOAK_TRACEMALLOC_EVERY_S"] = repr(args.tracemalloc_every_s)
     collector: Proc = start([], env, workdir / "collector.log", command=[sys.executable, LAUNCHER])
     base_url = f"http://127.0.0.1:{http_port}"
 
