@@ -257,6 +257,8 @@ def main() -> int:
         "ANBU_API_TOKEN": TOKEN,
         "ANBU_SILENCE_ENABLED": "true",
         "ANBU_SCHEDULER_INTERVAL_S": "1",
+        # supervision expects the thinned beat, or every device looks offline after 15 min
+        "ANBU_SUPERVISION_HEARTBEAT_INTERVAL_S": repr(args.heartbeat_interval_s),
         "ANBU_HEARTBEAT_RETENTION_DAYS": str(args.retention_days),
         "ANBU_SEEN_MESSAGE_RETENTION_DAYS": str(args.retention_days),
         "ANBU_RETENTION_INTERVAL_S": str(round(3600 / rate, 2)),  # every simulated hour
