@@ -33,8 +33,33 @@ def scaled_clock(start_s: float, wall0_s: float, rate: float) -> Callable[[], dt
     return now
 
 
+def trace_memory(directory: Path, every_s: float) -> None:
+    """Snapshots of the main process's allocations every ``every_s`` real seconds (tracemalloc;
+    slows the collector down: for finding what grows, not for the figures)."""
+    import threading
+    import tracemalloc
+
+    tracemalloc.start(8)
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def dump() -> None:
+        n = 0
+        while True:
+            time.sleep(every_s)
+            n += 1
+            tracemalloc.take_snapshot().dump(str(directory / f"snapshot-{n:03d}.pickle"))
+
+    threading.Thread(target=dump, name="soak-tracemalloc", daemon=True).start()
+
+
 def main() -> int:
     import uvicorn
+
+    if os.environ.get("ANBU_SOAK_TRACEMALLOC_DIR"):
+        trace_memory(
+            Path(os.environ["ANBU_SOAK_TRACEMALLOC_DIR"]),
+            float(os.environ.get("ANBU_SOAK_TRACEMALLOC_EVERY_S", "120")),
+        )
 
     from anbu import logs
     from collector.api.deps import utc_now

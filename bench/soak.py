@@ -21,7 +21,9 @@ hours, 170 heartbeats/s) sets the beat; the simulator's counters still cover the
 Simulated SOS are re-sent every 15 real seconds until acknowledged, the agent's default.
 
 Measured: the collector's RSS every ``--sample-s`` (``/proc/PID/status`` VmRSS), medians of the
-first and last quarter of the samples and their ratio (goal: within 5 %); at the end, SOS not
+first and last quarter of the samples and their ratio (goal: within 5 %), for the main process
+and the bulk child separately (its pid from ``/health``); the most messages queued in each lane
+(``/health``); at the end, SOS not
 acknowledged to the simulator, notifications still pending past their due time or failed,
 dispatches whose escalation is overdue, SOS events without a dispatch.
 
@@ -82,6 +84,30 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def child_rss_kib(pid: int | None) -> int | None:
+    """The bulk child's RSS, None if it is not known or gone."""
+    if pid is None:
+        return None
+    try:
+        return rss_kib(pid)
+    except (OSError, RuntimeError):
+        return None
+
+
+def rss_figures(name: str, samples: list[int]) -> dict[str, Any]:
+    if not samples:
+        return {f"{name}_rss_samples": 0}
+    first, last = quarter_medians(samples)
+    return {
+        f"{name}_rss_samples": len(samples),
+        f"{name}_rss_first_quarter_median_mib": round(first / 1024, 1),
+        f"{name}_rss_last_quarter_median_mib": round(last / 1024, 1),
+        f"{name}_rss_ratio_last_to_first": round(last / first, 3),
+        f"{name}_rss_min_mib": round(min(samples) / 1024, 1),
+        f"{name}_rss_max_mib": round(max(samples) / 1024, 1),
+    }
 
 
 class Caregivers:
@@ -189,6 +215,13 @@ def main() -> int:
     parser.add_argument("--retention-days", type=float, default=2.0)
     parser.add_argument("--sample-s", type=float, default=10.0, help="real seconds")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--tracemalloc-every-s",
+        type=float,
+        default=0.0,
+        help="dump tracemalloc snapshots of the collector's main process this often (real s) "
+        "under WORKDIR/tracemalloc; slows it down, so not for the figures",
+    )
     args = parser.parse_args()
     rate = args.rate_multiplier
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="anbu-soak-"))
@@ -224,6 +257,8 @@ def main() -> int:
         "ANBU_API_TOKEN": TOKEN,
         "ANBU_SILENCE_ENABLED": "true",
         "ANBU_SCHEDULER_INTERVAL_S": "1",
+        # supervision expects the thinned beat, or every device looks offline after 15 min
+        "ANBU_SUPERVISION_HEARTBEAT_INTERVAL_S": repr(args.heartbeat_interval_s),
         "ANBU_HEARTBEAT_RETENTION_DAYS": str(args.retention_days),
         "ANBU_SEEN_MESSAGE_RETENTION_DAYS": str(args.retention_days),
         "ANBU_RETENTION_INTERVAL_S": str(round(3600 / rate, 2)),  # every simulated hour
@@ -231,6 +266,9 @@ def main() -> int:
         "ANBU_SOAK_WALL0_S": repr(wall0_s),
         "ANBU_SOAK_RATE": repr(rate),
     }
+    if args.tracemalloc_every_s > 0:
+        env["ANBU_SOAK_TRACEMALLOC_DIR"] = str(workdir / "tracemalloc")
+        env["ANBU_SOAK_TRACEMALLOC_EVERY_S"] = repr(args.tracemalloc_every_s)
     collector: Proc = start([], env, workdir / "collector.log", command=[sys.executable, LAUNCHER])
     base_url = f"http://127.0.0.1:{http_port}"
 
@@ -261,6 +299,9 @@ def main() -> int:
     )
     caregivers = Caregivers(base_url)
     samples: list[int] = []
+    child_samples: list[int] = []  # the bulk process (ANBU_INGEST_BULK_PROCESS)
+    child_pids: set[int] = set()
+    queued_max = {"events": 0, "bulk": 0}
     health_codes: dict[str, int] = {}
     degraded: list[dict[str, Any]] = []  # the first few 503 bodies: what was unwell
     stop = threading.Event()
@@ -274,17 +315,30 @@ def main() -> int:
                 raise AssertionError(f"collector exited:\n{collector.text()[-3000:]}")
             samples.append(rss_kib(collector.popen.pid))
             caregivers.resolve_open()
+            child_pid = None
             try:
                 answer = httpx.get(f"{base_url}/health", timeout=5)
                 code = str(answer.status_code)
+                body = answer.json()
                 if answer.status_code != 200 and len(degraded) < 3:
-                    degraded.append(unwell(answer.json()))
-            except (httpx.HTTPError, ValueError):
+                    degraded.append(unwell(body))
+                ingest = body.get("ingest", {})
+                for lane in queued_max:
+                    queued = int(ingest.get(lane, {}).get("queued") or 0)
+                    queued_max[lane] = max(queued_max[lane], queued)
+                child_pid = ingest.get("bulk", {}).get("process", {}).get("pid")
+            except (httpx.HTTPError, ValueError, AttributeError):
                 code = "0"
+            child_kib = child_rss_kib(child_pid)
+            if child_kib is not None and child_pid is not None:
+                child_samples.append(child_kib)
+                child_pids.add(child_pid)
             health_codes[code] = health_codes.get(code, 0) + 1
             day = (sim_now_s() - sim_start_s) / 86400
+            child_mib = (child_kib or 0) / 1024
             print(
-                f"day {day:5.2f} rss {samples[-1] / 1024:7.1f} MiB "
+                f"day {day:5.2f} rss {samples[-1] / 1024:7.1f} MiB child {child_mib:7.1f} MiB "
+                f"queued {queued_max} "
                 f"sos pending {len(sim.pending_sos())} resolved {caregivers.resolved} "
                 f"health {code}",
                 file=sys.stderr,
@@ -322,6 +376,12 @@ def main() -> int:
         "rss_min_mib": round(min(samples) / 1024, 1),
         "rss_max_mib": round(max(samples) / 1024, 1),
         "rss_flat_within_5pct": abs(last / first - 1) <= 0.05,
+        **rss_figures("bulk_child", child_samples),
+        "bulk_child_pids": len(child_pids),
+        "bulk_child_rss_flat_within_5pct": bool(child_samples)
+        and abs(quarter_medians(child_samples)[1] / quarter_medians(child_samples)[0] - 1) <= 0.05,
+        "queued_max_events": queued_max["events"],
+        "queued_max_bulk": queued_max["bulk"],
         "heartbeats_sent": summary.heartbeats_sent,
         "heartbeats_coalesced": summary.heartbeats_coalesced,
         "sos_sent": summary.sos_sent,
@@ -356,6 +416,7 @@ def main() -> int:
     print(json.dumps(report, ensure_ascii=False))
     ok = (
         report["rss_flat_within_5pct"]
+        and report["bulk_child_rss_flat_within_5pct"]
         and report["notifications_overdue"] == 0
         and report["escalations_overdue"] == 0
         and report["sos_pending_at_end"] == 0

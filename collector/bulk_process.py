@@ -111,6 +111,7 @@ def child_main(
         batch_max=settings.ingest_batch_max,
         batch_wait_s=settings.ingest_batch_wait_ms / 1000,
         after_commit=after_commit,
+        capacity=settings.ingest_receive_maximum * settings.ingest_bulk_clients,
     )
     intakes = bulk_intakes(settings, lane, utcnow)
     lane.start()

@@ -10,7 +10,9 @@ devices' traffic, over separate connections per lane:
 
 Each connection announces an MQTT v5 *receive maximum*: the broker never has more unacknowledged
 messages out to it than that, which bounds the lane's queue; under overload the broker holds (and,
-past its own queue limit, drops) heartbeats, while events travel on their own connection.
+past its own queue limit, drops) heartbeats, while events travel on their own connection. On a
+reconnect into a resumed session the connection first drops its stale copies from the lane (the
+broker sends them all again), so reconnects do not stack receive maxima in the queue.
 Acknowledgements (PUBACK) are sent by the lanes after the commit. The connections reconnect by
 themselves, forever, with back-off; nothing here ever disconnects on bad input.
 """
@@ -109,6 +111,7 @@ class MqttIntake:
 
     def stop(self) -> None:
         self._stopping = True
+        self.lane.stop_waiting()  # paho's thread may be waiting for room in a stuck lane
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -132,12 +135,23 @@ class MqttIntake:
             )
 
     def _on_connect(
-        self, client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any
+        self, client: mqtt.Client, _u: Any, flags: Any, reason: ReasonCode, _p: Any
     ) -> None:
         if reason.is_failure:
             self._problem("mqtt connect refused", reason=str(reason))
             return
         self._generation += 1
+        if flags.session_present:
+            # The broker resumed the session and sends every unacknowledged message again, on
+            # this connection: the copies still queued from the old one can never be
+            # acknowledged, and kept they would let each reconnect add another receive maximum.
+            # (Without a session nothing comes again, so they are kept and applied.)
+            dropped = self.lane.drop_stale()
+            if dropped:
+                log.info(
+                    "dropped queued copies from the previous connection",
+                    extra={"client_id": self.client_id, "dropped": dropped},
+                )
         self.connects += 1
         self.last_problem = None
         self._last_logged = 0.0
@@ -171,7 +185,12 @@ class MqttIntake:
             if qos > 0 and generation == self._generation:
                 client.ack(mid, qos)
 
-        self.lane.offer(Inbound(msg.topic, bytes(msg.payload), self.clock(), ack))
+        def stale() -> bool:
+            return qos > 0 and generation != self._generation
+
+        self.lane.offer(
+            Inbound(msg.topic, bytes(msg.payload), self.clock(), ack, qos=qos, stale=stale)
+        )
 
 
 def bulk_intakes(
@@ -220,6 +239,7 @@ class Ingest:
             clock=clock,
             on_outcome=self._after_event,
             on_checkin_answer=on_checkin_answer,
+            capacity=settings.ingest_receive_maximum,
         )
         self.bulk: BulkLane | None = None
         self.bulk_process: BulkProcess | None = None
@@ -233,6 +253,7 @@ class Ingest:
                 batch_max=settings.ingest_batch_max,
                 batch_wait_s=settings.ingest_batch_wait_ms / 1000,
                 after_commit=after_bulk,
+                capacity=settings.ingest_receive_maximum * settings.ingest_bulk_clients,
             )
             bulk_connections = bulk_intakes(settings, self.bulk, clock)
         base = settings.mqtt_client_id

@@ -40,6 +40,9 @@ from collector.store.silence import HouseholdSilence, SilenceFlagRow
 
 log = logging.getLogger("anbu.collector.silence")
 
+_FLUSH_CHUNK = 500
+"""Homes written per flush transaction."""
+
 FlagHandler = Callable[[SilenceFlag, int], None]
 
 
@@ -378,28 +381,44 @@ class SilenceRuntime:
                 snapshot.append((row, observations, routine_json))
         if not snapshot:
             return 0
-        try:
-            with self.db.session() as session:
-                for row, observations, routine_json in snapshot:
-                    saved = session.get(HouseholdSilence, row.household_id)
-                    if saved is None:
-                        saved = HouseholdSilence(household_id=row.household_id)
-                        session.add(saved)
-                    saved.last_life_sign_at = from_epoch(row.last_life_sign_s)
-                    saved.last_kind = None if row.last_kind is None else row.last_kind.value
-                    saved.period_h = row.period_h
-                    saved.updated_at = now
-                    if observations is not None:
-                        saved.observations = observations
-                    if routine_json is not None:
-                        saved.routine = routine_json
-                        saved.routine_learned_at = now
-        except SQLAlchemyError:
-            log.exception("silence flush failed; will retry")
-            with self._lock:
-                self._dirty |= {row.household_id for row, _, _ in snapshot}
-            return 0
+        # In chunks, each read with one query and written in its own short transaction: one
+        # SELECT per home kept a transaction open for minutes with 10,000 homes under load.
+        for start in range(0, len(snapshot), _FLUSH_CHUNK):
+            chunk = snapshot[start : start + _FLUSH_CHUNK]
+            try:
+                self._write_chunk(chunk, now)
+            except SQLAlchemyError:
+                log.exception("silence flush failed; will retry")
+                with self._lock:
+                    self._dirty |= {row.household_id for row, _, _ in snapshot[start:]}
+                return start
         return len(snapshot)
+
+    def _write_chunk(
+        self, chunk: list[tuple[HomeRow, str | None, str | None]], now: dt.datetime
+    ) -> None:
+        with self.db.session() as session:
+            ids = [row.household_id for row, _, _ in chunk]
+            saved_rows = {
+                saved.household_id: saved
+                for saved in session.scalars(
+                    select(HouseholdSilence).where(HouseholdSilence.household_id.in_(ids))
+                )
+            }
+            for row, observations, routine_json in chunk:
+                saved = saved_rows.get(row.household_id)
+                if saved is None:
+                    saved = HouseholdSilence(household_id=row.household_id)
+                    session.add(saved)
+                saved.last_life_sign_at = from_epoch(row.last_life_sign_s)
+                saved.last_kind = None if row.last_kind is None else row.last_kind.value
+                saved.period_h = row.period_h
+                saved.updated_at = now
+                if observations is not None:
+                    saved.observations = observations
+                if routine_json is not None:
+                    saved.routine = routine_json
+                    saved.routine_learned_at = now
 
     # -- the thread ----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -315,3 +316,66 @@ def test_dead_letters_keep_the_reason_for_every_kind_of_bad_value(database: Data
     with database.session() as s:
         device = s.get(Device, "dev-1")
         assert device is not None and device.last_seq == 2
+
+
+# -- re-sent SOS copies after an outage ----------------------------------------------------------
+
+
+class CountingService(Service):
+    """Counts the transactions the event lane asks for."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.applied_events = 0
+        self.decoded = 0
+
+    def decode(self, items: Any) -> Any:
+        self.decoded += len(items)
+        return super().decode(items)
+
+    def apply_event(self, item: Any) -> Outcome:
+        self.applied_events += 1
+        return super().apply_event(item)
+
+
+def test_copies_of_an_sos_cost_one_transaction_and_every_copy_is_acked_and_answered(
+    database: Database,
+) -> None:
+    register_homes(database)
+    svc = CountingService(database)
+    outcomes: list[Outcome] = []
+    ticks = [0.0]
+    lane = EventLane(svc, clock=lambda: NOW, on_outcome=outcomes.append, monotonic=lambda: ticks[0])
+    acks = Acks()
+    first = SosEvent(device_ts=NOW.timestamp(), seq=1, source="button")
+    other = SosEvent(device_ts=NOW.timestamp(), seq=1, source="button")
+    # what queues up during an outage: an agent re-sending every second, two homes
+    batch = [acks.inbound(f"a{n}", ADDR.topic(Channel.SOS), first.to_payload()) for n in range(5)]
+    batch += [acks.inbound(f"b{n}", ADDR2.topic(Channel.SOS), other.to_payload()) for n in range(3)]
+    lane.settle(batch)
+    assert svc.applied_events == 2, "one transaction per SOS, not per copy"
+    assert len(acks.done) == 8, "every copy is acknowledged to the broker"
+    assert lane.collapsed == 6
+    assert [o.kind for o in outcomes] == ["sos", "sos"]
+    dispatch_of = {o.commands[0][1].sos_id: o.dispatch_id for o in outcomes}  # type: ignore[union-attr]
+    # later copies of a committed SOS are answered from memory: the ack again, no transaction
+    lane.settle(
+        [acks.inbound(f"c{n}", ADDR.topic(Channel.SOS), first.to_payload()) for n in range(4)]
+    )
+    assert svc.applied_events == 2 and lane.answered_from_memory == 1 and lane.collapsed == 10
+    assert svc.decoded == 2, "byte-identical copies are not even decoded"
+    again = outcomes[-1]
+    assert again.kind == "duplicate"
+    [(address, ack)] = again.commands
+    assert address == ADDR and isinstance(ack, SosAck)
+    assert ack.sos_id == first.message_id and ack.dispatch_id == dispatch_of[first.message_id]
+    assert len(acks.done) == 12
+    # the same message id from another device is not taken for a copy
+    lane.settle([acks.inbound("spoof", ADDR2.topic(Channel.SOS), first.to_payload())])
+    assert svc.applied_events == 3 and outcomes[-1].kind == "duplicate"
+    assert count(database, Dispatch) == 2 and count(database, EventRecord) == 2
+    # a forgotten SOS (its memory expired) goes to the store again, which answers the same
+    ticks[0] += lane.remember_s + 1
+    lane.settle([acks.inbound("late", ADDR.topic(Channel.SOS), first.to_payload())])
+    assert svc.applied_events == 4 and outcomes[-1].kind == "duplicate"
+    assert outcomes[-1].dispatch_id == dispatch_of[first.message_id]
