@@ -17,7 +17,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
-from collector.domain.dispatch import Contact
+from collector.domain.dispatch import Contact, Message
 from collector.domain.escalation import EscalationPolicy
 from collector.domain.links import LinkSigner
 from collector.domain.requests import decide_request
@@ -103,36 +103,29 @@ def file_request(
             extra={"request": request_id, "district": district, "channel": channel},
         )
         return FiledRequest(request_id, None, "nobody", decision.due_at)
-    dispatch = Dispatch(
-        household_id=household.id,
-        caregiver_id=household.caregiver_id,
-        reason=DispatchReason.REQUEST,
-        priority=Priority.NORMAL,
-        status=DispatchStatus.OPEN,
-        created_at=now,
-        note=text[:2000] or None,
-        escalation_level=0,
-        next_escalation_at=policy.first_due_at(household.district, "request", now),
-    )
-    session.add(dispatch)
-    session.flush()
-    row = session.get(ServiceRequest, request_id)
-    assert row is not None  # noqa: S101 - inserted above
-    row.dispatch_id = dispatch.id
-    add_notifications(
-        session, dispatch.id, decision.messages, now, links, send_at=decision.notify_at
+    dispatch_id = _open_dispatch(
+        session,
+        request_id,
+        household,
+        text=text,
+        messages=decision.messages,
+        now=now,
+        due_from=now,
+        send_at=decision.notify_at,
+        policy=policy,
+        links=links,
     )
     log.info(
         "request filed",
         extra={
             "request": request_id,
-            "dispatch": dispatch.id,
+            "dispatch": dispatch_id,
             "household": household.id,
             "routed_to": decision.routed_to,
             "due_at": decision.due_at.isoformat(),
         },
     )
-    return FiledRequest(request_id, dispatch.id, decision.routed_to, decision.due_at)
+    return FiledRequest(request_id, dispatch_id, decision.routed_to, decision.due_at)
 
 
 class AlreadyHandled(Exception):
@@ -185,6 +178,40 @@ def assign_request(
         now=row.received_at,
         calendar=policy.calendar,
     )
+    dispatch_id = _open_dispatch(
+        session,
+        request_id,
+        household,
+        text=row.text,
+        messages=decision.messages,
+        now=now,
+        due_from=row.received_at,
+        send_at=max(decision.notify_at, now),
+        policy=policy,
+        links=links,
+    )
+    log.info(
+        "request assigned to a household",
+        extra={"request": request_id, "dispatch": dispatch_id, "household": household.id},
+    )
+    return dispatch_id
+
+
+def _open_dispatch(
+    session: Session,
+    request_id: int,
+    household: Household,
+    *,
+    text: str,
+    messages: tuple[Message, ...],
+    now: dt.datetime,
+    due_from: dt.datetime,
+    send_at: dt.datetime,
+    policy: EscalationPolicy,
+    links: LinkSigner,
+) -> int:
+    """The request's dispatch (its chain counted from ``due_from``), linked to the request row,
+    and its notifications from ``send_at``; returns the dispatch id."""
     dispatch = Dispatch(
         household_id=household.id,
         caregiver_id=household.caregiver_id,
@@ -192,9 +219,9 @@ def assign_request(
         priority=Priority.NORMAL,
         status=DispatchStatus.OPEN,
         created_at=now,
-        note=row.text[:2000] or None,
+        note=text[:2000] or None,
         escalation_level=0,
-        next_escalation_at=policy.first_due_at(household.district, "request", row.received_at),
+        next_escalation_at=policy.first_due_at(household.district, "request", due_from),
     )
     session.add(dispatch)
     session.flush()
@@ -204,18 +231,7 @@ def assign_request(
         .values(dispatch_id=dispatch.id)
         .execution_options(synchronize_session=False)
     )
-    add_notifications(
-        session,
-        dispatch.id,
-        decision.messages,
-        now,
-        links,
-        send_at=max(decision.notify_at, now),
-    )
-    log.info(
-        "request assigned to a household",
-        extra={"request": request_id, "dispatch": dispatch.id, "household": household.id},
-    )
+    add_notifications(session, dispatch.id, messages, now, links, send_at=send_at)
     return dispatch.id
 
 
