@@ -910,23 +910,7 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in rows.items()
         }
 
-    by_cond = {
-        k: {
-            f: v[f]
-            for f in (
-                "n_sos",
-                "sos_detected_rate",
-                "sos_sent_at_once",
-                "n_none",
-                "false_sos",
-                "n_cancel",
-                "cancel_as_sos",
-                "n_wake",
-                "wake_detected_rate",
-            )
-        }
-        for k, v in result["by_cond"].items()
-    }
+    by_cond = table(result["by_cond"])
     out = {
         "bench": "speech",
         "speech": "espeak-ng synthetic Korean" + (" + manifest" if args.manifest else ""),
