@@ -43,11 +43,11 @@ class CollectorSettings(BaseSettings):
         default=1.0, gt=0, le=30, description="wait for one, then 503 with Retry-After"
     )
     api_list_cache_s: float = Field(
-        default=0.0,
+        default=1.0,
         ge=0,
         le=60,
         description="serve a repeated list page from memory at most this long, and only until "
-        "this collector writes a table it was read from",
+        "this collector writes a table it was read from (0: read every page)",
     )
 
     # Retention (collector/retention.py)

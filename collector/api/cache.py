@@ -7,7 +7,8 @@ most ``ttl_s``, and only while no write to those tables has happened in this pro
 read: every write through the collector's engine (the API, the pages, ingest's new SOS dispatch,
 escalation) is seen by :class:`collector.store.changes.TableChanges`, so a new dispatch or an
 acknowledgement is in the very next page. Writes by *another* collector process on the same
-database show up within ``ttl_s``. Off (0) by default: lists are then read every time.
+database (and by the collector's own heartbeat child process) show up within ``ttl_s``: 1 s by
+default; with 0 every list is read every time.
 """
 
 from __future__ import annotations

@@ -249,7 +249,7 @@ def test_every_waiting_request_gets_its_503(database: Database) -> None:
 
 
 def test_without_the_cache_every_list_is_exact(database: Database) -> None:
-    with client_for(database) as client:
+    with client_for(database, api_list_cache_s=0) as client:
         assert client.get("/api/v1/households").json()["count"] == 0
         add_households(database, 2)
         assert client.get("/api/v1/households").json()["count"] == 2
@@ -510,3 +510,13 @@ def test_concurrent_misses_for_one_page_read_it_once(database: Database) -> None
 
     assert asyncio.run(many()) == [b'{"data": []}'] * 10
     assert len(reads) == 1
+
+
+def test_the_cache_is_on_by_default_for_one_second(database: Database) -> None:
+    """Default settings: a repeated list page is served from memory (staff screens poll)."""
+    with client_for(database) as client:
+        cache = client.app.state.page_cache  # type: ignore[attr-defined]
+        assert cache.ttl_s == 1.0
+        first = client.get("/api/v1/dispatches").content
+        assert client.get("/api/v1/dispatches").content == first
+        assert cache.hits == 1
