@@ -6,7 +6,12 @@ contract-valid QoS 1 heartbeats for ``--homes`` seeded homes at full speed, and 
 * the **reference**: a bare paho subscriber (MQTT v5, manual acks) that parses each message as
   JSON and acknowledges it, nothing else; or
 * the **collector**: the real ingest (``collector.ingest.Ingest`` over ``collector.service``) on
-  SQLite or PostgreSQL, counting heartbeats whose transaction committed.
+  SQLite or PostgreSQL, counting heartbeats whose transaction committed;
+* with ``--c-reference``, also Mosquitto's own C client (``mosquitto_sub``, QoS 1, printing one
+  byte per message): what this rig (broker + publishers on the same cores) delivers to a
+  subscriber that costs next to nothing, the ceiling any Python subscriber here is under.
+
+``published_per_s`` is what the publishers sent over each whole run (all of them together).
 
 Both run in their own process under the same load, one after the other, ``--reps`` times; the
 figure is measured over the window after a one-second warm-up. CPU is each process's own CPU time
@@ -81,6 +86,52 @@ def bare_subscriber(port: int, ready: Any, start: Any, seconds: float, out: Any)
     out.put({"handled": n1 - n0, "cpu_s": c1 - c0, "window_s": w1 - w0})
 
 
+def c_subscriber(port: int, ready: Any, start: Any, seconds: float, out: Any) -> None:
+    """``mosquitto_sub`` on the same shared subscription; messages counted from its output."""
+    import subprocess
+
+    received = 0
+    lock = threading.Lock()
+    sub = subprocess.Popen(
+        [
+            "mosquitto_sub",
+            *("-h", "127.0.0.1", "-p", str(port), "-u", "bare", "-P", "bare-secret"),
+            *("-V", "mqttv5", "-q", "1", "-i", "bare-c", "-F", "x"),
+            *("-t", "$share/bare/anbu/v1/+/+/+/heartbeat"),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert sub.stdout is not None
+
+    def count() -> None:
+        nonlocal received
+        stdout = sub.stdout
+        assert stdout is not None
+        while chunk := stdout.read1(65536):  # type: ignore[attr-defined]
+            with lock:
+                received += chunk.count(b"\n")
+
+    reader = threading.Thread(target=count, daemon=True)
+    reader.start()
+    time.sleep(1.0)  # connected and subscribed (it prints nothing until a message comes)
+    w0, w1 = _window(_when_started(ready, start), seconds)
+    time.sleep(max(0.0, w0 - time.time()))
+    n0, c0 = received, _cpu_s(sub.pid)
+    time.sleep(max(0.0, w1 - time.time()))
+    n1, c1 = received, _cpu_s(sub.pid)
+    sub.terminate()
+    sub.wait(timeout=10)
+    out.put({"handled": n1 - n0, "cpu_s": c1 - c0, "window_s": w1 - w0})
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of another process, from ``/proc``."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def collector_process(
     port: int, database_url: str, ready: Any, start: Any, seconds: float, out: Any
 ) -> None:
@@ -145,6 +196,7 @@ def measure(
         p.join(timeout=30)
     proc.join(timeout=30)
     result["sent"] = sent()
+    result["published_per_s"] = result["sent"] / opts.seconds
     result["per_s"] = result["handled"] / result["window_s"]
     result["cpu_per_msg_us"] = 1e6 * result["cpu_s"] / max(1, result["handled"])
     return result
@@ -157,6 +209,9 @@ def main() -> int:
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument(
+        "--c-reference", action="store_true", help="also measure mosquitto_sub (the rig's ceiling)"
+    )
     opts = parser.parse_args()
     mp.set_start_method("spawn")
 
@@ -183,7 +238,12 @@ def main() -> int:
             coll = measure(
                 collector_process, (port, url), broker, opts, seq_base=rep * 2_000_000 + 1_000_000
             )
-            reps.append({"bare": bare, "collector": coll})
+            rep_result = {"bare": bare, "collector": coll}
+            if opts.c_reference:
+                rep_result["c"] = measure(
+                    c_subscriber, (port,), broker, opts, seq_base=rep * 2_000_000 + 1_500_000
+                )
+            reps.append(rep_result)
             print(
                 json.dumps(
                     {
@@ -192,6 +252,9 @@ def main() -> int:
                         "bare_per_s": round(bare["per_s"]),
                         "collector_cpu_us": round(coll["cpu_per_msg_us"], 1),
                         "bare_cpu_us": round(bare["cpu_per_msg_us"], 1),
+                        **(
+                            {"c_per_s": round(rep_result["c"]["per_s"])} if opts.c_reference else {}
+                        ),
                     }
                 ),
                 file=sys.stderr,
@@ -229,6 +292,17 @@ def main() -> int:
                 ),
                 "bare_cpu_per_message_us": round(
                     statistics.median(r["bare"]["cpu_per_msg_us"] for r in reps), 1
+                ),
+                "published_per_s_stats": stats([r[k]["published_per_s"] for r in reps for k in r]),
+                **(
+                    {
+                        "c_subscriber_per_s_stats": stats([r["c"]["per_s"] for r in reps]),
+                        "c_subscriber_cpu_per_message_us": round(
+                            statistics.median(r["c"]["cpu_per_msg_us"] for r in reps), 1
+                        ),
+                    }
+                    if opts.c_reference
+                    else {}
                 ),
                 "conditions": {
                     "homes": opts.homes,
