@@ -19,6 +19,10 @@ until 13:00               8                    90
 Each resident scales that by their own ``activity`` and ``talk`` factors and has their own
 waking and bed times, drawn once from the home's number and the seed, so a home behaves the same
 in every run. Wake words and recognised phrases are rare and only happen while awake.
+
+A check-in ("are you all right?" from the speaker, :func:`checkin_reply`) is answered while the
+resident is awake, after a few seconds, except one time in ten (in the bathroom, the TV loud);
+asleep, nobody answers. The model has no outings: the resident is always home.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ _DAY = (
 _MORNING = (3.0, 14.0, 150.0)
 _WAKE_WORDS_PER_AWAKE_H = 0.15
 _INTERACTIONS_PER_WAKE_WORD = 1.3
+_CHECKIN_MISSED_WHILE_AWAKE = 0.1
+_CHECKIN_REPLY_S = (2.0, 15.0)
+"""Seconds from the prompt to an awake resident's answer (uniform)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,3 +154,14 @@ def counts_between(
     wake_words = poisson(rng, _WAKE_WORDS_PER_AWAKE_H * awake_h)
     interactions = wake_words + poisson(rng, wake_words * (_INTERACTIONS_PER_WAKE_WORD - 1))
     return Counts(poisson(rng, motion_mean), round(speech_s, 1), wake_words, interactions)
+
+
+def checkin_reply(
+    rng: random.Random, resident: Resident, at_s: float, listen_s: float
+) -> float | None:
+    """Seconds after a check-in prompt at ``at_s`` (simulated) that the resident answers, or
+    None when nobody answers within ``listen_s``: asleep, or awake but missed it."""
+    if not is_awake(resident, local_hour(at_s)) or rng.random() < _CHECKIN_MISSED_WHILE_AWAKE:
+        return None
+    reply_s = rng.uniform(*_CHECKIN_REPLY_S)
+    return round(reply_s, 1) if reply_s <= listen_s else None

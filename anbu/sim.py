@@ -9,6 +9,9 @@ simulated device. Each device publishes what the real agent publishes, built fro
 every ``--heartbeat-interval-s`` (jittered, with counters following the resident's day, see
 :mod:`anbu.activity`) and, at ``--sos-per-home-day``, an ``SosEvent`` that is held and re-sent
 every ``--sos-resend-s`` (same message id) until the collector's ``cmd/sos_ack`` arrives.
+A ``cmd/checkin`` (a quiet home) is answered as the agent would: with a phrase of the phrase
+file's ``checkin`` list if the resident is awake and hears it, else ``answered=false`` when the
+listening ends, or ``expired=true`` at once for a request past its ``expires_ts``.
 
 Many homes share one process: ``--connections`` paho MQTT v5 clients (default one per 2,000
 homes, at most 8), each with a network thread and one scheduler thread serving its slice of the
@@ -201,6 +204,10 @@ class SimSummary:
     connects: int
     disconnects: int
     bad_commands: int
+    checkins_received: int
+    checkins_answered: int
+    checkins_unanswered: int
+    checkins_expired: int
     district: str
     first_home: int
     heartbeat_interval_s: float
@@ -224,10 +231,11 @@ def percentile(values: Sequence[float], fraction: float) -> float | None:
     return ordered[rank - 1]
 
 
-def _load_phrases() -> tuple[str, ...]:
+def _load_phrases() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(SOS phrases, check-in answers) of the Korean phrase file."""
     text = importlib.resources.files("firmware_config").joinpath("phrases/ko.toml").read_text()
-    phrases = tuple(tomllib.loads(text)["sos"])
-    return phrases or ("살려 주세요",)
+    table = tomllib.loads(text)
+    return tuple(table["sos"]) or ("살려 주세요",), tuple(table.get("checkin", ())) or ("네",)
 
 
 class Simulator:
@@ -257,7 +265,7 @@ class Simulator:
         self.clock = SimClock(start_s, settings.rate_multiplier, monotonic())
         self._started_at: float | None = None
         self._stopped_summary: SimSummary | None = None
-        phrases = _load_phrases()
+        phrases, checkin_phrases = _load_phrases()
         rng = random.Random(f"anbu-sim-boot:{settings.seed}")  # noqa: S311
         seq_base = int(wall())  # a later run's seq numbers follow this one's
         homes = []
@@ -271,6 +279,7 @@ class Simulator:
                     heartbeat_topic=address.topic(Channel.HEARTBEAT),
                     sos_topic=address.topic(Channel.SOS),
                     state_topic=address.topic(Channel.STATE),
+                    checkin_answer_topic=address.topic(Channel.CHECKIN_ANSWER),
                     seq=seq_base,
                     boot_at=start_s - rng.uniform(600, 30 * 86400),
                     last_heartbeat_at=start_s,
@@ -286,6 +295,7 @@ class Simulator:
                 settings,
                 self.clock,
                 phrases,
+                checkin_phrases=checkin_phrases,
                 monotonic=monotonic,
                 wall=wall,
             )
@@ -375,6 +385,10 @@ class Simulator:
             connects=totals.connects,
             disconnects=totals.disconnects,
             bad_commands=totals.bad_commands,
+            checkins_received=totals.checkins_received,
+            checkins_answered=totals.checkins_answered,
+            checkins_unanswered=totals.checkins_unanswered,
+            checkins_expired=totals.checkins_expired,
             district=settings.district,
             first_home=settings.first_home,
             heartbeat_interval_s=settings.heartbeat_interval_s,

@@ -3,7 +3,10 @@
 :class:`Connection` owns one paho MQTT v5 client (its network thread) and one scheduler thread
 that takes a slice of the homes from a heap of due times: heartbeats (coalesced while the link is
 down or backed up, as the agent does), SOS (held and re-sent until ``cmd/sos_ack``), retained
-states. :mod:`anbu.sim` builds the connections and adds them up; see its docstring for the rules.
+states, and answers to ``cmd/checkin`` (:func:`anbu.activity.checkin_reply` decides whether the
+resident answers; the answer, or the "nobody answered" the agent sends when its listening ends,
+goes out that many simulated seconds after the request). :mod:`anbu.sim` builds the connections
+and adds them up; see its docstring for the rules.
 """
 
 from __future__ import annotations
@@ -19,9 +22,17 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from anbu import __version__
-from anbu.activity import Counts, Resident, counts_between
+from anbu.activity import Counts, Resident, checkin_reply, counts_between
 from firmware_config.errors import ContractError
-from firmware_config.messages import Heartbeat, SosAck, SosEvent, State, decode_command
+from firmware_config.messages import (
+    CheckinAnswer,
+    CheckinRequest,
+    Heartbeat,
+    SosAck,
+    SosEvent,
+    State,
+    decode_command,
+)
 from firmware_config.topics import PREFIX, Command, DeviceAddress, parse
 
 if TYPE_CHECKING:
@@ -46,6 +57,7 @@ class Home:
     heartbeat_topic: str
     sos_topic: str
     state_topic: str
+    checkin_answer_topic: str
     seq: int
     boot_at: float
     last_heartbeat_at: float
@@ -68,6 +80,19 @@ class PendingSos:
 
 
 @dataclass(slots=True)
+class DueAnswer:
+    """A check-in answer the resident gives (or the agent's "nobody answered") at ``due``."""
+
+    due: float
+    """Monotonic seconds."""
+    home: Home
+    request: CheckinRequest
+    reply_s: float | None
+    """Seconds after the prompt the resident answered; None: nobody did."""
+    expired: bool = False
+
+
+@dataclass(slots=True)
 class Counters:
     heartbeats_sent: int = 0
     heartbeats_coalesced: int = 0
@@ -80,6 +105,10 @@ class Counters:
     connects: int = 0
     disconnects: int = 0
     bad_commands: int = 0
+    checkins_received: int = 0
+    checkins_answered: int = 0
+    checkins_unanswered: int = 0
+    checkins_expired: int = 0
     latencies_s: list[float] = field(default_factory=list)
 
 
@@ -110,6 +139,7 @@ class Connection:
         clock: SimClock,
         phrases: Sequence[str],
         *,
+        checkin_phrases: Sequence[str] = ("네",),
         monotonic: Callable[[], float],
         wall: Callable[[], float],
     ) -> None:
@@ -122,6 +152,7 @@ class Connection:
         self.settings = settings
         self.clock = clock
         self.phrases = phrases
+        self.checkin_phrases = checkin_phrases
         self._monotonic = monotonic
         self._wall = wall
         self._rng = random.Random(f"anbu-sim-connection:{settings.seed}:{homes[0].number}")  # noqa: S311
@@ -138,6 +169,8 @@ class Connection:
         self._outstanding = 0  # QoS 1 publishes awaiting PUBACK
         self._pending: dict[str, PendingSos] = {}
         self._presses: list[tuple[Home, Source]] = []  # (home, source) from press_sos
+        self._checkins: list[tuple[Home, CheckinRequest]] = []  # received, not yet decided
+        self._answers: list[DueAnswer] = []  # decided, waiting for their time
         self._heap: list[tuple[float, int, int]] = []  # (due sim time, home index, kind)
         self._refused_logged = -1e9
         self._connect_fail_logged = -1e9
@@ -260,18 +293,25 @@ class Connection:
             if self.index == 0:
                 self._bad_command(message.topic, str(exc))
             return
-        if topic.command is not Command.SOS_ACK:
+        if topic.command not in (Command.SOS_ACK, Command.CHECKIN):
             return
         home = self.by_household.get(topic.address.household)
         if home is None or home.address != topic.address:
             return
         try:
-            ack = decode_command(topic.command, message.payload)
+            command = decode_command(topic.command, message.payload)
         except ContractError as exc:
             self._bad_command(message.topic, str(exc))
             return
-        if not isinstance(ack, SosAck):
+        if isinstance(command, CheckinRequest):
+            with self._lock:
+                self._checkins.append((home, command))
+                self.counters.checkins_received += 1
+            self._wake.set()
             return
+        if not isinstance(command, SosAck):
+            return
+        ack = command
         now = self._monotonic()
         with self._lock:
             pending = self._pending.get(ack.sos_id)
@@ -342,10 +382,14 @@ class Connection:
             connected, births = self._connected, self._births_due
             self._births_due = False
             presses, self._presses = self._presses, []
+            checkins, self._checkins = self._checkins, []
         if births:
             self._publish_births()
         for home, pressed in presses:
             self._sos(home, pressed)
+        for home, request in checkins:
+            self._hear_checkin(home, request, now)
+        self._answer_due(now, connected)
         self._resend_due(now)
         sim_now = self.clock.at(now)
         settings = self.settings
@@ -372,6 +416,8 @@ class Connection:
             if self._pending:
                 next_resend = min(p.next_resend for p in self._pending.values())
                 waits.append(next_resend - self._monotonic())
+        if self._answers:
+            waits.append(min(a.due for a in self._answers) - self._monotonic())
         return max(0.0, min(waits))
 
     def _publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
@@ -482,6 +528,47 @@ class Connection:
                 "source": source,
             },
         )
+
+    def _hear_checkin(self, home: Home, request: CheckinRequest, now: float) -> None:
+        """What the resident does with a check-in; the answer waits for its simulated time."""
+        if self._wall() > request.expires_ts:  # delivered late: the agent never plays it
+            self._answers.append(DueAnswer(now, home, request, None, expired=True))
+            return
+        listening_s = request.listen_s * request.repeats
+        reply_s = checkin_reply(self._rng, home.resident, self.clock.at(now), listening_s)
+        wait_s = listening_s if reply_s is None else reply_s
+        self._answers.append(DueAnswer(now + self.clock.real_delay(wait_s), home, request, reply_s))
+
+    def _answer_due(self, now: float, connected: bool) -> None:
+        """Publish the check-in answers whose time has come (QoS 1, kept while offline)."""
+        if not connected or not self._answers:
+            return
+        due = [a for a in self._answers if a.due <= now]
+        if not due:
+            return
+        self._answers = [a for a in self._answers if a.due > now]
+        for answer in due:
+            home, answered = answer.home, answer.reply_s is not None
+            home.seq += 1
+            message = CheckinAnswer(
+                message_id=self._message_id(),
+                device_ts=self._wall(),
+                seq=home.seq,
+                checkin_id=answer.request.checkin_id,
+                answered=answered,
+                phrase=self._rng.choice(self.checkin_phrases) if answered else None,
+                language="ko" if answered else None,
+                heard_after_s=answer.reply_s,
+                expired=answer.expired,
+            )
+            self._publish(home.checkin_answer_topic, message.to_payload())
+            with self._lock:
+                if answer.expired:
+                    self.counters.checkins_expired += 1
+                elif answered:
+                    self.counters.checkins_answered += 1
+                else:
+                    self.counters.checkins_unanswered += 1
 
     def _resend_due(self, now: float) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ dies: its unacknowledged messages wait at the broker meanwhile, in its persisten
 from __future__ import annotations
 
 import ctypes
+import datetime as dt
 import logging
 import multiprocessing as mp
 import os
@@ -61,9 +62,16 @@ def _die_with_parent() -> None:
 
 
 def child_main(
-    settings: CollectorSettings, out: mp.Queue[Any], stop: MpEvent, parent_pid: int
+    settings: CollectorSettings,
+    out: mp.Queue[Any],
+    stop: MpEvent,
+    parent_pid: int,
+    clock: Callable[[], dt.datetime] | None = None,
 ) -> None:
-    """The child: bulk connections → bulk lane → store; signs and health to ``out``."""
+    """The child: bulk connections → bulk lane → store; signs and health to ``out``.
+
+    ``clock`` stamps what the child receives (None: the wall clock); it crosses the spawn, so
+    it must pickle (a module-level function or object)."""
     _die_with_parent()
     from anbu import logs
     from collector.domain.supervision import facts_of
@@ -75,6 +83,7 @@ def child_main(
     from collector.telemetry import HeartbeatPoint, telemetry_from_settings
 
     logs.setup(settings.log_level)
+    now = clock or utcnow
     db = Database(settings.database_url, pool_size=2)
     registry = DeviceRegistry(store_lookup(db.sessions))
     with db.sessions() as session:
@@ -107,13 +116,13 @@ def child_main(
 
     lane = BulkLane(
         service,
-        clock=utcnow,
+        clock=now,
         batch_max=settings.ingest_batch_max,
         batch_wait_s=settings.ingest_batch_wait_ms / 1000,
         after_commit=after_commit,
         capacity=settings.ingest_receive_maximum * settings.ingest_bulk_clients,
     )
-    intakes = bulk_intakes(settings, lane, utcnow)
+    intakes = bulk_intakes(settings, lane, now)
     lane.start()
     for intake in intakes:
         intake.start()
@@ -162,8 +171,10 @@ class BulkProcess:
         *,
         after_bulk: Callable[[BulkResult], None],
         restart_delay_s: float = 1.0,
+        clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.settings = settings
+        self.clock = clock
         self.after_bulk = after_bulk
         self.restart_delay_s = restart_delay_s
         self.restarts = 0
@@ -195,7 +206,7 @@ class BulkProcess:
         self._stop = self._ctx.Event()
         self._process = self._ctx.Process(
             target=child_main,
-            args=(self.settings, self._out, self._stop, os.getpid()),
+            args=(self.settings, self._out, self._stop, os.getpid(), self.clock),
             name="anbu-bulk",
             daemon=True,
         )

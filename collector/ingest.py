@@ -245,7 +245,10 @@ class Ingest:
         self.bulk_process: BulkProcess | None = None
         bulk_connections: list[MqttIntake] = []
         if settings.ingest_bulk_process:
-            self.bulk_process = BulkProcess(settings, after_bulk=after_bulk)
+            # the wall clock crosses the spawn as None; any other must pickle
+            self.bulk_process = BulkProcess(
+                settings, after_bulk=after_bulk, clock=None if clock is utcnow else clock
+            )
         else:
             self.bulk = BulkLane(
                 service,

@@ -83,7 +83,7 @@ from firmware_config.messages import (
     State,
     decode_device_message,
 )
-from firmware_config.topics import DeviceAddress, parse
+from firmware_config.topics import Channel, DeviceAddress, parse
 
 log = logging.getLogger("anbu.collector.service")
 
@@ -284,6 +284,8 @@ class Service:
                     raise ContractError(
                         f"topic {topic!r} is a command topic; devices do not send those"
                     )
+                if parsed.channel is Channel.CHECKIN_ANSWER:  # the silence flow's, not a lane's
+                    raise ContractError(f"topic {topic!r} is a check-in answer; lanes store none")
                 message = decode_device_message(parsed.channel, payload)
             except ContractError as exc:
                 checked.append(Rejected(topic, payload, received_at, str(exc)))

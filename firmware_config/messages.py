@@ -25,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    model_validator,
 )
 
 from firmware_config.errors import ContractError
@@ -45,6 +46,7 @@ MAX_DURATION_S = 10 * 365 * 24 * 3600.0
 _NO_CONTROL = r"^[^\u0000-\u001f\u007f]*$"
 MessageId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="uuid4 hex")]
 Phrase = Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_CONTROL)]
+AnswerPhrase = Annotated[str, Field(min_length=1, max_length=32, pattern=_NO_CONTROL)]
 Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
 Seconds = Annotated[float, Field(ge=0, le=MAX_DURATION_S)]
 AgentVersion = Annotated[str, Field(max_length=32, pattern=_NO_CONTROL)]
@@ -135,7 +137,28 @@ class CallRequest(_Message):
     language: Literal["ko", "en"] | None = None
 
 
-DeviceMessage = State | Heartbeat | SosEvent | SosCancel | MotionEvent | CallRequest
+class CheckinAnswer(_Message):
+    """Device -> collector: what the resident said to a :class:`CheckinRequest`, or that nobody
+    answered. Only a phrase from the fixed answer set can ride along, never a transcript."""
+
+    kind: Literal["checkin_answer"] = "checkin_answer"
+    checkin_id: MessageId = Field(description="the request's checkin_id")
+    answered: bool
+    phrase: AnswerPhrase | None = Field(default=None, description="the matched answer phrase")
+    language: Literal["ko", "en"] | None = None
+    heard_after_s: float | None = Field(default=None, ge=0, le=3600)
+    expired: bool = Field(default=False, description="arrived after expires_ts; not played")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CheckinAnswer:
+        if self.answered and (self.phrase is None or self.expired):
+            raise ValueError("an answer needs its phrase and cannot be expired")
+        if not self.answered and self.phrase is not None:
+            raise ValueError("no answer carries no phrase")
+        return self
+
+
+DeviceMessage = State | Heartbeat | SosEvent | SosCancel | MotionEvent | CallRequest | CheckinAnswer
 
 _BY_CHANNEL: dict[Channel, type[_Message]] = {
     Channel.STATE: State,
@@ -144,6 +167,7 @@ _BY_CHANNEL: dict[Channel, type[_Message]] = {
     Channel.SOS_CANCEL: SosCancel,
     Channel.MOTION: MotionEvent,
     Channel.REQUEST: CallRequest,
+    Channel.CHECKIN_ANSWER: CheckinAnswer,
 }
 
 
@@ -163,11 +187,41 @@ class CancelAck(_Message):
     dispatch_id: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
 
-CommandMessage = SosAck | CancelAck
+class CheckinRequest(_Message):
+    """Collector -> device: a quiet home; play the check-in prompt and listen for an answer.
+
+    A request that reaches the device after ``expires_ts`` (delivered late after a reconnect)
+    is answered with ``answered=false, expired=true`` and never played: nobody should be asked
+    hours later.
+    """
+
+    kind: Literal["checkin"] = "checkin"
+    checkin_id: MessageId = Field(description="echoed in the answer; one per silence flag")
+    prompt: Literal["silence"] = Field(
+        default="silence", description="which prompt of the phrase file to play"
+    )
+    language: Literal["ko", "en"] | None = Field(
+        default=None, description="None: the device's configured language"
+    )
+    listen_s: float = Field(default=60.0, ge=5, le=600, description="seconds to listen")
+    repeats: int = Field(default=2, ge=1, le=5, description="times the prompt is played")
+    expires_ts: float = Field(
+        ge=0, lt=MAX_DEVICE_TS, description="do not play after this (seconds since epoch)"
+    )
+
+    @model_validator(mode="after")
+    def _expires_after_sending(self) -> CheckinRequest:
+        if self.expires_ts < self.device_ts:
+            raise ValueError("expires_ts must not be before device_ts")
+        return self
+
+
+CommandMessage = SosAck | CancelAck | CheckinRequest
 
 _BY_COMMAND: dict[Command, type[_Message]] = {
     Command.SOS_ACK: SosAck,
     Command.CANCEL_ACK: CancelAck,
+    Command.CHECKIN: CheckinRequest,
 }
 
 

@@ -9,7 +9,12 @@ Layout (version 1)::
     BASE/event/sos_cancel   the resident withdrew an SOS
     BASE/event/motion       a motion episode (motion is also counted in heartbeats)
     BASE/event/request      the resident asked for a call from the welfare office (not urgent)
-    BASE/cmd/{name}         collector -> device (e.g. cmd/sos_ack)
+    BASE/event/checkin_answer  the resident's answer (or none) to a check-in
+    BASE/cmd/{name}         collector -> device: sos_ack, cancel_ack, checkin
+
+Every topic of the layout is a :class:`Channel` (device -> collector) or a :class:`Command`
+(collector -> device); the broker's access rules (:mod:`firmware_config.acl`) and every
+subscription list below are derived from them.
 
 Identifiers are lower-case ASCII letters, digits, ``-`` and ``_`` (1-64 characters), so they can
 never contain the MQTT wildcards ``+``/``#`` or a ``/`` that would shift the layout.
@@ -49,6 +54,10 @@ class Channel(enum.StrEnum):
     """A PIR motion episode started."""
     REQUEST = "event/request"
     """The resident asked by voice for a call from the welfare office (non-urgent)."""
+    CHECKIN_ANSWER = "event/checkin_answer"
+    """What the resident said to a :attr:`Command.CHECKIN`, or that nobody answered. Only the
+    collectors' silence flow reads it, on a subscription of its own
+    (:func:`checkin_answer_subscription`), never the ingest lanes."""
 
 
 class Command(enum.StrEnum):
@@ -58,6 +67,9 @@ class Command(enum.StrEnum):
     """The collector stored the SOS and started a dispatch; the device tells the resident."""
     CANCEL_ACK = "cancel_ack"
     """The collector received the resident's cancel."""
+    CHECKIN = "checkin"
+    """A quiet home: the device asks the resident "are you all right?" and publishes a
+    :attr:`Channel.CHECKIN_ANSWER` (schemas in :mod:`firmware_config.messages`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,16 +172,25 @@ def _parse_parts(topic: str) -> ParsedTopic:
     raise ContractError(f"topic {topic!r} has unknown channel {rest!r}")
 
 
+_APART = (Channel.STATE, Channel.CHECKIN_ANSWER)
+"""Channels not in the lanes' shared list: ``state`` is subscribed plainly, check-in answers by
+the silence flow (:func:`checkin_answer_subscription`)."""
+
+
 def collector_subscriptions(share_group: str = COLLECTOR_SHARE_GROUP) -> list[str]:
-    """Filters a collector subscribes to: every device channel, shared between collectors.
+    """Filters a collector's ingest subscribes to: every device channel the lanes store, shared
+    between collectors.
 
     ``state`` is subscribed without ``$share`` as well so each collector sees retained states
     (retained messages are not delivered to shared subscriptions).
     """
-    shared = [
-        f"$share/{share_group}/{PREFIX}/+/+/+/{c.value}" for c in Channel if c != Channel.STATE
-    ]
+    shared = [f"$share/{share_group}/{PREFIX}/+/+/+/{c.value}" for c in Channel if c not in _APART]
     return [*shared, f"{PREFIX}/+/+/+/{Channel.STATE.value}"]
+
+
+def checkin_answer_subscription(share_group: str = COLLECTOR_SHARE_GROUP) -> str:
+    """The collectors' shared subscription for every device's check-in answers."""
+    return f"$share/{share_group}/{PREFIX}/+/+/+/{Channel.CHECKIN_ANSWER.value}"
 
 
 _EVENT_CHANNELS = (Channel.SOS, Channel.SOS_CANCEL, Channel.REQUEST)
@@ -187,6 +208,6 @@ def collector_bulk_subscriptions(
     shared = [
         f"$share/{share_group}/{PREFIX}/+/+/+/{c.value}"
         for c in Channel
-        if c != Channel.STATE and c not in _EVENT_CHANNELS
+        if c not in _APART and c not in _EVENT_CHANNELS
     ]
     return [*shared, f"{PREFIX}/+/+/+/{Channel.STATE.value}"] if with_state else shared

@@ -23,14 +23,36 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from anbu.activity import counts_between, local_hour, poisson, rates_at, resident_for
+from anbu.activity import (
+    checkin_reply,
+    counts_between,
+    is_awake,
+    local_hour,
+    poisson,
+    rates_at,
+    resident_for,
+)
 from anbu.sim import SimSettings, SimSummary, Simulator, device_id, household_id
 from collector.store.db import Database
 from collector.store.models import DeadLetter, Device, Dispatch
 from collector.store.seed import device_id_for, seed_district
 from collector.store.seed import household_id as seed_household_id
 from firmware_config.acl import simulator_acls
-from firmware_config.messages import Heartbeat, SosAck, SosEvent, State, decode_device_message
+from firmware_config.checkin import (
+    CheckinAnswer,
+    CheckinRequest,
+    checkin_command_topic,
+    decode_checkin_answer,
+    parse_checkin_topic,
+)
+from firmware_config.messages import (
+    Heartbeat,
+    SosAck,
+    SosEvent,
+    State,
+    decode_device_message,
+    new_message_id,
+)
 from firmware_config.topics import Channel, Command, DeviceAddress, parse
 from tests.e2e.processes import collector_env, free_port, start_collector
 from tests.support.certs import make_cert_bundle
@@ -143,6 +165,19 @@ def test_poisson_draws_have_the_asked_mean() -> None:
         draws = [poisson(rng, mean) for _ in range(20_000)]
         assert abs(statistics.fmean(draws) - mean) < 0.05 * mean + 0.02
     assert poisson(rng, 0) == 0
+
+
+def test_a_check_in_is_answered_only_by_an_awake_resident() -> None:
+    rng = random.Random(3)
+    night = (dt.datetime(2026, 12, 1, 3, 0, tzinfo=KST)).timestamp()
+    residents = [resident_for(7, n) for n in range(1, 201)]
+    assert all(checkin_reply(rng, r, night, 60) is None for r in residents)
+    replies = [checkin_reply(rng, r, MORNING.timestamp() + 3600, 60) for r in residents * 5]
+    heard = [s for s in replies if s is not None]
+    assert 0.8 < len(heard) / len(replies) < 0.97  # awake, but one in ten missed it
+    assert all(2 <= s <= 15 for s in heard)
+    # Listening shorter than anyone takes to answer: nobody is heard.
+    assert all(checkin_reply(rng, r, MORNING.timestamp(), 1.5) is None for r in residents)
 
 
 def test_bad_settings_name_the_field() -> None:
@@ -526,3 +561,83 @@ def test_first_home_lets_two_simulators_split_a_district(sim_broker: Broker) -> 
     homes = {parse(m.topic).address.household for m in received}
     assert homes == {household_id(n) for n in range(1, 7)}
     assert sum(out[0].heartbeats_sent for _t, out in runs) == len(received)
+
+
+def _checkin(*, listen_s: float = 30, expires_in_s: float = 600) -> CheckinRequest:
+    now = time.time()
+    return CheckinRequest(
+        device_ts=now + min(0.0, expires_in_s) - 1,  # a late one was sent before it expired
+        seq=1,
+        checkin_id=new_message_id(),
+        listen_s=listen_s,
+        repeats=1,
+        expires_ts=max(0.0, now + expires_in_s),
+    )
+
+
+def _answers(collector: TestClient, count: int) -> dict[str, tuple[str, CheckinAnswer, float]]:
+    """``count`` check-in answers by checkin_id: (household, answer, monotonic arrival)."""
+    got: dict[str, tuple[str, CheckinAnswer, float]] = {}
+    deadline = time.monotonic() + 8
+    while len(got) < count and time.monotonic() < deadline:
+        try:
+            message = collector.next_message(0.5)
+        except queue.Empty:
+            continue
+        address, _ = parse_checkin_topic(message.topic)
+        answer = decode_checkin_answer(bytes(message.payload))
+        got[answer.checkin_id] = (address.household, answer, time.monotonic())
+    return got
+
+
+def test_check_ins_are_answered_while_the_resident_is_awake(sim_broker: Broker) -> None:
+    """Morning: awake residents answer with a phrase of the phrase file, a few seconds in."""
+    assert all(is_awake(resident_for(7, n), local_hour(MORNING.timestamp())) for n in (1, 2))
+    sim = Simulator(settings(sim_broker, homes=2, rate_multiplier=10, publish_state=False))
+    with TestClient(sim_broker, COLLECTOR_USER) as collector:
+        collector.subscribe("anbu/v1/+/+/+/event/checkin_answer")
+        thread, out = run_in_thread(sim, 6.0)
+        assert sim.wait_connected(5)
+        address = DeviceAddress("seodaemun", "h0001", "d0001")
+        requests = [_checkin() for _ in range(10)]
+        for request in requests:
+            collector.publish(checkin_command_topic(address), request.to_payload())
+        got = _answers(collector, len(requests))
+        sim.stop()
+    thread.join(10)
+    assert set(got) == {r.checkin_id for r in requests}  # one answer per request
+    assert {household for household, _, _ in got.values()} == {"h0001"}
+    heard = [a for _, a, _ in got.values() if a.answered]
+    assert len(heard) >= 5  # nine in ten on average
+    assert all(a.phrase in ("네", "응", "좋아") and a.language == "ko" for a in heard)
+    assert all(a.heard_after_s is not None and 2 <= a.heard_after_s <= 15 for a in heard)
+    (summary,) = out
+    assert summary.checkins_received == 10 and summary.bad_commands == 0
+    assert summary.checkins_answered == len(heard)
+    assert summary.checkins_unanswered == 10 - len(heard)
+
+
+def test_at_night_nobody_answers_and_a_late_request_is_never_played(sim_broker: Broker) -> None:
+    night = dt.datetime(2026, 12, 1, 3, 0, tzinfo=KST)
+    sim = Simulator(settings(sim_broker, homes=2, start_at=night, publish_state=False))
+    with TestClient(sim_broker, COLLECTOR_USER) as collector:
+        collector.subscribe("anbu/v1/+/+/+/event/checkin_answer")
+        thread, out = run_in_thread(sim, 12.0)
+        assert sim.wait_connected(5)
+        address = DeviceAddress("seodaemun", "h0002", "d0002")
+        asleep, late = _checkin(listen_s=5), _checkin(expires_in_s=-5)
+        sent_at = time.monotonic()
+        collector.publish(checkin_command_topic(address), asleep.to_payload())
+        collector.publish(checkin_command_topic(address), late.to_payload())
+        got = _answers(collector, 2)
+        sim.stop()
+    thread.join(10)
+    _, unanswered, unanswered_at = got[asleep.checkin_id]
+    assert not unanswered.answered and not unanswered.expired and unanswered.phrase is None
+    assert unanswered_at - sent_at >= 4.5  # sent when the listening ends, as the agent does
+    _, expired, expired_at = got[late.checkin_id]
+    assert not expired.answered and expired.expired
+    assert expired_at < unanswered_at
+    (summary,) = out
+    assert summary.checkins_received == 2 and summary.bad_commands == 0
+    assert summary.checkins_unanswered == 1 and summary.checkins_expired == 1

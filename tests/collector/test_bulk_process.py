@@ -27,9 +27,9 @@ from tests.support.mqtt_client import TestClient
 ADDR = DeviceAddress(DISTRICT, "h-1", "dev-1")
 
 
-def heartbeat(seq: int) -> bytes:
+def heartbeat(seq: int, device_ts: float | None = None) -> bytes:
     return Heartbeat(
-        device_ts=time.time(),
+        device_ts=time.time() if device_ts is None else device_ts,
         seq=seq,
         interval_s=60,
         motion_count=2,
@@ -101,6 +101,48 @@ def test_heartbeats_are_stored_by_the_child_and_life_signs_reach_the_main_proces
     assert health["bulk"]["process"]["alive"] is True
     assert health["bulk"]["process"]["pid"] != os.getpid()
     assert health["mqtt_connected"] is True
+
+
+class FixedClock:
+    """A clock that pickles (it crosses into the spawned child): always ``at``."""
+
+    def __init__(self, at: dt.datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> dt.datetime:
+        return self.at
+
+
+def test_the_child_stamps_what_it_receives_with_the_collectors_clock(
+    broker: Broker, database: Database, signs: Signs
+) -> None:
+    """The soak's accelerated clock reaches the child: its receive times are the injected ones."""
+    register_homes(database)
+    settings = CollectorSettings(
+        mqtt_url=broker.url,
+        mqtt_username=COLLECTOR_USER,
+        mqtt_password=broker.password(COLLECTOR_USER),
+        database_url=database.url,
+        mqtt_client_id="bulk-clock-test",
+        ingest_bulk_process=True,
+    )
+    at = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=3)
+    ing = Ingest(settings, Service(database), after_bulk=signs, clock=FixedClock(at))
+    ing.start()
+    try:
+        wait_until(lambda: ing.connected, timeout_s=30)
+        with TestClient(broker, "dev-1").connect() as device:
+            # a device on the same (accelerated) clock: on the wall clock it would be three days
+            # ahead, overruled to the wall-clock receive time
+            payload = heartbeat(1, device_ts=at.timestamp())
+            assert device.publish(ADDR.topic(Channel.HEARTBEAT), payload) == 0
+            wait_until(lambda: any(h == "h-1" for h, _k, _at in signs.life_signs), timeout_s=10)
+    finally:
+        ing.stop()
+    assert {when for h, _k, when in signs.life_signs if h == "h-1"} == {at}
+    with database.session() as s:
+        device_row = s.get(Device, "dev-1")
+        assert device_row is not None and device_row.clock_offset_s == 0
 
 
 def test_a_killed_child_is_started_again_and_an_sos_never_waits_for_it(

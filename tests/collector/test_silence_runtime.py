@@ -6,10 +6,12 @@ import datetime as dt
 import signal
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 from sqlalchemy import select
 
+from collector.domain import silence_routine
 from collector.domain.silence import LifeSignKind, SilenceFlag, SilenceLimit
 from collector.domain.silence_routine import RoutineSettings
 from collector.silence_runtime import SilenceRuntime, SilenceRuntimeSettings
@@ -279,3 +281,32 @@ def test_a_learned_limit_per_kind_flags_a_night_stretch_that_began_with_motion(
 
 def to_s(at: dt.datetime) -> float:
     return at.timestamp()
+
+
+def test_learning_tables_are_allocated_at_restore_not_as_homes_report_in(
+    database: Database,
+) -> None:
+    """Memory flat from the start: the first life signs of every home allocate no routine tables
+    (they were made for every scheduled home at restore; 10,000 homes grew 10 MiB otherwise)."""
+    register_homes(database, tuple(f"dev-{n}" for n in range(1, 201)))
+    clock = FakeClock(NOW)
+    rt = runtime(database, clock, [], learn=True)
+    assert rt.restore() == 200
+    homes = [f"h-{n}" for n in range(1, 201)]
+    tables = tracemalloc.Filter(True, silence_routine.__file__)
+    tracemalloc.start()
+    try:
+        for _ in range(3):  # the second sign of a home is its first observed stretch
+            clock.advance(minutes=30)
+            for household_id in homes:
+                rt.on_life_sign(household_id, LifeSignKind.MOTION, clock())
+        snapshot = tracemalloc.take_snapshot().filter_traces([tables])
+    finally:
+        tracemalloc.stop()
+    allocated = sum(stat.size for stat in snapshot.statistics("filename"))
+    # What is left is the first entry of the per-context maps (bounded by max_contexts).
+    assert allocated < 200 * 400  # the tables alone would be about 1 KB a home
+    rt.flush()  # and they are what the home observed
+    with database.session() as s:
+        saved = s.get(HouseholdSilence, "h-7")
+        assert saved is not None and saved.observations and '"first_s"' in saved.observations

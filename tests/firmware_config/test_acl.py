@@ -12,6 +12,7 @@ import pytest
 from firmware_config.acl import MAX_PACKET_BYTES, DeviceGrant, dynsec_config
 from firmware_config.errors import ContractError
 from firmware_config.messages import MAX_PAYLOAD_BYTES
+from firmware_config.topics import Channel, Command, DeviceAddress
 from tests.support.certs import make_cert_bundle
 from tests.support.mosquitto import COLLECTOR_USER, Broker, anbu_acl, anbu_users, start_broker
 from tests.support.mqtt_client import ConnectFailed, TestClient
@@ -138,6 +139,30 @@ def test_a_device_publishes_only_its_own_households_device_topics(pinned: Broker
         assert device.publish(f"{BASE2}/event/sos", b"{}") == NOT_AUTHORIZED
         assert device.publish(f"{BASE1}/cmd/sos_ack", b"{}") == NOT_AUTHORIZED
         assert device.publish("elsewhere", b"{}") == NOT_AUTHORIZED
+
+
+def test_every_channel_and_command_of_the_layout_is_covered_by_the_rules(pinned: Broker) -> None:
+    """Check-in included: each Channel its own device's only, each Command the collector's only."""
+    own, other = (
+        DeviceAddress("gangnam", "h-001", "dev-1"),
+        DeviceAddress("gangnam", "h-002", "dev-2"),
+    )
+    with (
+        TestClient(pinned, "dev-1") as device,
+        TestClient(pinned, COLLECTOR_USER) as collector,
+    ):
+        for channel in Channel:
+            assert device.publish(own.topic(channel), b"{}") == NO_SUBSCRIBERS, channel
+            assert device.publish(other.topic(channel), b"{}") == NOT_AUTHORIZED, channel
+            assert collector.publish(own.topic(channel), b"{}") == NOT_AUTHORIZED, channel
+        for command in Command:
+            assert device.subscribe(own.command_topic(command)) == GRANTED_QOS1, command
+            assert device.subscribe(other.command_topic(command)) == NOT_AUTHORIZED, command
+            assert device.publish(own.command_topic(command), b"{}") == NOT_AUTHORIZED, command
+            assert collector.publish(own.command_topic(command), b"{}") in (
+                0,  # dev-1 subscribed to it above
+                NO_SUBSCRIBERS,
+            ), command
 
 
 def test_the_collector_publishes_only_commands(pinned: Broker) -> None:

@@ -17,8 +17,16 @@ from firmware_config.checkin import (
     decode_checkin_request,
     parse_checkin_topic,
 )
-from firmware_config.messages import new_message_id
-from firmware_config.topics import DeviceAddress, parse
+from firmware_config.messages import command_of, decode_command, new_message_id
+from firmware_config.topics import (
+    Channel,
+    Command,
+    DeviceAddress,
+    collector_bulk_subscriptions,
+    collector_event_subscriptions,
+    collector_subscriptions,
+    parse,
+)
 
 ADDR = DeviceAddress("seodaemun", "h0001", "d0001")
 
@@ -101,10 +109,26 @@ def test_topics_sit_in_the_device_subtree_and_parse_back() -> None:
             parse_checkin_topic(bad)
 
 
-def test_the_main_topic_parser_still_refuses_check_in_topics() -> None:
-    """Until topics.Channel has them, older ingest code dead-letters instead of crashing."""
-    with pytest.raises(ContractError, match="unknown channel"):
-        parse(checkin_answer_topic(ADDR))
+def test_check_in_topics_are_part_of_the_one_layout() -> None:
+    """The request is a Command and the answer a Channel, so every parser and the ACL know them."""
+    assert parse(checkin_command_topic(ADDR)).command is Command.CHECKIN
+    assert parse(checkin_answer_topic(ADDR)).channel is Channel.CHECKIN_ANSWER
+    request = CheckinRequest(device_ts=100, seq=1, checkin_id=new_message_id(), expires_ts=400)
+    assert decode_command(Command.CHECKIN, request.to_payload()) == request
+    assert command_of(request) is Command.CHECKIN
+
+
+def test_the_ingest_lanes_do_not_subscribe_to_answers_the_silence_flow_takes() -> None:
+    lanes = [*collector_event_subscriptions("g"), *collector_bulk_subscriptions("g")]
+    assert not any(s.endswith(CHECKIN_ANSWER) for s in lanes)
+    assert not any(s.endswith(CHECKIN_ANSWER) for s in collector_subscriptions("g"))
+
+
+def test_a_request_without_its_own_message_id_is_refused() -> None:
+    """As for every command: an id made up at decoding would defeat de-duplication."""
+    payload = b'{"device_ts": 1, "seq": 1, "checkin_id": "' + b"a" * 32 + b'", "expires_ts": 2}'
+    with pytest.raises(ContractError, match="message_id"):
+        decode_checkin_request(payload)
 
 
 @pytest.mark.parametrize("payload", [b"[" * 2048, b'{"a":' * 600 + b"1" + b"}" * 600])
