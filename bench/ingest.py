@@ -189,7 +189,13 @@ def measure(
     start_at = time.time() + 3.0 + opts.homes / 100_000
     start.value = start_at
     sent, pubs, _ = run_publishers(
-        broker, opts.homes, opts.publishers, opts.seconds, seq_base, start_at=start_at
+        broker,
+        opts.homes,
+        opts.publishers,
+        opts.seconds,
+        seq_base,
+        rate_per_s=opts.rate,
+        start_at=start_at,
     )
     result: dict[str, Any] = out.get(timeout=opts.seconds + 60)
     for p in pubs:
@@ -209,6 +215,9 @@ def main() -> int:
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="heartbeats/s all publishers send (0: full speed)"
+    )
     parser.add_argument(
         "--c-reference", action="store_true", help="also measure mosquitto_sub (the rig's ceiling)"
     )
@@ -310,6 +319,7 @@ def main() -> int:
                     "database": opts.database,
                     "reps": opts.reps,
                     "publishers": opts.publishers,
+                    "rate_per_s": opts.rate or "full speed",
                     "qos": 1,
                     "broker": "mosquitto (private, ACL, passwords)",
                     **machine(),
