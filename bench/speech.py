@@ -480,6 +480,18 @@ def continuous(path: VoicePath, synth: Synth, hours: float) -> dict[str, Any]:
 # --- decision rules, replayed ------------------------------------------------------------------
 
 
+_SPOTTERS: dict[tuple[int, SosRule], Spotter] = {}
+
+
+def _spotter(phrases: PhraseSet, rule: SosRule) -> Spotter:
+    """A fresh-state spotter for ``rule`` (building one per replay dominated the sweep's time)."""
+    spotter = _SPOTTERS.get((id(phrases), rule))
+    if spotter is None:
+        spotter = _SPOTTERS[(id(phrases), rule)] = Spotter(phrases, rule=rule)
+    spotter.disarm()
+    return spotter
+
+
 def replay(
     phrases: PhraseSet,
     voice_config: VoiceConfig,
@@ -494,7 +506,7 @@ def replay(
     these are pure, so feeding them the recorded transcripts at their recorded times is what the
     live path does with that rule. ``partials=False``: as if the recogniser had not passed on the
     words of its partial results (no veto from them)."""
-    spotter = Spotter(phrases, rule=rule)
+    spotter = _spotter(phrases, rule)
     decider = VoiceSosDecider(
         voice_config.ask_below_confidence,
         voice_config.answer_timeout_s,
@@ -525,7 +537,8 @@ class Policy:
         r = self.rule
         return (
             f"unk<={r.max_unknown_words} extra<={r.max_extra_words} conf>={r.min_confidence} "
-            f"share>={r.min_phrase_share} ask<{self.ask_below} "
+            f"share>={r.min_phrase_share} after<={r.max_words_after} "
+            f"voice_after<={r.max_voice_after} ask<{self.ask_below} "
             f"{'unanswered sends' if self.send_unanswered else 'needs an answer'}"
         )
 
@@ -537,19 +550,30 @@ class Policy:
 
 POLICY_GRID = [
     Policy(
-        SosRule(max_unknown_words=u, max_extra_words=x, min_confidence=c, min_phrase_share=sh),
+        SosRule(
+            max_unknown_words=u,
+            max_extra_words=x,
+            min_confidence=c,
+            min_phrase_share=sh,
+            max_words_after=after,
+            max_voice_after=voice,
+        ),
         ask_below,
         unanswered,
     )
     for u in (0, 1, 2)
     for x in (None, 0, 1, 2)
-    for c in (0.0, 0.5, 0.7, 0.9, 0.99, 1.0)
-    for sh in (0.0, 0.5, 0.7)
+    for c in (0.0, 0.5, 0.9, 1.0)
+    for sh in (0.0, 0.7)
+    for after in (None, 0)
+    for voice in (None, 0.3, 0.5, 0.7)
     for ask_below, unanswered in ((0.9, True), (0.9, False), (1.01, False))
     if x is None or x >= u
 ]
 """``ask < 1.01, needs an answer``: every voice SOS is asked about and sent only on 네/응/예 or the
-SOS phrase again."""
+SOS phrase again. ``after<=0``: the phrase ends the utterance (Korean is verb-final);
+``voice_after``: the audio just after the last word is at most that far from the room's quiet
+towards the words' level."""
 
 
 def _counts(

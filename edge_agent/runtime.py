@@ -146,6 +146,8 @@ def make_spotter(phrases: PhraseSet, voice: VoiceConfig | None = None) -> Spotte
             max_extra_words=voice.sos_max_extra_words,
             min_confidence=voice.sos_min_confidence,
             min_phrase_share=voice.sos_min_phrase_share,
+            max_words_after=voice.sos_max_words_after,
+            max_voice_after=voice.sos_max_voice_after,
         ),
     )
 

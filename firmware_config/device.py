@@ -175,6 +175,20 @@ class VoiceConfig(BaseModel):
         le=1,
         description="share of the utterance's time the SOS phrase must span (0: not checked)",
     )
+    sos_max_words_after: int | None = Field(
+        default=None,
+        ge=0,
+        le=20,
+        description="words allowed after an SOS phrase's last word (null: any; 0: it ends the "
+        "utterance)",
+    )
+    sos_max_voice_after: float | None = Field(
+        default=None,
+        ge=0,
+        le=2,
+        description="loudness just after the utterance's last word, 0 = the room's quiet, "
+        "1 = the words' level, above which an SOS phrase is not taken (null: not checked)",
+    )
 
     @property
     def manifest(self) -> Path | None:

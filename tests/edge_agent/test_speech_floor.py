@@ -104,3 +104,17 @@ def test_the_cancel_once_heard_as_an_sos_is_not_one(path: VoicePath, synth: Synt
     assert not out.sos, [t.text for t in out.transcripts]
     before = replay(path.phrases, path.voice_config, SosRule(), out, len(clip.audio) / 32000)
     assert any(d.action.value == "send" for d, _ in before), [t.text for t in out.transcripts]
+
+
+def test_the_recogniser_hears_whether_the_speaker_went_on(path: VoicePath, synth: Synth) -> None:
+    """도와줄게 (voice ko) comes out of the recogniser as the phrase 도와줘 alone, its last syllable
+    put down as silence; the loudness the recogniser measures after the word (on its own word
+    clock, which runs on across resets and results) must show the syllable — and show none after
+    a real 도와줘. If 도와줄게 stops being heard as 도와줘, this fails rather than passing idly."""
+    went_on = path.run_one(item(synth, "도와줄게", "none")).transcripts
+    assert [t.text for t in went_on] == ["도와줘"]
+    stopped = path.run_one(item(synth, "도와줘", "sos")).transcripts
+    assert [t.text for t in stopped] == ["도와줘"]
+    after = [t.loudness.voice_after() if t.loudness else None for t in (*went_on, *stopped)]
+    assert after[0] is not None and after[0] > 0.7, after
+    assert after[1] is not None and after[1] < 0.3, after
