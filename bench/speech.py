@@ -65,7 +65,7 @@ from edge_agent.recognizer import (
     load_vosk_model,
     write_manifest,
 )
-from edge_agent.runtime import make_gate, make_spotter
+from edge_agent.runtime import make_gain, make_gate, make_spotter
 from edge_agent.spotter import Detection, Kind, SosRule, Spotter
 from edge_agent.transcript import Transcript
 from edge_agent.voice import VoicePipeline
@@ -203,6 +203,7 @@ class VoicePath:
             on_detection=self._on_detection,
             clock=lambda: self.audio_s,
             answering=lambda: self.decider.asking,
+            gain=make_gain(self.audio_config),
         )
         self.recognizer.reset()
 
@@ -763,6 +764,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--gain-db", type=float, default=0.0, help="scale every utterance (e.g. -12: farther away)"
     )
+    p.add_argument(
+        "--agc", action="store_true", help="automatic gain control before the recogniser"
+    )
     p.add_argument("--save", type=Path, help="pickle every outcome here (for later analysis)")
     p.add_argument("--compare", action="store_true", help="also measure alternative designs")
     p.add_argument(
@@ -803,7 +807,9 @@ def main(argv: list[str] | None = None) -> int:
         else args.alternative_margin,
         competitors=base_settings.competitors or args.competitors,
     )
-    audio_config = AudioConfig() if args.vad is None else AudioConfig(vad=args.vad)
+    audio_config = AudioConfig(agc=args.agc)
+    if args.vad is not None:
+        audio_config = audio_config.model_copy(update={"vad": args.vad})
     voice_config = VoiceConfig()
 
     def path_for(s: RecognizerSettings, a: AudioConfig) -> VoicePath:
@@ -988,6 +994,7 @@ def main(argv: list[str] | None = None) -> int:
             "conds": args.conds.split(","),
             "noises": args.noises.split(","),
             "gain_db": args.gain_db,
+            "agc": audio_config.agc,
             "utterances": len(items),
             "labelled_audio_s": round(set_audio_s, 1),
             "wall_s": round(time.monotonic() - wall0, 1),

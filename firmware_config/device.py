@@ -114,6 +114,15 @@ class AudioConfig(BaseModel):
     vad_threshold_db: float = Field(default=12.0, gt=0, le=60, description="dB above noise floor")
     preroll_ms: int = Field(default=300, ge=0, le=2000)
     hangover_ms: int = Field(default=600, ge=0, le=5000)
+    agc: bool = Field(
+        default=False, description="automatic gain control between the voice gate and Vosk"
+    )
+    agc_target_dbfs: float = Field(
+        default=-20.0, ge=-40, le=-6, description="level the gain control aims voiced speech at"
+    )
+    agc_max_gain_db: float = Field(
+        default=18.0, ge=0, le=40, description="most the gain control amplifies (dB)"
+    )
 
     @field_validator("capture_rate_hz")
     @classmethod

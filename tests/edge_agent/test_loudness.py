@@ -37,8 +37,8 @@ def test_the_room_is_the_quietest_part_of_the_utterance() -> None:
     # speech over noise at about 0 dB: after the word only the noise remains
     room = noise(3.0, 2000)
     speech = bytes(2 * RATE // 2) + tone(0.6, 2800) + bytes(2 * int(1.9 * RATE))
-    mixed = (
-        np.frombuffer(room, "<i2").astype(np.int32) + np.frombuffer(speech, "<i2").astype(np.int32)
+    mixed = np.frombuffer(room, "<i2").astype(np.int32) + np.frombuffer(speech, "<i2").astype(
+        np.int32
     )
     audio = mixed.astype("<i2").tobytes()
     heard = measure(audio, 0.0, [Word("줘", 1.0, 0.5, 1.1)])
