@@ -66,8 +66,9 @@ class Kind(enum.Enum):
 class SosRule:
     """What an SOS phrase must look like in an utterance to be taken as one (rule 4).
 
-    The defaults are the agent's; ``bench/speech.py --sweep`` chooses them on one half of its
-    labelled set and reports them on the other."""
+    The agent's values are ``voice.sos_*`` (:class:`firmware_config.device.VoiceConfig`);
+    ``bench/speech.py --sweep`` chooses them on one half of its labelled set and reports them on
+    the other."""
 
     max_unknown_words: int = 1
     """``[unk]`` words allowed in the utterance besides the phrase."""

@@ -192,7 +192,7 @@ class VoiceConfig(BaseModel):
         "utterance)",
     )
     sos_max_voice_after: float | None = Field(
-        default=None,
+        default=0.3,
         ge=0,
         le=2,
         description="loudness just after the utterance's last word, 0 = the room's quiet, "

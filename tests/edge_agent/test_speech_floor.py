@@ -71,7 +71,9 @@ def test_sos_phrases_are_heard(path: VoicePath, synth: Synth) -> None:
 def test_everyday_speech_and_near_misses_rarely_cry_wolf(path: VoicePath, synth: Synth) -> None:
     texts = EVERYDAY + NEAR_MISS[:16]
     false = [t for t in texts if path.run_one(item(synth, t, "none")).sos]
-    assert len(false) <= 5, false
+    # 1 of these 20 with the agent's rule (도와줄까, heard as "도와줘 [unk]"); 2 without the check
+    # of the voice after the phrase (도와줄게 too)
+    assert len(false) <= 2, false
 
 
 def test_a_beep_and_noise_are_not_an_sos(path: VoicePath) -> None:
