@@ -65,7 +65,7 @@ from edge_agent.recognizer import (
     load_vosk_model,
     write_manifest,
 )
-from edge_agent.runtime import make_gate, make_spotter
+from edge_agent.runtime import make_gain, make_gate, make_spotter
 from edge_agent.spotter import Detection, Kind, SosRule, Spotter
 from edge_agent.transcript import Transcript
 from edge_agent.voice import VoicePipeline
@@ -203,6 +203,7 @@ class VoicePath:
             on_detection=self._on_detection,
             clock=lambda: self.audio_s,
             answering=lambda: self.decider.asking,
+            gain=make_gain(self.audio_config),
         )
         self.recognizer.reset()
 
@@ -480,6 +481,18 @@ def continuous(path: VoicePath, synth: Synth, hours: float) -> dict[str, Any]:
 # --- decision rules, replayed ------------------------------------------------------------------
 
 
+_SPOTTERS: dict[tuple[int, SosRule], Spotter] = {}
+
+
+def _spotter(phrases: PhraseSet, rule: SosRule) -> Spotter:
+    """A fresh-state spotter for ``rule`` (building one per replay dominated the sweep's time)."""
+    spotter = _SPOTTERS.get((id(phrases), rule))
+    if spotter is None:
+        spotter = _SPOTTERS[(id(phrases), rule)] = Spotter(phrases, rule=rule)
+    spotter.disarm()
+    return spotter
+
+
 def replay(
     phrases: PhraseSet,
     voice_config: VoiceConfig,
@@ -494,7 +507,7 @@ def replay(
     these are pure, so feeding them the recorded transcripts at their recorded times is what the
     live path does with that rule. ``partials=False``: as if the recogniser had not passed on the
     words of its partial results (no veto from them)."""
-    spotter = Spotter(phrases, rule=rule)
+    spotter = _spotter(phrases, rule)
     decider = VoiceSosDecider(
         voice_config.ask_below_confidence,
         voice_config.answer_timeout_s,
@@ -525,7 +538,8 @@ class Policy:
         r = self.rule
         return (
             f"unk<={r.max_unknown_words} extra<={r.max_extra_words} conf>={r.min_confidence} "
-            f"share>={r.min_phrase_share} ask<{self.ask_below} "
+            f"share>={r.min_phrase_share} after<={r.max_words_after} "
+            f"voice_after<={r.max_voice_after} ask<{self.ask_below} "
             f"{'unanswered sends' if self.send_unanswered else 'needs an answer'}"
         )
 
@@ -537,19 +551,30 @@ class Policy:
 
 POLICY_GRID = [
     Policy(
-        SosRule(max_unknown_words=u, max_extra_words=x, min_confidence=c, min_phrase_share=sh),
+        SosRule(
+            max_unknown_words=u,
+            max_extra_words=x,
+            min_confidence=c,
+            min_phrase_share=sh,
+            max_words_after=after,
+            max_voice_after=voice,
+        ),
         ask_below,
         unanswered,
     )
     for u in (0, 1, 2)
     for x in (None, 0, 1, 2)
-    for c in (0.0, 0.5, 0.7, 0.9, 0.99, 1.0)
-    for sh in (0.0, 0.5, 0.7)
+    for c in (0.0, 0.5, 0.9, 1.0)
+    for sh in (0.0, 0.7)
+    for after in (None, 0)
+    for voice in (None, 0.3, 0.5, 0.7)
     for ask_below, unanswered in ((0.9, True), (0.9, False), (1.01, False))
     if x is None or x >= u
 ]
 """``ask < 1.01, needs an answer``: every voice SOS is asked about and sent only on 네/응/예 or the
-SOS phrase again."""
+SOS phrase again. ``after<=0``: the phrase ends the utterance (Korean is verb-final);
+``voice_after``: the audio just after the last word is at most that far from the room's quiet
+towards the words' level."""
 
 
 def _counts(
@@ -739,6 +764,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--gain-db", type=float, default=0.0, help="scale every utterance (e.g. -12: farther away)"
     )
+    p.add_argument(
+        "--agc", action="store_true", help="automatic gain control before the recogniser"
+    )
     p.add_argument("--save", type=Path, help="pickle every outcome here (for later analysis)")
     p.add_argument("--compare", action="store_true", help="also measure alternative designs")
     p.add_argument(
@@ -779,7 +807,9 @@ def main(argv: list[str] | None = None) -> int:
         else args.alternative_margin,
         competitors=base_settings.competitors or args.competitors,
     )
-    audio_config = AudioConfig() if args.vad is None else AudioConfig(vad=args.vad)
+    audio_config = AudioConfig(agc=args.agc)
+    if args.vad is not None:
+        audio_config = audio_config.model_copy(update={"vad": args.vad})
     voice_config = VoiceConfig()
 
     def path_for(s: RecognizerSettings, a: AudioConfig) -> VoicePath:
@@ -964,6 +994,7 @@ def main(argv: list[str] | None = None) -> int:
             "conds": args.conds.split(","),
             "noises": args.noises.split(","),
             "gain_db": args.gain_db,
+            "agc": audio_config.agc,
             "utterances": len(items),
             "labelled_audio_s": round(set_audio_s, 1),
             "wall_s": round(time.monotonic() - wall0, 1),

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edge_agent.grammar import build_grammar, competitor_words, filler_words
+from edge_agent.loudness import measure as measure_loudness
 from edge_agent.transcript import UNKNOWN, Transcript, Word
 from edge_agent.vocabulary import VocabularyError, infer_language, read_model_vocabulary
 from firmware_config.phrases import PhraseSet
@@ -439,6 +440,13 @@ class RecognizerSettings:
     """Read Vosk's partial result after every block and pass on the phrase words it reported
     but dropped from the final one (``Transcript.also_heard``): a cancel heard on the way vetoes
     an SOS."""
+    measure_loudness: bool = True
+    """Keep the current utterance's audio and give each transcript its
+    :class:`~edge_agent.transcript.Loudness` (whether the speaker went on after the last word)."""
+
+
+MAX_UTTERANCE_AUDIO_S = 30.0
+"""Audio kept for :func:`edge_agent.loudness.measure`; Vosk ends an utterance well before this."""
 
 
 def seed_dither(seed: int) -> bool:
@@ -592,6 +600,12 @@ class VoskRecognizer:
         self._rec.SetWords(True)
         self._partial_words: dict[str, None] = {}
         """Phrase words in this utterance's partial results so far, in the order first seen."""
+        self._fed_s = 0.0
+        """Audio given to Vosk since it was created: its word times are on this clock (a reset or
+        a final result does not restart it)."""
+        self._utterance = bytearray()
+        """The current utterance's audio (when measuring loudness); it began at ``_utterance_s``."""
+        self._utterance_s = 0.0
         if self.settings.alternatives > 0:
             self._rec.SetMaxAlternatives(self.settings.alternatives)
         self._seed()
@@ -615,8 +629,23 @@ class VoskRecognizer:
             self.settings.min_word_confidence,
             self.settings.alternative_margin,
         )
+        if heard is not None and self.settings.measure_loudness:
+            loudness = measure_loudness(bytes(self._utterance), self._utterance_s, heard.words)
+            heard = replace(heard, loudness=loudness)
+        self._utterance.clear()
+        self._utterance_s = self._fed_s
         partial, self._partial_words = self._partial_words, {}
         return with_partial_words(heard, partial)
+
+    def _feed(self, block: bytes) -> None:
+        self._fed_s += len(block) / (2 * SAMPLE_RATE_HZ)
+        if not self.settings.measure_loudness:
+            return
+        self._utterance += block
+        excess = len(self._utterance) - int(MAX_UTTERANCE_AUDIO_S * SAMPLE_RATE_HZ) * 2
+        if excess > 0:
+            del self._utterance[:excess]
+            self._utterance_s += excess / (2 * SAMPLE_RATE_HZ)
 
     def _note_partial(self) -> None:
         text = json.loads(self._rec.PartialResult()).get("partial", "")
@@ -625,6 +654,7 @@ class VoskRecognizer:
                 self._partial_words.setdefault(word, None)
 
     def accept(self, block: bytes) -> Transcript | None:
+        self._feed(block)
         if self._rec.AcceptWaveform(block):
             return self._heard(self._rec.Result())
         if self.settings.track_partials:
@@ -640,4 +670,6 @@ class VoskRecognizer:
         """Drop any partial utterance; the next audio is decoded as if the recogniser were new."""
         self._rec.Reset()
         self._partial_words = {}
+        self._utterance.clear()
+        self._utterance_s = self._fed_s
         self._seed()

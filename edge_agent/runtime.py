@@ -16,6 +16,7 @@ from firmware_config.device import AudioConfig, DeviceConfig, VoiceConfig
 from firmware_config.phrases import PhraseSet, load_phrase_set
 
 if TYPE_CHECKING:
+    from edge_agent.agc import GainControl
     from edge_agent.spotter import Spotter
     from edge_agent.vad import VoiceActivityGate
 
@@ -134,6 +135,15 @@ def make_gate(audio: AudioConfig) -> VoiceActivityGate:
     )
 
 
+def make_gain(audio: AudioConfig) -> GainControl | None:
+    """The gain control between gate and recogniser, when the config asks for one."""
+    from edge_agent.agc import GainControl
+
+    if not audio.agc:
+        return None
+    return GainControl(target_dbfs=audio.agc_target_dbfs, max_gain_db=audio.agc_max_gain_db)
+
+
 def make_spotter(phrases: PhraseSet, voice: VoiceConfig | None = None) -> Spotter:
     """The phrase spotter the agent listens with, taking SOS by the config's rule."""
     from edge_agent.spotter import SosRule, Spotter
@@ -146,6 +156,8 @@ def make_spotter(phrases: PhraseSet, voice: VoiceConfig | None = None) -> Spotte
             max_extra_words=voice.sos_max_extra_words,
             min_confidence=voice.sos_min_confidence,
             min_phrase_share=voice.sos_min_phrase_share,
+            max_words_after=voice.sos_max_words_after,
+            max_voice_after=voice.sos_max_voice_after,
         ),
     )
 
@@ -186,4 +198,5 @@ def attach_voice(agent: Agent, config: DeviceConfig, *, stand_in: bool = False) 
         on_detection=agent.on_detection,
         on_transcript=agent.on_transcript,
         answering=lambda: agent.voice_sos.asking,
+        gain=make_gain(config.audio),
     )

@@ -18,9 +18,11 @@ Rules, in order:
    ``[unk]`` and ``max_extra_words`` words of any kind besides it (a call for help is short, "아이고
    살려 주세요"; a sentence of talk or television that happens to contain the phrase's sounds is
    long), its weakest word at least ``min_confidence``, and it covers at least
-   ``min_phrase_share`` of the utterance's time. SOS needs **no wake word**: a resident who has
-   fallen should not have to remember one. Its ``confidence`` is the lowest word confidence of
-   the run.
+   ``min_phrase_share`` of the utterance's time; optionally it must end the utterance (at most
+   ``max_words_after`` words after it) with nothing louder than ``max_voice_after`` after the
+   last word (Korean is verb-final: 도와줄게 goes on where 도와줘 stops). SOS needs **no wake
+   word**: a resident who has fallen should not have to remember one. Its ``confidence`` is the
+   lowest word confidence of the run.
    When the best hypothesis holds no such SOS, the recogniser's close *alternatives* (hypotheses
    nearly as likely, :attr:`Transcript.alternatives`) are looked at, closest first, with the same
    rule. The best hypothesis alone decides everything else.
@@ -64,8 +66,9 @@ class Kind(enum.Enum):
 class SosRule:
     """What an SOS phrase must look like in an utterance to be taken as one (rule 4).
 
-    The defaults are the agent's; ``bench/speech.py --sweep`` chooses them on one half of its
-    labelled set and reports them on the other."""
+    The agent's values are ``voice.sos_*`` (:class:`firmware_config.device.VoiceConfig`);
+    ``bench/speech.py --sweep`` chooses them on one half of its labelled set and reports them on
+    the other."""
 
     max_unknown_words: int = 1
     """``[unk]`` words allowed in the utterance besides the phrase."""
@@ -76,6 +79,15 @@ class SosRule:
     min_phrase_share: float = 0.0
     """The phrase must span at least this share of the utterance, first word's start to last
     word's end (0: not checked; skipped when the recogniser gives no word times)."""
+    max_words_after: int | None = None
+    """Words of any kind (``[unk]`` too) allowed after the phrase's last word; None: any. Korean
+    is verb-final, so a call for help ends with its phrase (0: the phrase must end the
+    utterance)."""
+    max_voice_after: float | None = None
+    """How loud the audio just after the utterance's last word may be, as a share of the way
+    from the utterance's quiet (0) to its words' level (1) (:meth:`Loudness.voice_after`):
+    도와줄게 is often heard as the phrase 도와줘 with its last syllable put down as silence.
+    None: not checked; skipped when the recogniser measured no loudness."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +190,10 @@ class Spotter:
         )
         """The phrase set's ``cancel_words``: heard anywhere in an utterance, they veto an SOS."""
 
+    def disarm(self) -> None:
+        """Forget a wake word heard earlier (the spotter's only state)."""
+        self._armed_until = None
+
     @property
     def max_unknown_words(self) -> int:
         return self.rule.max_unknown_words
@@ -244,6 +260,12 @@ class Spotter:
             spoken = words[-1].end_s - words[0].start_s
             phrase = words[match.last].end_s - words[match.first].start_s
             if phrase < rule.min_phrase_share * spoken:
+                return False
+        if rule.max_words_after is not None and len(words) - 1 - match.last > rule.max_words_after:
+            return False
+        if rule.max_voice_after is not None and heard.loudness is not None:
+            after = heard.loudness.voice_after()
+            if after is not None and after > rule.max_voice_after:
                 return False
         return True
 

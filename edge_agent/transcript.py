@@ -20,6 +20,28 @@ class Word:
 
 
 @dataclass(frozen=True, slots=True)
+class Loudness:
+    """How loud the audio of an utterance was around its words (dBFS), as the recogniser measured
+    it (:func:`edge_agent.loudness.measure`): enough to tell whether the speaker went on talking
+    after the last word the recogniser put in the transcript."""
+
+    words_db: float
+    """From the first word's start to the last word's end."""
+    after_db: float
+    """The stretch just after the last word's end (see ``edge_agent.loudness``)."""
+    floor_db: float
+    """The quietest 100 ms of the utterance's audio (the room without the speaker)."""
+
+    def voice_after(self) -> float | None:
+        """Where the audio after the last word lies between the floor (0) and the words' level
+        (1); None when the words are not clearly above the floor (nothing to compare with)."""
+        span = self.words_db - self.floor_db
+        if span < 1.0:
+            return None
+        return (self.after_db - self.floor_db) / span
+
+
+@dataclass(frozen=True, slots=True)
 class Transcript:
     """One utterance as a sequence of words.
 
@@ -34,6 +56,8 @@ class Transcript:
     also_heard: tuple[str, ...] = ()
     """Words the recogniser reported in its partial results for this utterance that are not in
     ``words`` (it changed its mind): a cancel among them still vetoes an SOS."""
+    loudness: Loudness | None = None
+    """The audio's level around the words (None when the recogniser measured none)."""
 
     @classmethod
     def of(cls, text: str, confidence: float = 1.0) -> Transcript:

@@ -1,4 +1,4 @@
-"""The voice path in one thread: microphone → voice-activity gate → recogniser → phrase spotter.
+"""The voice path in one thread: microphone → voice-activity gate → (gain) → recogniser → spotter.
 
 The recogniser hears audio only inside a gate segment (pre-roll first), so a quiet home costs one
 RMS per block. Each transcript goes to the spotter with the injected clock's time; a detection goes
@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from edge_agent.agc import GainControl
 from edge_agent.audio import AudioSource
 from edge_agent.recognizer import Recognizer
 from edge_agent.spotter import Detection, Kind, Spotter
@@ -43,6 +44,7 @@ class VoicePipeline:
         read_timeout_s: float = 0.2,
         answering: Callable[[], bool] = lambda: False,
         on_transcript: Callable[[str], bool] | None = None,
+        gain: GainControl | None = None,
     ) -> None:
         self.source = source
         self.gate = gate
@@ -51,6 +53,8 @@ class VoicePipeline:
         self.on_detection = on_detection
         self.on_transcript = on_transcript
         """Sees each transcript first (a listening check-in); True means it was an answer."""
+        self.gain = gain
+        """Automatic gain control between the gate and the recogniser (None: audio as captured)."""
         self.clock = clock
         self.read_timeout_s = read_timeout_s
         self.answering = answering
@@ -119,9 +123,15 @@ class VoicePipeline:
         try:
             if isinstance(event, SegmentStart):
                 self.recognizer.reset()
-                text = self.recognizer.accept(event.preroll) if event.preroll else None
+                preroll = event.preroll
+                if preroll and self.gain is not None:
+                    preroll = self.gain.process(preroll, voiced=False)
+                text = self.recognizer.accept(preroll) if preroll else None
             elif isinstance(event, Audio):
-                text = self.recognizer.accept(event.block)
+                block = event.block
+                if self.gain is not None:
+                    block = self.gain.process(block, voiced=True)
+                text = self.recognizer.accept(block)
             else:
                 text = self.recognizer.flush()
         except Exception:

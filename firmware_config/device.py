@@ -114,6 +114,15 @@ class AudioConfig(BaseModel):
     vad_threshold_db: float = Field(default=12.0, gt=0, le=60, description="dB above noise floor")
     preroll_ms: int = Field(default=300, ge=0, le=2000)
     hangover_ms: int = Field(default=600, ge=0, le=5000)
+    agc: bool = Field(
+        default=False, description="automatic gain control between the voice gate and Vosk"
+    )
+    agc_target_dbfs: float = Field(
+        default=-20.0, ge=-40, le=-6, description="level the gain control aims voiced speech at"
+    )
+    agc_max_gain_db: float = Field(
+        default=18.0, ge=0, le=40, description="most the gain control amplifies (dB)"
+    )
 
     @field_validator("capture_rate_hz")
     @classmethod
@@ -174,6 +183,20 @@ class VoiceConfig(BaseModel):
         ge=0,
         le=1,
         description="share of the utterance's time the SOS phrase must span (0: not checked)",
+    )
+    sos_max_words_after: int | None = Field(
+        default=None,
+        ge=0,
+        le=20,
+        description="words allowed after an SOS phrase's last word (null: any; 0: it ends the "
+        "utterance)",
+    )
+    sos_max_voice_after: float | None = Field(
+        default=0.3,
+        ge=0,
+        le=2,
+        description="loudness just after the utterance's last word, 0 = the room's quiet, "
+        "1 = the words' level, above which an SOS phrase is not taken (null: not checked)",
     )
 
     @property

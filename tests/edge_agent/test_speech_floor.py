@@ -71,7 +71,9 @@ def test_sos_phrases_are_heard(path: VoicePath, synth: Synth) -> None:
 def test_everyday_speech_and_near_misses_rarely_cry_wolf(path: VoicePath, synth: Synth) -> None:
     texts = EVERYDAY + NEAR_MISS[:16]
     false = [t for t in texts if path.run_one(item(synth, t, "none")).sos]
-    assert len(false) <= 5, false
+    # 1 of these 20 with the agent's rule (도와줄까, heard as "도와줘 [unk]"); 2 without the check
+    # of the voice after the phrase (도와줄게 too)
+    assert len(false) <= 2, false
 
 
 def test_a_beep_and_noise_are_not_an_sos(path: VoicePath) -> None:
@@ -104,3 +106,17 @@ def test_the_cancel_once_heard_as_an_sos_is_not_one(path: VoicePath, synth: Synt
     assert not out.sos, [t.text for t in out.transcripts]
     before = replay(path.phrases, path.voice_config, SosRule(), out, len(clip.audio) / 32000)
     assert any(d.action.value == "send" for d, _ in before), [t.text for t in out.transcripts]
+
+
+def test_the_recogniser_hears_whether_the_speaker_went_on(path: VoicePath, synth: Synth) -> None:
+    """도와줄게 (voice ko) comes out of the recogniser as the phrase 도와줘 alone, its last syllable
+    put down as silence; the loudness the recogniser measures after the word (on its own word
+    clock, which runs on across resets and results) must show the syllable — and show none after
+    a real 도와줘. If 도와줄게 stops being heard as 도와줘, this fails rather than passing idly."""
+    went_on = path.run_one(item(synth, "도와줄게", "none")).transcripts
+    assert [t.text for t in went_on] == ["도와줘"]
+    stopped = path.run_one(item(synth, "도와줘", "sos")).transcripts
+    assert [t.text for t in stopped] == ["도와줘"]
+    after = [t.loudness.voice_after() if t.loudness else None for t in (*went_on, *stopped)]
+    assert after[0] is not None and after[0] > 0.7, after
+    assert after[1] is not None and after[1] < 0.3, after

@@ -210,7 +210,8 @@ def test_the_cancel_veto_holds_for_every_rule_and_every_sos_phrase() -> None:
 
     phrases = load_phrase_set("ko")
     loose = SosRule(max_unknown_words=20, max_extra_words=None, min_confidence=0.0)
-    for rule in (SosRule(), loose):
+    final = SosRule(max_words_after=0, max_voice_after=0.5)
+    for rule in (SosRule(), loose, final):
         spotter = Spotter(phrases, rule=rule)
         for sos in phrases.sos:
             for word in phrases.cancel_words:
@@ -275,6 +276,49 @@ def test_sos_rule_phrase_share_of_the_utterance() -> None:
     assert spotter.hear(long, now=0) is None
     untimed = Transcript(_words("[unk]", "살려", "줘"))  # no word times: not checked
     assert spotter.hear(untimed, now=0) is not None
+
+
+@pytest.mark.parametrize(
+    ("heard", "is_sos"),
+    [
+        ("도와줘", True),
+        ("[unk] 도와줘", True),  # before the phrase is allowed: 아이고 살려 줘
+        ("도와줘 [unk]", False),  # 도와줄까: a syllable after it
+        ("살려 줘 구", False),
+        ("도와주 세요", True),
+    ],
+)
+def test_sos_rule_phrase_must_end_the_utterance(heard: str, is_sos: bool) -> None:
+    from edge_agent.spotter import SosRule
+
+    spotter = Spotter(load_phrase_set("ko"), rule=SosRule(max_words_after=0))
+    detection = spotter.hear(heard, now=0)
+    assert (detection is not None and detection.kind is Kind.SOS) is is_sos
+    anywhere = Spotter(load_phrase_set("ko"), rule=SosRule(max_words_after=None))
+    assert anywhere.hear(heard, now=0) is not None
+
+
+def test_sos_rule_voice_after_the_last_word() -> None:
+    """도와줄게 heard as 도와줘 with 게 put down as silence: the audio after the word is as loud as
+    the word, where after a real 도와줘 it is as quiet as the room."""
+    from edge_agent.spotter import SosRule
+    from edge_agent.transcript import Loudness
+
+    spotter = Spotter(load_phrase_set("ko"), rule=SosRule(max_voice_after=0.5))
+    words = _words("도와줘")
+    went_on = Transcript(words, loudness=Loudness(-20.0, -21.0, -70.0))
+    stopped = Transcript(words, loudness=Loudness(-20.0, -68.0, -70.0))
+    in_noise = Transcript(words, loudness=Loudness(-17.0, -20.0, -21.0))  # 0 dB SNR, stopped
+    assert spotter.hear(went_on, now=0) is None
+    assert spotter.hear(stopped, now=0) is not None
+    assert spotter.hear(in_noise, now=0) is not None
+    # no loudness measured, or words not above the room: not checked
+    assert spotter.hear(Transcript(words), now=0) is not None
+    flat = Transcript(words, loudness=Loudness(-20.0, -20.0, -20.5))
+    assert flat.loudness is not None and flat.loudness.voice_after() is None
+    assert spotter.hear(flat, now=0) is not None
+    unchecked = Spotter(load_phrase_set("ko"), rule=SosRule())
+    assert unchecked.hear(went_on, now=0) is not None
 
 
 def test_competitor_words_begin_like_an_sos_word_but_spell_no_phrase() -> None:

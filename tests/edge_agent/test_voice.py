@@ -173,3 +173,43 @@ def test_real_stream_delivers_the_utterance_intact_to_the_recogniser(
     (segment,) = (bytes.fromhex(s) for s in result["segments"])
     assert speech_bounds(sos_speech) in segment  # every sample of the utterance, in order
     assert segment in quiet(1) + played + quiet(2)  # and nothing that was not played
+
+
+class _Pushed:
+    """An audio source never read: the test pushes blocks with ``VoicePipeline.process``."""
+
+    overruns = 0
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def read(self, timeout_s: float) -> bytes | None:
+        return None
+
+
+def test_the_gain_control_sits_between_gate_and_recogniser() -> None:
+    """Quiet speech reaches the recogniser louder."""
+    from edge_agent.agc import GainControl
+    from edge_agent.vad import level_dbfs
+
+    t = np.arange(16000) / 16000
+    said = (600 * np.sin(2 * np.pi * 220 * t)).astype("<i2").tobytes()  # about -37 dBFS
+    heard: dict[str, FakeRecognizer] = {}
+    for name, gain in (("as captured", None), ("with gain", GainControl(max_gain_db=18.0))):
+        rec = FakeRecognizer(["[unk]"])
+        pipeline = VoicePipeline(
+            _Pushed(),
+            VoiceActivityGate.from_config(AudioConfig(vad="energy")),
+            rec,
+            Spotter(KO),
+            on_detection=lambda d: None,
+            gain=gain,
+        )
+        audio = quiet(1.0) + said + quiet(1.5)
+        for i in range(0, len(audio), 3200):
+            pipeline.process(audio[i : i + 3200])
+        heard[name] = rec
+    plain, louder = heard["as captured"].segments[0], heard["with gain"].segments[0]
+    assert len(plain) == len(louder)
+    assert level_dbfs(louder) - level_dbfs(plain) > 12.0
