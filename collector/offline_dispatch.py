@@ -28,7 +28,7 @@ from collector.domain.dispatch import Contact, device_back_messages, device_offl
 from collector.domain.escalation import EscalationPolicy
 from collector.domain.links import LinkSigner
 from collector.domain.supervision import TicketKind, WhenBack, when_device_back
-from collector.service import add_notifications, household_view
+from collector.service import add_notifications, household_view, open_dispatch
 from collector.store.models import (
     Dispatch,
     DispatchReason,
@@ -103,23 +103,21 @@ class StoreOfflineDispatches:
             # same dispatch.
             self._link(session, tickets, unresolved)
             return None
-        dispatch = Dispatch(
-            household_id=household_id,
-            caregiver_id=household.caregiver_id,
+        dispatch = open_dispatch(
+            session,
+            household,
             reason=DispatchReason.DEVICE_OFFLINE,
             priority=Priority.NORMAL,
-            status=DispatchStatus.OPEN,
-            created_at=now,
-            escalation_level=0,
+            now=now,
             next_escalation_at=self.escalation.first_due_at(
                 household.district, DispatchReason.DEVICE_OFFLINE.value, now
             ),
+            messages=device_offline_messages(
+                household_view(household), since=since, staff=self.staff
+            ),
+            links=self.links,
         )
-        session.add(dispatch)
-        session.flush()
         self._link(session, tickets, dispatch.id)
-        messages = device_offline_messages(household_view(household), since=since, staff=self.staff)
-        add_notifications(session, dispatch.id, messages, now, self.links)
         return dispatch.id
 
     @staticmethod

@@ -21,11 +21,9 @@ from collector.domain.dispatch import Contact, Message
 from collector.domain.escalation import EscalationPolicy
 from collector.domain.links import LinkSigner
 from collector.domain.requests import decide_request
-from collector.service import add_notifications, household_view
+from collector.service import household_view, open_dispatch
 from collector.store.models import (
-    Dispatch,
     DispatchReason,
-    DispatchStatus,
     Household,
     Priority,
     ServiceRequest,
@@ -212,26 +210,24 @@ def _open_dispatch(
 ) -> int:
     """The request's dispatch (its chain counted from ``due_from``), linked to the request row,
     and its notifications from ``send_at``; returns the dispatch id."""
-    dispatch = Dispatch(
-        household_id=household.id,
-        caregiver_id=household.caregiver_id,
+    dispatch = open_dispatch(
+        session,
+        household,
         reason=DispatchReason.REQUEST,
         priority=Priority.NORMAL,
-        status=DispatchStatus.OPEN,
-        created_at=now,
-        note=text[:2000] or None,
-        escalation_level=0,
+        now=now,
         next_escalation_at=policy.first_due_at(household.district, "request", due_from),
+        messages=messages,
+        links=links,
+        note=text[:2000] or None,
+        send_at=send_at,
     )
-    session.add(dispatch)
-    session.flush()
     session.execute(
         update(ServiceRequest)
         .where(ServiceRequest.id == request_id)
         .values(dispatch_id=dispatch.id)
         .execution_options(synchronize_session=False)
     )
-    add_notifications(session, dispatch.id, messages, now, links, send_at=send_at)
     return dispatch.id
 
 

@@ -219,6 +219,40 @@ def add_notifications(
     return len(rows)
 
 
+def open_dispatch(
+    session: Session,
+    household: Household,
+    *,
+    reason: DispatchReason,
+    priority: Priority,
+    now: dt.datetime,
+    next_escalation_at: dt.datetime | None,
+    messages: tuple[Message, ...],
+    links: LinkSigner,
+    sos_message_id: str | None = None,
+    note: str | None = None,
+    send_at: dt.datetime | None = None,
+) -> Dispatch:
+    """A new open dispatch of ``household`` (flushed, so it has its id) for its caregiver, with
+    ``messages`` queued from ``send_at`` (default: now). Every kind opens its dispatch here."""
+    dispatch = Dispatch(
+        household_id=household.id,
+        caregiver_id=household.caregiver_id,
+        reason=reason,
+        priority=priority,
+        status=DispatchStatus.OPEN,
+        sos_message_id=sos_message_id,
+        created_at=now,
+        note=note,
+        escalation_level=0,
+        next_escalation_at=next_escalation_at,
+    )
+    session.add(dispatch)
+    session.flush()
+    add_notifications(session, dispatch.id, messages, now, links, send_at=send_at)
+    return dispatch
+
+
 _devices = table_of(Device)
 _newer = _devices.c.last_seq < bindparam("b_seq")
 _SEEN = (
@@ -673,28 +707,26 @@ class Service:
             policy=self.dispatch_policy,
         )
         if decision.open_new:
-            dispatch = Dispatch(
-                household_id=household.id,
-                caregiver_id=household.caregiver_id,
+            dispatch_id = open_dispatch(
+                session,
+                household,
                 reason=DispatchReason.SOS,
                 priority=Priority.URGENT,
-                status=DispatchStatus.OPEN,
-                sos_message_id=sos.message_id,
-                created_at=now,
-                escalation_level=0,
+                now=now,
                 # The district's SOS chain decides when the first step is due.
                 next_escalation_at=self.escalation_policy.first_due_at(
                     household.district, DispatchReason.SOS.value, now
                 ),
-            )
-            session.add(dispatch)
-            session.flush()
-            dispatch_id = dispatch.id
+                messages=decision.messages,
+                links=self.links,
+                sos_message_id=sos.message_id,
+            ).id
+            queued = len(decision.messages)
         else:
             assert decision.existing_dispatch_id is not None  # noqa: S101
             dispatch_id = decision.existing_dispatch_id
+            queued = add_notifications(session, dispatch_id, decision.messages, now, self.links)
         event.dispatch_id = dispatch_id
-        queued = add_notifications(session, dispatch_id, decision.messages, now, self.links)
         queued += self._cancel_that_overtook(session, household, sos, dispatch_id, now)
         log.info(
             "sos",

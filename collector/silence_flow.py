@@ -44,13 +44,12 @@ from collector.domain.silence_checkin import (
     on_flag,
     on_tick,
 )
-from collector.service import add_notifications, household_view
+from collector.service import household_view, open_dispatch
 from collector.store.db import Database
 from collector.store.models import (
     Device,
     Dispatch,
     DispatchReason,
-    DispatchStatus,
     Household,
     Priority,
 )
@@ -104,24 +103,22 @@ class StoreDispatches:
         self, session: Session, household_id: str, messages: tuple[Message, ...], now: dt.datetime
     ) -> int:
         household = session.get(Household, household_id)
-        dispatch = Dispatch(
-            household_id=household_id,
-            caregiver_id=None if household is None else household.caregiver_id,
+        if household is None:  # the flow checks before it dispatches; deleted meanwhile
+            raise LookupError(f"no household {household_id!r}")
+        return open_dispatch(
+            session,
+            household,
             reason=DispatchReason.SILENCE,
             priority=Priority.NORMAL,
-            status=DispatchStatus.OPEN,
-            created_at=now,
-            escalation_level=0,
+            now=now,
             next_escalation_at=(
                 now + dt.timedelta(seconds=self.escalate_after_s)
-                if self.escalation is None or household is None
+                if self.escalation is None
                 else self.escalation.first_due_at(household.district, "silence", now)
             ),
-        )
-        session.add(dispatch)
-        session.flush()
-        add_notifications(session, dispatch.id, messages, now, self.links)
-        return dispatch.id
+            messages=messages,
+            links=self.links,
+        ).id
 
     def add_note(self, session: Session, dispatch_id: int, note: str) -> None:
         dispatch = session.get(Dispatch, dispatch_id)
