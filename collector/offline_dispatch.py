@@ -168,7 +168,10 @@ class StoreOfflineDispatches:
         )
         event: lifecycle.Event
         if action is WhenBack.RESOLVE:
-            event = lifecycle.Resolve(lifecycle.Outcome.DEVICE_PROBLEM, note, SYSTEM)
+            # Nobody answered: no acknowledgement is recorded (the reports count people's).
+            event = lifecycle.Resolve(
+                lifecycle.Outcome.DEVICE_PROBLEM, note, SYSTEM, by_itself=True
+            )
             after = lifecycle.apply(before, event, now=now)
             if not write_lifecycle(session, dispatch.id, before, after):
                 return False  # a caregiver acted at this very moment: theirs now
