@@ -156,7 +156,8 @@ def household_view(household: Household) -> HouseholdView:
         c = household.caregiver
         caregiver = Contact("caregiver", c.name, c.phone, c.email)
     guardian = None
-    if household.guardian_phone or household.guardian_email:
+    # Only with the resident's consent: a recorded contact alone is not enough.
+    if household.guardian_opt_in and (household.guardian_phone or household.guardian_email):
         guardian = Contact(
             "guardian",
             household.guardian_name or "보호자",

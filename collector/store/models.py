@@ -129,6 +129,9 @@ class Household(Base):
     guardian_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
     guardian_phone: Mapped[str | None] = mapped_column(String(32), nullable=True)
     guardian_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    guardian_opt_in: Mapped[bool] = mapped_column(default=False, server_default="0")
+    """The resident agreed that the guardian is told of alarms (as Gangseo asks); without it the
+    guardian is never messaged, whatever contact is recorded."""
     silence_period_h: Mapped[float] = mapped_column(Float, default=48.0)
     risk_level: Mapped[RiskLevel] = mapped_column(_enum(RiskLevel), default=RiskLevel.BLUE)
     caregiver_id: Mapped[int | None] = mapped_column(ForeignKey("caregivers.id"), nullable=True)
