@@ -45,6 +45,7 @@ from collector.domain.intake import (
     device_time,
     latest_per_device,
 )
+from collector.domain.lifecycle import AddNote
 from collector.domain.links import LinkSigner, fill_links
 from collector.domain.sos_test import incoming_sos
 from collector.domain.supervision import HeartbeatFacts as SupervisedBeat
@@ -69,6 +70,7 @@ from collector.store.models import (
     UtcDateTime,
 )
 from collector.store.sql import insert_for, table_of
+from collector.store.trail import record_change
 from firmware_config import ContractError
 from firmware_config.messages import (
     CallRequest,
@@ -252,6 +254,55 @@ def open_dispatch(
     session.flush()
     add_notifications(session, dispatch.id, messages, now, links, send_at=send_at)
     return dispatch
+
+
+SYSTEM = "anbu"
+"""Who the timeline and the audit log name for what the collector did by itself."""
+
+SAME_TROUBLE = (DispatchReason.SILENCE, DispatchReason.DEVICE_OFFLINE)
+"""Kinds that are one trouble at one home: nobody hears from it. While one of them is open, the
+other is added to it (a note and a step) instead of paging the caregiver a second time. An SOS is
+never among them: it always opens or raises its own urgent dispatch."""
+
+
+def open_trouble(session: Session, household_id: str) -> Dispatch | None:
+    """The home's unresolved silence or device-offline dispatch (newest), if any.
+
+    Takes the household's row lock first (``FOR UPDATE`` on PostgreSQL; SQLite has one writer
+    anyway), so that two collectors opening a silence and a device-offline dispatch for the same
+    home at the same moment take turns, and the second finds the first's dispatch.
+    """
+    session.execute(select(Household.id).where(Household.id == household_id).with_for_update())
+    return session.scalar(
+        select(Dispatch)
+        .where(
+            Dispatch.household_id == household_id,
+            Dispatch.reason.in_(SAME_TROUBLE),
+            Dispatch.status != DispatchStatus.RESOLVED,
+        )
+        .order_by(Dispatch.id.desc())
+        .limit(1)
+    )
+
+
+def add_system_note(
+    session: Session, dispatch: Dispatch, household: Household, note: str, now: dt.datetime
+) -> None:
+    """A note by the collector on ``dispatch``: kept on the dispatch, a step on its timeline and
+    a row in the audit log, like a note made on the pages. Changes no state, so the dispatch's
+    escalation goes on as it was."""
+    dispatch.note = f"{dispatch.note}\n{note}" if dispatch.note else note
+    record_change(
+        session,
+        dispatch_id=dispatch.id,
+        household_id=household.id,
+        district=household.district,
+        event=AddNote(note, SYSTEM),
+        by=SYSTEM,
+        actor=SYSTEM,
+        account_id=None,
+        now=now,
+    )
 
 
 _devices = table_of(Device)

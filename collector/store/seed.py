@@ -488,10 +488,8 @@ def load_households_json(
                         unassigned.append(record.id)
                 else:
                     loads_of(record.district).took(caregiver_id)
-                new_homes[record.id] = {"guardian_opt_in": False} | values | {
-                    "caregiver_id": caregiver_id,
-                    "created_at": now,
-                }
+                fresh = {"guardian_opt_in": False, "caregiver_id": caregiver_id, "created_at": now}
+                new_homes[record.id] = fresh | values
                 h_created += 1
             else:
                 # Named again (later in the file, or already stored): update it.
