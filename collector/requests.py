@@ -4,7 +4,11 @@ Both ways in end here: a device's ``event/request`` (through ``Service.apply_eve
 to the district's number (``POST /sms/inbound``). A request from a known household opens a
 dispatch of kind ``request`` (priority normal) whose escalation is due when the working day
 passes; its notification waits for office hours. An SMS from a number no household has is kept
-in ``service_requests`` without a dispatch, for the office to match (logged as a warning).
+in ``service_requests`` without a dispatch, for the office to match (logged as a warning), due
+one working day later like any request: :func:`escalate_unanswered_texts` (run with every
+escalation tick) tells the district's supervisor once when that passes with the text neither
+matched nor closed. Those messages belong to the text (``notifications.service_request_id``),
+not to a dispatch.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from sqlalchemy.orm import Session
 from collector.domain.dispatch import Contact, Message
 from collector.domain.escalation import EscalationPolicy
 from collector.domain.links import LinkSigner
-from collector.domain.requests import decide_request
+from collector.domain.requests import decide_request, unanswered_text
 from collector.service import household_view, open_dispatch
 from collector.store.models import (
     DispatchReason,
     Household,
+    Notification,
+    NotificationStatus,
     Priority,
     ServiceRequest,
 )
@@ -243,3 +249,68 @@ def mark_handled(
     )
     if cast(CursorResult[Any], taken).rowcount != 1:
         raise AlreadyHandled(f"request {request_id} was handled already")
+
+
+def escalate_unanswered_texts(
+    session: Session, *, now: dt.datetime, policy: EscalationPolicy, limit: int = 100
+) -> int:
+    """Tell the district's supervisor about each text from an unknown number whose working day
+    passed with nobody matching or closing it; once per text (a conditional UPDATE on
+    ``escalated_at``, so of several collectors one tells). Returns how many messages it queued."""
+    overdue = session.scalars(
+        select(ServiceRequest)
+        .where(
+            ServiceRequest.household_id.is_(None),
+            ServiceRequest.handled_at.is_(None),
+            ServiceRequest.escalated_at.is_(None),
+            ServiceRequest.due_at <= now,
+        )
+        .order_by(ServiceRequest.due_at, ServiceRequest.id)
+        .limit(limit)
+    ).all()
+    queued = 0
+    for row in overdue:
+        taken = session.execute(
+            update(ServiceRequest)
+            .where(
+                ServiceRequest.id == row.id,
+                ServiceRequest.escalated_at.is_(None),
+                ServiceRequest.handled_at.is_(None),
+                ServiceRequest.household_id.is_(None),
+            )
+            .values(escalated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if cast(CursorResult[Any], taken).rowcount != 1:
+            continue  # another collector told them, or a supervisor just handled it
+        told, messages = unanswered_text(
+            policy.effective_book.contacts_for(row.district),
+            staff=policy.staff,
+            text_ref=str(row.id),
+            received_at=row.received_at,
+            due_at=row.due_at,
+            texts_url=f"{policy.dashboard_url.rstrip('/')}/texts",
+        )
+        for m in messages:
+            session.add(
+                Notification(
+                    dispatch_id=None,
+                    service_request_id=row.id,
+                    channel=m.channel,
+                    purpose=m.purpose,
+                    recipient_role=m.recipient_role,
+                    recipient=m.recipient,
+                    subject=m.subject,
+                    body=m.body,
+                    status=NotificationStatus.PENDING,
+                    attempts=0,
+                    created_at=now,
+                    next_attempt_at=now,
+                )
+            )
+        queued += len(messages)
+        log.warning(
+            "text from an unknown number unanswered past its working day",
+            extra={"request": row.id, "district": row.district, "told": told},
+        )
+    return queued

@@ -879,7 +879,8 @@ class Service:
     # -- escalation ---------------------------------------------------------------------
 
     def escalate_due(self, now: dt.datetime) -> int:
-        """Apply every escalation due at ``now``; returns how many notifications were queued.
+        """Apply every escalation due at ``now``, and tell the supervisors of texts from unknown
+        numbers unanswered past their working day; returns how many notifications were queued.
 
         Several collectors may run this at once: on PostgreSQL each claims its rows with
         ``FOR UPDATE SKIP LOCKED``; everywhere the update is conditional on what was read.
@@ -937,6 +938,10 @@ class Service:
                         "recipients": sorted({m.recipient_role for m in step.messages}),
                     },
                 )
+        with self.db.session() as session:
+            from collector.requests import escalate_unanswered_texts  # imports this module
+
+            queued += escalate_unanswered_texts(session, now=now, policy=self.escalation_policy)
         return queued
 
 

@@ -139,6 +139,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "no_texts": ("처리를 기다리는 문자가 없습니다.", "No texts are waiting."),
     "channel_sms": ("문자", "SMS"),
     "channel_voice": ("음성", "Voice"),
+    "text_escalated": ("{at} 담당 과장에게 알림", "Supervisor told at {at}"),
     "overdue": ("답변 기한 지남", "Overdue"),
     "answer_by": ("답변 기한", "Answer by"),
     "handled": ("처리됨", "Handled"),

@@ -19,7 +19,7 @@ from sqlalchemy import func, inspect, select, text
 from collector.cli import main as cli_main
 from collector.store.db import Database
 from collector.store.migrations import BASELINE, current_revision, head_revision, prepare, upgrade
-from collector.store.models import Base, Dispatch, Household
+from collector.store.models import Base, Dispatch, Household, Notification
 from tests.support.postgres import PostgresServer
 
 DATA = Path(__file__).parent / "data"
@@ -170,3 +170,35 @@ def test_0007_asks_consent_of_every_home_and_unacknowledges_what_the_collector_c
             ("김지원", False),
         ]
         assert all(d.resolved_at is not None for d in rows)
+
+
+def test_0008_keeps_every_notification_and_lets_a_text_have_one(empty: Database) -> None:
+    assert upgrade(empty, "0007_guardian_consent") == "0007_guardian_consent"
+    with empty.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO households (id, district, resident_name, address, silence_period_h,"
+                " risk_level, created_at) VALUES ('h0001', 'mapo', '박순자', '', 48, 'blue', :t)"
+            ),
+            {"t": "2026-11-01 00:00:00"},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO dispatches (household_id, reason, priority, status, created_at,"
+                " escalation_level) VALUES ('h0001', 'sos', 'urgent', 'open', :t, 0)"
+            ),
+            {"t": "2026-11-01 00:00:00"},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO notifications (dispatch_id, channel, purpose, recipient_role,"
+                " recipient, subject, body, status, attempts, created_at, next_attempt_at)"
+                " VALUES (1, 'sms', 'sos', 'caregiver', '010-1', 's', 'b', 'sent', 1, :t, :t)"
+            ),
+            {"t": "2026-11-01 00:00:00"},
+        )
+    assert upgrade(empty) == head_revision()
+    assert drift(empty) == []
+    with empty.session() as session:
+        [kept] = session.scalars(select(Notification)).all()
+        assert (kept.dispatch_id, kept.service_request_id, kept.body) == (1, None, "b")
