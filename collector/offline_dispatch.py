@@ -6,10 +6,16 @@ open ``offline`` technician tickets (``technician_tickets.dispatch_id``), writte
 transaction with an UPDATE conditional on the link being empty, so of two collectors opening it at
 once one commits and the other rolls back. After a restart the link is still there.
 
+One home, one open dispatch for the same trouble (:data:`~collector.service.SAME_TROUBLE`): when
+the outage is due its dispatch while the home's silence dispatch is still unresolved, the tickets
+are linked to that dispatch and it gets a note instead; nobody is paged a second time, and its
+escalation goes on.
+
 When a device of the home comes back and its ticket closes, the linked dispatch is resolved as a
 device problem by ``anbu`` if nobody had taken it (its escalation stops), or gets a note if a
-caregiver has it; either way the people first told are told the device is back. Both leave a step
-and an audit-log row, like a change made on the pages.
+caregiver has it or the home was also silent (a device back says nothing of the resident); the
+people first told of the outage are told the device is back. Both leave a step and an audit-log
+row, like a change made on the pages.
 """
 
 from __future__ import annotations
@@ -28,21 +34,24 @@ from collector.domain.dispatch import Contact, device_back_messages, device_offl
 from collector.domain.escalation import EscalationPolicy
 from collector.domain.links import LinkSigner
 from collector.domain.supervision import TicketKind, WhenBack, when_device_back
-from collector.service import add_notifications, household_view
+from collector.service import (
+    SYSTEM,
+    add_notifications,
+    add_system_note,
+    household_view,
+    open_dispatch,
+    open_trouble,
+)
 from collector.store.models import (
     Dispatch,
     DispatchReason,
-    DispatchStatus,
     Household,
     Priority,
 )
-from collector.store.silence import TechnicianTicket
+from collector.store.silence import SilenceFlagRow, TechnicianTicket
 from collector.store.trail import record_change, write_lifecycle
 
 log = logging.getLogger("anbu.collector.supervision")
-
-SYSTEM = "anbu"
-"""Who the timeline and the audit log name for what the collector did by itself."""
 
 
 class LostRace(Exception):
@@ -91,35 +100,36 @@ class StoreOfflineDispatches:
         household = session.get(Household, household_id)
         if household is None:
             return None  # deleted meanwhile: nobody to send
-        unresolved = session.scalar(
-            select(Dispatch.id).where(
-                Dispatch.household_id == household_id,
-                Dispatch.reason == DispatchReason.DEVICE_OFFLINE,
-                Dispatch.status != DispatchStatus.RESOLVED,
-            )
-        )
+        unresolved = open_trouble(session, household_id)  # waits for a racing collector
         if unresolved is not None:
-            # The outage's first ticket was closed by hand and a new one opened: same outage,
-            # same dispatch.
-            self._link(session, tickets, unresolved)
+            # The outage's first ticket was closed by hand and a new one opened (same outage,
+            # same dispatch), or the home is already dispatched as silent: the same trouble.
+            self._link(session, tickets, unresolved.id)
+            if unresolved.reason is DispatchReason.SILENCE:
+                since_at = since.isoformat(timespec="seconds")
+                add_system_note(
+                    session, unresolved, household, f"기기 연결 끊김 ({since_at}부터)", now
+                )
+                log.warning(
+                    "device offline added to the home's open silence dispatch",
+                    extra={"household_id": household_id, "dispatch": unresolved.id},
+                )
             return None
-        dispatch = Dispatch(
-            household_id=household_id,
-            caregiver_id=household.caregiver_id,
+        dispatch = open_dispatch(
+            session,
+            household,
             reason=DispatchReason.DEVICE_OFFLINE,
             priority=Priority.NORMAL,
-            status=DispatchStatus.OPEN,
-            created_at=now,
-            escalation_level=0,
+            now=now,
             next_escalation_at=self.escalation.first_due_at(
                 household.district, DispatchReason.DEVICE_OFFLINE.value, now
             ),
+            messages=device_offline_messages(
+                household_view(household), since=since, staff=self.staff
+            ),
+            links=self.links,
         )
-        session.add(dispatch)
-        session.flush()
         self._link(session, tickets, dispatch.id)
-        messages = device_offline_messages(household_view(household), since=since, staff=self.staff)
-        add_notifications(session, dispatch.id, messages, now, self.links)
         return dispatch.id
 
     @staticmethod
@@ -156,7 +166,14 @@ class StoreOfflineDispatches:
         dispatch = session.get(Dispatch, ticket.dispatch_id)
         if dispatch is None:
             return False
-        action = when_device_back(dispatch.status.value)
+        silent_too = (
+            dispatch.reason is not DispatchReason.DEVICE_OFFLINE
+            or session.scalar(
+                select(SilenceFlagRow.id).where(SilenceFlagRow.dispatch_id == dispatch.id).limit(1)
+            )
+            is not None
+        )
+        action = when_device_back(dispatch.status.value, silent_too=silent_too)
         if action is WhenBack.NOTHING:
             return False
         household = session.get(Household, dispatch.household_id)
@@ -170,7 +187,10 @@ class StoreOfflineDispatches:
         )
         event: lifecycle.Event
         if action is WhenBack.RESOLVE:
-            event = lifecycle.Resolve(lifecycle.Outcome.DEVICE_PROBLEM, note, SYSTEM)
+            # Nobody answered: no acknowledgement is recorded (the reports count people's).
+            event = lifecycle.Resolve(
+                lifecycle.Outcome.DEVICE_PROBLEM, note, SYSTEM, by_itself=True
+            )
             after = lifecycle.apply(before, event, now=now)
             if not write_lifecycle(session, dispatch.id, before, after):
                 return False  # a caregiver acted at this very moment: theirs now
@@ -193,6 +213,8 @@ class StoreOfflineDispatches:
             "resolved" if action is WhenBack.RESOLVE else "noted",
             extra={"dispatch": dispatch.id, "household_id": household.id},
         )
+        if dispatch.reason is not DispatchReason.DEVICE_OFFLINE:
+            return False  # nobody was told of the outage: the note is enough
         messages = device_back_messages(
             household_view(household),
             at=now,

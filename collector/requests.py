@@ -4,7 +4,11 @@ Both ways in end here: a device's ``event/request`` (through ``Service.apply_eve
 to the district's number (``POST /sms/inbound``). A request from a known household opens a
 dispatch of kind ``request`` (priority normal) whose escalation is due when the working day
 passes; its notification waits for office hours. An SMS from a number no household has is kept
-in ``service_requests`` without a dispatch, for the office to match (logged as a warning).
+in ``service_requests`` without a dispatch, for the office to match (logged as a warning), due
+one working day later like any request: :func:`escalate_unanswered_texts` (run with every
+escalation tick) tells the district's supervisor once when that passes with the text neither
+matched nor closed. Those messages belong to the text (``notifications.service_request_id``),
+not to a dispatch.
 """
 
 from __future__ import annotations
@@ -20,13 +24,13 @@ from sqlalchemy.orm import Session
 from collector.domain.dispatch import Contact, Message
 from collector.domain.escalation import EscalationPolicy
 from collector.domain.links import LinkSigner
-from collector.domain.requests import decide_request
-from collector.service import add_notifications, household_view
+from collector.domain.requests import decide_request, unanswered_text
+from collector.service import household_view, open_dispatch
 from collector.store.models import (
-    Dispatch,
     DispatchReason,
-    DispatchStatus,
     Household,
+    Notification,
+    NotificationStatus,
     Priority,
     ServiceRequest,
 )
@@ -212,26 +216,24 @@ def _open_dispatch(
 ) -> int:
     """The request's dispatch (its chain counted from ``due_from``), linked to the request row,
     and its notifications from ``send_at``; returns the dispatch id."""
-    dispatch = Dispatch(
-        household_id=household.id,
-        caregiver_id=household.caregiver_id,
+    dispatch = open_dispatch(
+        session,
+        household,
         reason=DispatchReason.REQUEST,
         priority=Priority.NORMAL,
-        status=DispatchStatus.OPEN,
-        created_at=now,
-        note=text[:2000] or None,
-        escalation_level=0,
+        now=now,
         next_escalation_at=policy.first_due_at(household.district, "request", due_from),
+        messages=messages,
+        links=links,
+        note=text[:2000] or None,
+        send_at=send_at,
     )
-    session.add(dispatch)
-    session.flush()
     session.execute(
         update(ServiceRequest)
         .where(ServiceRequest.id == request_id)
         .values(dispatch_id=dispatch.id)
         .execution_options(synchronize_session=False)
     )
-    add_notifications(session, dispatch.id, messages, now, links, send_at=send_at)
     return dispatch.id
 
 
@@ -247,3 +249,68 @@ def mark_handled(
     )
     if cast(CursorResult[Any], taken).rowcount != 1:
         raise AlreadyHandled(f"request {request_id} was handled already")
+
+
+def escalate_unanswered_texts(
+    session: Session, *, now: dt.datetime, policy: EscalationPolicy, limit: int = 100
+) -> int:
+    """Tell the district's supervisor about each text from an unknown number whose working day
+    passed with nobody matching or closing it; once per text (a conditional UPDATE on
+    ``escalated_at``, so of several collectors one tells). Returns how many messages it queued."""
+    overdue = session.scalars(
+        select(ServiceRequest)
+        .where(
+            ServiceRequest.household_id.is_(None),
+            ServiceRequest.handled_at.is_(None),
+            ServiceRequest.escalated_at.is_(None),
+            ServiceRequest.due_at <= now,
+        )
+        .order_by(ServiceRequest.due_at, ServiceRequest.id)
+        .limit(limit)
+    ).all()
+    queued = 0
+    for row in overdue:
+        taken = session.execute(
+            update(ServiceRequest)
+            .where(
+                ServiceRequest.id == row.id,
+                ServiceRequest.escalated_at.is_(None),
+                ServiceRequest.handled_at.is_(None),
+                ServiceRequest.household_id.is_(None),
+            )
+            .values(escalated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if cast(CursorResult[Any], taken).rowcount != 1:
+            continue  # another collector told them, or a supervisor just handled it
+        told, messages = unanswered_text(
+            policy.effective_book.contacts_for(row.district),
+            staff=policy.staff,
+            text_ref=str(row.id),
+            received_at=row.received_at,
+            due_at=row.due_at,
+            texts_url=f"{policy.dashboard_url.rstrip('/')}/texts",
+        )
+        for m in messages:
+            session.add(
+                Notification(
+                    dispatch_id=None,
+                    service_request_id=row.id,
+                    channel=m.channel,
+                    purpose=m.purpose,
+                    recipient_role=m.recipient_role,
+                    recipient=m.recipient,
+                    subject=m.subject,
+                    body=m.body,
+                    status=NotificationStatus.PENDING,
+                    attempts=0,
+                    created_at=now,
+                    next_attempt_at=now,
+                )
+            )
+        queued += len(messages)
+        log.warning(
+            "text from an unknown number unanswered past its working day",
+            extra={"request": row.id, "district": row.district, "told": told},
+        )
+    return queued

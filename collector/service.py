@@ -45,6 +45,7 @@ from collector.domain.intake import (
     device_time,
     latest_per_device,
 )
+from collector.domain.lifecycle import AddNote
 from collector.domain.links import LinkSigner, fill_links
 from collector.domain.sos_test import incoming_sos
 from collector.domain.supervision import HeartbeatFacts as SupervisedBeat
@@ -69,6 +70,7 @@ from collector.store.models import (
     UtcDateTime,
 )
 from collector.store.sql import insert_for, table_of
+from collector.store.trail import record_change
 from firmware_config import ContractError
 from firmware_config.messages import (
     CallRequest,
@@ -156,7 +158,8 @@ def household_view(household: Household) -> HouseholdView:
         c = household.caregiver
         caregiver = Contact("caregiver", c.name, c.phone, c.email)
     guardian = None
-    if household.guardian_phone or household.guardian_email:
+    # Only with the resident's consent: a recorded contact alone is not enough.
+    if household.guardian_opt_in and (household.guardian_phone or household.guardian_email):
         guardian = Contact(
             "guardian",
             household.guardian_name or "보호자",
@@ -217,6 +220,89 @@ def add_notifications(
     stmt = insert_for(session, table_of(Notification)).on_conflict_do_nothing()
     session.execute(stmt, rows)
     return len(rows)
+
+
+def open_dispatch(
+    session: Session,
+    household: Household,
+    *,
+    reason: DispatchReason,
+    priority: Priority,
+    now: dt.datetime,
+    next_escalation_at: dt.datetime | None,
+    messages: tuple[Message, ...],
+    links: LinkSigner,
+    sos_message_id: str | None = None,
+    note: str | None = None,
+    send_at: dt.datetime | None = None,
+) -> Dispatch:
+    """A new open dispatch of ``household`` (flushed, so it has its id) for its caregiver, with
+    ``messages`` queued from ``send_at`` (default: now). Every kind opens its dispatch here."""
+    dispatch = Dispatch(
+        household_id=household.id,
+        caregiver_id=household.caregiver_id,
+        reason=reason,
+        priority=priority,
+        status=DispatchStatus.OPEN,
+        sos_message_id=sos_message_id,
+        created_at=now,
+        note=note,
+        escalation_level=0,
+        next_escalation_at=next_escalation_at,
+    )
+    session.add(dispatch)
+    session.flush()
+    add_notifications(session, dispatch.id, messages, now, links, send_at=send_at)
+    return dispatch
+
+
+SYSTEM = "anbu"
+"""Who the timeline and the audit log name for what the collector did by itself."""
+
+SAME_TROUBLE = (DispatchReason.SILENCE, DispatchReason.DEVICE_OFFLINE)
+"""Kinds that are one trouble at one home: nobody hears from it. While one of them is open, the
+other is added to it (a note and a step) instead of paging the caregiver a second time. An SOS is
+never among them: it always opens or raises its own urgent dispatch."""
+
+
+def open_trouble(session: Session, household_id: str) -> Dispatch | None:
+    """The home's unresolved silence or device-offline dispatch (newest), if any.
+
+    Takes the household's row lock first (``FOR UPDATE`` on PostgreSQL; SQLite has one writer
+    anyway), so that two collectors opening a silence and a device-offline dispatch for the same
+    home at the same moment take turns, and the second finds the first's dispatch.
+    """
+    session.execute(select(Household.id).where(Household.id == household_id).with_for_update())
+    return session.scalar(
+        select(Dispatch)
+        .where(
+            Dispatch.household_id == household_id,
+            Dispatch.reason.in_(SAME_TROUBLE),
+            Dispatch.status != DispatchStatus.RESOLVED,
+        )
+        .order_by(Dispatch.id.desc())
+        .limit(1)
+    )
+
+
+def add_system_note(
+    session: Session, dispatch: Dispatch, household: Household, note: str, now: dt.datetime
+) -> None:
+    """A note by the collector on ``dispatch``: kept on the dispatch, a step on its timeline and
+    a row in the audit log, like a note made on the pages. Changes no state, so the dispatch's
+    escalation goes on as it was."""
+    dispatch.note = f"{dispatch.note}\n{note}" if dispatch.note else note
+    record_change(
+        session,
+        dispatch_id=dispatch.id,
+        household_id=household.id,
+        district=household.district,
+        event=AddNote(note, SYSTEM),
+        by=SYSTEM,
+        actor=SYSTEM,
+        account_id=None,
+        now=now,
+    )
 
 
 _devices = table_of(Device)
@@ -675,28 +761,26 @@ class Service:
             policy=self.dispatch_policy,
         )
         if decision.open_new:
-            dispatch = Dispatch(
-                household_id=household.id,
-                caregiver_id=household.caregiver_id,
+            dispatch_id = open_dispatch(
+                session,
+                household,
                 reason=DispatchReason.SOS,
                 priority=Priority.URGENT,
-                status=DispatchStatus.OPEN,
-                sos_message_id=sos.message_id,
-                created_at=now,
-                escalation_level=0,
+                now=now,
                 # The district's SOS chain decides when the first step is due.
                 next_escalation_at=self.escalation_policy.first_due_at(
                     household.district, DispatchReason.SOS.value, now
                 ),
-            )
-            session.add(dispatch)
-            session.flush()
-            dispatch_id = dispatch.id
+                messages=decision.messages,
+                links=self.links,
+                sos_message_id=sos.message_id,
+            ).id
+            queued = len(decision.messages)
         else:
             assert decision.existing_dispatch_id is not None  # noqa: S101
             dispatch_id = decision.existing_dispatch_id
+            queued = add_notifications(session, dispatch_id, decision.messages, now, self.links)
         event.dispatch_id = dispatch_id
-        queued = add_notifications(session, dispatch_id, decision.messages, now, self.links)
         queued += self._cancel_that_overtook(session, household, sos, dispatch_id, now)
         log.info(
             "sos",
@@ -797,7 +881,8 @@ class Service:
     # -- escalation ---------------------------------------------------------------------
 
     def escalate_due(self, now: dt.datetime) -> int:
-        """Apply every escalation due at ``now``; returns how many notifications were queued.
+        """Apply every escalation due at ``now``, and tell the supervisors of texts from unknown
+        numbers unanswered past their working day; returns how many notifications were queued.
 
         Several collectors may run this at once: on PostgreSQL each claims its rows with
         ``FOR UPDATE SKIP LOCKED``; everywhere the update is conditional on what was read.
@@ -855,6 +940,10 @@ class Service:
                         "recipients": sorted({m.recipient_role for m in step.messages}),
                     },
                 )
+        with self.db.session() as session:
+            from collector.requests import escalate_unanswered_texts  # imports this module
+
+            queued += escalate_unanswered_texts(session, now=now, policy=self.escalation_policy)
         return queued
 
 

@@ -13,7 +13,9 @@ the dispatch for check-ins whose window ran out with nothing heard.
 
 A silence dispatch is written like an SOS dispatch (``dispatches`` row, ``reason = silence``,
 ``priority = normal``, its notifications queued for the notification worker, escalation due
-after ``escalate_after_s``). :class:`StoreDispatches` does that on today's tables; it is the
+after ``escalate_after_s``). A home whose ``device_offline`` dispatch is still unresolved gets no
+second one: the silence is a note (and a step) on that dispatch, whose escalation goes on, and
+the flag points to it. :class:`StoreDispatches` does that on today's tables; it is the
 one adapter to replace if the ingest rewrite changes how dispatches are opened.
 """
 
@@ -44,13 +46,12 @@ from collector.domain.silence_checkin import (
     on_flag,
     on_tick,
 )
-from collector.service import add_notifications, household_view
+from collector.service import add_system_note, household_view, open_dispatch, open_trouble
 from collector.store.db import Database
 from collector.store.models import (
     Device,
     Dispatch,
     DispatchReason,
-    DispatchStatus,
     Household,
     Priority,
 )
@@ -75,10 +76,17 @@ class Publisher(Protocol):
 
 
 class Dispatches(Protocol):
-    """Opens a silence dispatch and queues its messages; returns the dispatch id."""
+    """Opens a silence dispatch and queues its messages (or adds the silence to the home's open
+    dispatch for the same trouble); returns the dispatch id. ``why`` is the flag's reason."""
 
     def open_silence(
-        self, session: Session, household_id: str, messages: tuple[Message, ...], now: dt.datetime
+        self,
+        session: Session,
+        household_id: str,
+        messages: tuple[Message, ...],
+        now: dt.datetime,
+        *,
+        why: str = "",
     ) -> int: ...
 
     def add_note(self, session: Session, dispatch_id: int, note: str) -> None: ...
@@ -101,27 +109,40 @@ class StoreDispatches:
         self.escalation = escalation if escalation and escalation.book else None
 
     def open_silence(
-        self, session: Session, household_id: str, messages: tuple[Message, ...], now: dt.datetime
+        self,
+        session: Session,
+        household_id: str,
+        messages: tuple[Message, ...],
+        now: dt.datetime,
+        *,
+        why: str = "",
     ) -> int:
         household = session.get(Household, household_id)
-        dispatch = Dispatch(
-            household_id=household_id,
-            caregiver_id=None if household is None else household.caregiver_id,
+        if household is None:  # the flow checks before it dispatches; deleted meanwhile
+            raise LookupError(f"no household {household_id!r}")
+        # Its device is already dispatched as offline: the same trouble, one dispatch.
+        same = open_trouble(session, household_id)  # waits for a racing collector
+        if same is not None:
+            add_system_note(session, same, household, f"무활동 감지: {why}".rstrip(": "), now)
+            log.warning(
+                "silence added to the home's open dispatch",
+                extra={"household_id": household_id, "dispatch_id": same.id},
+            )
+            return same.id
+        return open_dispatch(
+            session,
+            household,
             reason=DispatchReason.SILENCE,
             priority=Priority.NORMAL,
-            status=DispatchStatus.OPEN,
-            created_at=now,
-            escalation_level=0,
+            now=now,
             next_escalation_at=(
                 now + dt.timedelta(seconds=self.escalate_after_s)
-                if self.escalation is None or household is None
+                if self.escalation is None
                 else self.escalation.first_due_at(household.district, "silence", now)
             ),
-        )
-        session.add(dispatch)
-        session.flush()
-        add_notifications(session, dispatch.id, messages, now, self.links)
-        return dispatch.id
+            messages=messages,
+            links=self.links,
+        ).id
 
     def add_note(self, session: Session, dispatch_id: int, note: str) -> None:
         dispatch = session.get(Dispatch, dispatch_id)
@@ -329,8 +350,9 @@ class SilenceFlow:
         decision: DispatchForSilence,
         now: dt.datetime,
     ) -> None:
+        why = f"{decision.reason.describe()}; {decision.checkin}"
         dispatch_id = self.dispatches.open_silence(
-            session, decision.household_id, decision.messages, now
+            session, decision.household_id, decision.messages, now, why=why
         )
         row.status, row.dispatch_id, row.record = "dispatched", dispatch_id, decision.checkin
         log.warning(

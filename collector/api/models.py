@@ -110,6 +110,9 @@ class HouseholdCreate(_Request):
     guardian_name: Name | None = None
     guardian_phone: Phone | None = None
     guardian_email: Email | None = None
+    guardian_opt_in: bool = Field(
+        default=False, description="the resident agreed that the guardian is told of alarms"
+    )
     silence_period_h: float = Field(
         default=48.0, ge=1, le=24 * 14, description="hours without a life sign before a visit"
     )
@@ -127,6 +130,7 @@ class HouseholdPublic(_Public):
     guardian_name: str | None
     guardian_phone: str | None
     guardian_email: str | None
+    guardian_opt_in: bool
     silence_period_h: float
     risk_level: RiskLevel
     caregiver_id: int | None

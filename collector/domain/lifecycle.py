@@ -9,7 +9,9 @@ open            Acknowledge(by)  acknowledged    acknowledged_at = now, acknowle
 open            ArriveOnSite(by) on_site         acknowledged_* too (arriving implies it),
                                                  on_site_at = now, on_site_by = by
 open            Resolve(...)     resolved        acknowledged_* too (resolving implies it),
-                                                 resolved_at = now, outcome, note, resolved_by
+                                                 resolved_at = now, outcome, note, resolved_by;
+                                                 not when the collector closed it by itself
+                                                 (``by_itself``): nobody acknowledged it
 acknowledged    ArriveOnSite(by) on_site         on_site_at = now, on_site_by = by
 acknowledged    Resolve(...)     resolved        resolved_at = now, outcome, note, resolved_by
 on_site         Resolve(...)     resolved        resolved_at = now, outcome, note, resolved_by
@@ -138,6 +140,9 @@ class Resolve:
     outcome: Outcome
     note: str | None = None
     by: str | None = None
+    by_itself: bool = False
+    """The collector closed it with nobody having answered (the device came back): no
+    acknowledgement is recorded, so the reports' acknowledgement times count people only."""
 
 
 Event = Acknowledge | ArriveOnSite | Resolve | AddNote
@@ -246,7 +251,7 @@ def apply(state: Lifecycle, event: Event, *, now: dt.datetime) -> Lifecycle:
         note=note,
         resolved_by=by_resolver,
     )
-    if state.acknowledged_at is None:
+    if state.acknowledged_at is None and not event.by_itself:
         after = dataclasses.replace(after, acknowledged_at=now, acknowledged_by=by_resolver)
     return after
 

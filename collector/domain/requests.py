@@ -11,6 +11,9 @@ Rules:
   passes unanswered (domain/escalation.py; by default the supervisor, department and staff).
 * The message carries no name and no text of the request (an SMS passes the gateway operator):
   the caregiver reads it on the dispatch page.
+* A text from a number no household has waits on the supervisor's ``/texts`` page with the same
+  deadline; still waiting when the working day passes, it is escalated once to the district's
+  supervisor (else its department, else the staff), with the page's address and no text.
 """
 
 from __future__ import annotations
@@ -67,3 +70,31 @@ def decide_request(
             ),
         )
     return RequestDecision(routed_to, messages, calendar.next_open(now), due)
+
+
+def unanswered_text(
+    contacts: DistrictContacts,
+    *,
+    staff: Contact | None,
+    text_ref: str,
+    received_at: dt.datetime,
+    due_at: dt.datetime,
+    texts_url: str,
+) -> tuple[str, tuple[Message, ...]]:
+    """Who is told that a text from an unknown number passed its working day unanswered, and
+    the messages; ``("nobody", ())`` when the district has nobody to tell."""
+    for role, person in (
+        ("supervisor", contacts.supervisor),
+        ("department", contacts.department),
+        ("staff", staff),
+    ):
+        if person is not None:
+            messages = messages_worded(
+                [person],
+                f"text-overdue-{text_ref}"[:32],
+                lambda r: wording.unanswered_text_text(
+                    r, received_at=received_at, due_at=due_at, texts_url=texts_url
+                ),
+            )
+            return role, messages
+    return "nobody", ()

@@ -320,14 +320,19 @@ class WhenBack(enum.StrEnum):
     RESOLVE = "resolve"
     """Nobody took it yet: resolved as a device problem, and the caregiver told."""
     NOTE = "note"
-    """A caregiver has it (acknowledged or on site): a note, and theirs to close."""
+    """A caregiver has it (acknowledged or on site), or the home was silent too: a note, and
+    theirs to close."""
     NOTHING = "nothing"
     """Already resolved."""
 
 
-def when_device_back(dispatch_status: str) -> WhenBack:
-    if dispatch_status == "open":
+def when_device_back(dispatch_status: str, *, silent_too: bool = False) -> WhenBack:
+    """``silent_too``: the dispatch also stands for the home's silence (one was added to the
+    other); a device back says nothing of the resident, so a person must close it."""
+    if dispatch_status == "open" and not silent_too:
         return WhenBack.RESOLVE
+    if dispatch_status == "open":
+        return WhenBack.NOTE
     if dispatch_status in ("acknowledged", "on_site"):
         return WhenBack.NOTE
     return WhenBack.NOTHING

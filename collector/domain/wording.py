@@ -158,6 +158,20 @@ def request_text(
     )
 
 
+def unanswered_text_text(
+    role: str, *, received_at: dt.datetime, due_at: dt.datetime, texts_url: str
+) -> tuple[str, str]:
+    """A text to the district's number from a number no household has, still not matched or
+    closed when its working day ended."""
+    del role  # supervisor, department or staff: the same words
+    return (
+        "[안부] 답하지 않은 문자",
+        f"등록되지 않은 번호에서 {local_time(received_at)}에 받은 문자가 "
+        f"{local_time(due_at)}까지 처리되지 않았습니다. 가구에 연결하거나 처리해 주세요: "
+        f"{texts_url}",
+    )
+
+
 def device_offline_text(
     role: str, *, household_id: str, since: dt.datetime, dispatch_ref: str
 ) -> tuple[str, str]:

@@ -89,15 +89,17 @@ class ChannelHealth:
         }
 
 
-def notification_reference(dispatch_id: int, notification_id: int) -> str:
-    """The reference a notifier puts on the message; the same on every retry."""
-    return f"dispatch-{dispatch_id}.notification-{notification_id}"
+def notification_reference(dispatch_id: int | None, notification_id: int) -> str:
+    """The reference a notifier puts on the message; the same on every retry. A notification
+    with no dispatch (an unanswered text's) is ``text.notification-N``."""
+    about = "text" if dispatch_id is None else f"dispatch-{dispatch_id}"
+    return f"{about}.notification-{notification_id}"
 
 
 @dataclass(frozen=True, slots=True)
 class _Claimed:
     id: int
-    dispatch_id: int
+    dispatch_id: int | None
     channel: str
     recipient: str
     subject: str
@@ -381,7 +383,10 @@ class NotificationWorker:
                     _due(now),
                     Notification.channel.in_(list(self._notifiers)),
                     Notification.attempts >= self._policy.max_attempts,
-                    Notification.dispatch_id.not_in(_open_dispatch_ids()),
+                    or_(
+                        Notification.dispatch_id.is_(None),
+                        Notification.dispatch_id.not_in(_open_dispatch_ids()),
+                    ),
                 )
             ).all()
             for notification_id, dispatch_id, channel, status, attempts, last_error in rows:
@@ -444,7 +449,12 @@ class NotificationWorker:
                 .limit(_FALLBACK_BATCH)
             ).all()
         for row in rows:
-            undelivered = Undelivered(*row, dispatch_open=True)
+            n_id, dispatch_id, channel, role, recipient, purpose, created_at = row
+            # The query keeps open dispatches' notifications only: there is a dispatch.
+            assert dispatch_id is not None  # noqa: S101
+            undelivered = Undelivered(
+                n_id, dispatch_id, channel, role, recipient, purpose, created_at, True
+            )
             messages = fallback_messages(undelivered, now=now, policy=self.undelivered)
             added = self._add_messages(undelivered.dispatch_id, messages, now)
             if added:
@@ -596,6 +606,8 @@ class NotificationWorker:
         self, claimed: _Claimed, error: NotifyError, now: dt.datetime
     ) -> None:
         """A failed notification escalates: the dispatch's next chain step becomes due now."""
+        if claimed.dispatch_id is None:
+            return
         with self._db.session() as session:
             row = session.execute(
                 select(Dispatch.status, Dispatch.next_escalation_at).where(
@@ -634,7 +646,9 @@ class NotificationWorker:
                 },
             )
 
-    def _dispatch_open(self, dispatch_id: int) -> bool:
+    def _dispatch_open(self, dispatch_id: int | None) -> bool:
+        if dispatch_id is None:
+            return False
         with self._db.session() as session:
             status = session.scalar(select(Dispatch.status).where(Dispatch.id == dispatch_id))
         return status == DispatchStatus.OPEN

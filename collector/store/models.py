@@ -129,6 +129,9 @@ class Household(Base):
     guardian_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
     guardian_phone: Mapped[str | None] = mapped_column(String(32), nullable=True)
     guardian_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    guardian_opt_in: Mapped[bool] = mapped_column(default=False, server_default="0")
+    """The resident agreed that the guardian is told of alarms (as Gangseo asks); without it the
+    guardian is never messaged, whatever contact is recorded."""
     silence_period_h: Mapped[float] = mapped_column(Float, default=48.0)
     risk_level: Mapped[RiskLevel] = mapped_column(_enum(RiskLevel), default=RiskLevel.BLUE)
     caregiver_id: Mapped[int | None] = mapped_column(ForeignKey("caregivers.id"), nullable=True)
@@ -292,7 +295,14 @@ class Notification(Base):
     __tablename__ = "notifications"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    dispatch_id: Mapped[int] = mapped_column(ForeignKey("dispatches.id"), index=True)
+    dispatch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dispatches.id"), index=True, nullable=True
+    )
+    """The dispatch it is about; None for the one kind that has none (``service_request_id``)."""
+    service_request_id: Mapped[int | None] = mapped_column(
+        ForeignKey("service_requests.id"), nullable=True
+    )
+    """A text from an unknown number left unanswered past its working day (no dispatch)."""
     channel: Mapped[str] = mapped_column(String(8))  # "email" | "sms"
     purpose: Mapped[str] = mapped_column(String(32))  # "sos" | "cancel" | "escalation-1" ...
     recipient_role: Mapped[str] = mapped_column(String(16))  # "caregiver" | "guardian" | "staff"
@@ -306,7 +316,7 @@ class Notification(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
-    dispatch: Mapped[Dispatch] = relationship(back_populates="notifications")
+    dispatch: Mapped[Dispatch | None] = relationship(back_populates="notifications")
 
     __table_args__ = (UniqueConstraint("dispatch_id", "channel", "recipient", "purpose"),)
 
@@ -351,6 +361,9 @@ class ServiceRequest(Base):
     it handled (the requests page); None while it waits."""
     handled_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     handled_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    """A text from an unknown number still waiting when its working day passed: when the
+    district's supervisor was told (once)."""
 
 
 # Tables that live in modules of their own (accounts, sessions, audit log and dispatch steps; data

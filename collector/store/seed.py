@@ -316,6 +316,7 @@ def _household(
         "guardian_name": None,
         "guardian_phone": None,
         "guardian_email": None,
+        "guardian_opt_in": False,
     }
     if rng.random() < guardian_share:
         # A son or daughter: usually the resident's surname.
@@ -323,6 +324,7 @@ def _household(
         home["guardian_name"] = guardian_surname + rng.choice(_CHILDREN)
         home["guardian_phone"] = f"010-0001-{number % 10000:04d}"
         home["guardian_email"] = f"guardian-{hid}@{email_domain}"
+        home["guardian_opt_in"] = True  # the demo's residents agreed: its guardians are told
     return home
 
 
@@ -353,6 +355,9 @@ class HouseholdRecord(BaseModel):
     guardian_name: str | None = Field(default=None, max_length=100)
     guardian_phone: str | None = Field(default=None, max_length=32)
     guardian_email: str | None = Field(default=None, max_length=254)
+    guardian_opt_in: bool | None = None
+    """The resident agreed that the guardian is told of alarms; unset keeps what is stored
+    (no, for a new home), so a re-import does not undo a consent recorded on the pages."""
     silence_period_h: float = Field(default=48.0, ge=1, le=24 * 14)
     risk_level: RiskLevel = RiskLevel.BLUE
     caregiver_email: str | None = None
@@ -462,6 +467,8 @@ def load_households_json(
         unassigned: list[str] = []
         for record in data.households:
             values = record.model_dump(exclude={"caregiver_email", "device_id"})
+            if values["guardian_opt_in"] is None:
+                del values["guardian_opt_in"]
             caregiver_id: int | None = None
             if record.caregiver_email is not None:
                 caregiver = by_email.get(record.caregiver_email)
@@ -481,7 +488,8 @@ def load_households_json(
                         unassigned.append(record.id)
                 else:
                     loads_of(record.district).took(caregiver_id)
-                new_homes[record.id] = values | {"caregiver_id": caregiver_id, "created_at": now}
+                fresh = {"guardian_opt_in": False, "caregiver_id": caregiver_id, "created_at": now}
+                new_homes[record.id] = fresh | values
                 h_created += 1
             else:
                 # Named again (later in the file, or already stored): update it.

@@ -273,6 +273,21 @@ def add_household_note(
     )  # fmt: skip
 
 
+def set_guardian_consent(
+    session: Session, viewer: Viewer, household_id: str, agreed: bool, *, now: dt.datetime
+) -> None:
+    """The resident agreed (or no longer agrees) that their guardian is told of alarms; whoever
+    may see the household records it, and the audit log says who and when."""
+    household = _household_or_403(session, viewer, household_id)
+    before = household.guardian_opt_in
+    household.guardian_opt_in = agreed
+    audit.record(
+        session, viewer, "guardian_consent", now=now, district=household.district,
+        household_id=household_id,
+        detail=f"{'yes' if agreed else 'no'} (was {'yes' if before else 'no'})",
+    )  # fmt: skip
+
+
 def map_snapshot(
     session: Session,
     viewer: Viewer,

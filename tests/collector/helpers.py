@@ -11,8 +11,11 @@ NOW = dt.datetime(2026, 11, 24, 3, 0, tzinfo=dt.UTC)
 DISTRICT = "seodaemun"
 
 
-def register_homes(db: Database, devices: tuple[str, ...] = ("dev-1", "dev-2")) -> None:
-    """One caregiver; household ``h-N`` with device ``dev-N`` for each device id given."""
+def register_homes(
+    db: Database, devices: tuple[str, ...] = ("dev-1", "dev-2"), *, guardian_opt_in: bool = True
+) -> None:
+    """One caregiver; household ``h-N`` with device ``dev-N`` for each device id given, each
+    with a guardian (told of alarms unless ``guardian_opt_in`` is False)."""
     db.create_schema()
     with db.session() as s:
         caregiver = Caregiver(
@@ -30,6 +33,7 @@ def register_homes(db: Database, devices: tuple[str, ...] = ("dev-1", "dev-2")) 
                     address=f"연희로 {n}",
                     guardian_name="이보호",
                     guardian_phone="010-3333-4444",
+                    guardian_opt_in=guardian_opt_in,
                     caregiver_id=caregiver.id,
                     created_at=NOW,
                 )

@@ -58,6 +58,15 @@ def fill(database: Database, caregiver_id: int, count: int, district: str = "seo
         )
 
 
+def test_the_residents_consent_to_tell_the_guardian_is_stored_and_shown(
+    client: TestClient,
+) -> None:
+    caregiver_id = add_caregiver(client)
+    body = household(caregiver_id=caregiver_id, guardian_opt_in=True)
+    assert client.post("/api/v1/households", json=body).json()["guardian_opt_in"] is True
+    assert client.get("/api/v1/households/h0001").json()["guardian_opt_in"] is True
+
+
 def test_create_with_explicit_caregiver_then_get(client: TestClient) -> None:
     caregiver_id = add_caregiver(client)
     created = client.post("/api/v1/households", json=household(caregiver_id=caregiver_id))
@@ -65,6 +74,7 @@ def test_create_with_explicit_caregiver_then_get(client: TestClient) -> None:
     body = created.json()
     assert body["caregiver_id"] == caregiver_id
     assert body["risk_level"] == "orange"
+    assert body["guardian_opt_in"] is False  # a recorded guardian is not told until consent
     assert body["created_at"].endswith("Z") or body["created_at"].endswith("+00:00")
 
     detail = client.get("/api/v1/households/h0001").json()

@@ -121,6 +121,16 @@ def test_resolve_from_open_without_a_name_still_acknowledges() -> None:
     assert (after.acknowledged_at, after.acknowledged_by) == (T1, None)
 
 
+def test_resolved_by_the_collector_itself_records_no_acknowledgement() -> None:
+    event = Resolve(Outcome.DEVICE_PROBLEM, "기기 다시 연결됨", "anbu", by_itself=True)
+    after = apply(OPEN, event, now=T1)
+    assert after.status is Status.RESOLVED and not after.escalates
+    assert (after.acknowledged_at, after.acknowledged_by) == (None, None)
+    assert (after.resolved_at, after.resolved_by) == (T1, "anbu")
+    # Somebody had it already: their acknowledgement stays.
+    assert apply(ACKED, event, now=T2).acknowledged_at == T0
+
+
 def test_resolve_after_acknowledge_keeps_the_first_acknowledgement() -> None:
     after = resolve(ACKED, outcome=Outcome.TAKEN_TO_HOSPITAL, note=" 구급차 ", by="이순신", now=T2)
     assert (after.acknowledged_at, after.acknowledged_by) == (T0, "김미영")

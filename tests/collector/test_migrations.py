@@ -19,7 +19,7 @@ from sqlalchemy import func, inspect, select, text
 from collector.cli import main as cli_main
 from collector.store.db import Database
 from collector.store.migrations import BASELINE, current_revision, head_revision, prepare, upgrade
-from collector.store.models import Base, Dispatch, Household
+from collector.store.models import Base, Dispatch, Household, Notification
 from tests.support.postgres import PostgresServer
 
 DATA = Path(__file__).parent / "data"
@@ -125,3 +125,80 @@ def test_a_half_made_database_is_refused_not_guessed(empty: Database) -> None:
         connection.execute(text("CREATE TABLE households (id VARCHAR(64) PRIMARY KEY)"))
     with pytest.raises(RuntimeError, match="not one this collector made"):
         upgrade(empty)
+
+
+def test_0007_asks_consent_of_every_home_and_unacknowledges_what_the_collector_closed(
+    empty: Database,
+) -> None:
+    assert upgrade(empty, "0006_offline_dispatch_texts") == "0006_offline_dispatch_texts"
+    t = "2026-11-01 00:00:00"
+    later = "2026-11-01 01:00:00"
+    with empty.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO households (id, district, resident_name, address, silence_period_h,"
+                " risk_level, created_at, guardian_phone, caregiver_pinned)"
+                " VALUES ('h0001', 'mapo', '박순자', '', 48, 'blue', :t, '010-1', false)"
+            ),
+            {"t": t},
+        )
+        insert = text(
+            "INSERT INTO dispatches (household_id, reason, priority, status, created_at,"
+            " escalation_level, acknowledged_at, acknowledged_by, resolved_at, outcome)"
+            " VALUES ('h0001', :reason, 'normal', 'resolved', :t, 0, :acked, :by, :acked,"
+            " :outcome)"
+        )
+        # Resolved by the collector when the device came back; then one a caregiver resolved.
+        connection.execute(
+            insert,
+            {"reason": "device_offline", "t": t, "acked": later, "by": "anbu",
+             "outcome": "device_problem"},
+        )  # fmt: skip
+        connection.execute(
+            insert,
+            {"reason": "device_offline", "t": t, "acked": later, "by": "김지원",
+             "outcome": "device_problem"},
+        )  # fmt: skip
+    assert upgrade(empty) == head_revision()
+    assert drift(empty) == []
+    with empty.session() as session:
+        home = session.get(Household, "h0001")
+        assert home is not None and home.guardian_opt_in is False
+        rows = session.scalars(select(Dispatch).order_by(Dispatch.id)).all()
+        assert [(d.acknowledged_by, d.acknowledged_at is None) for d in rows] == [
+            (None, True),
+            ("김지원", False),
+        ]
+        assert all(d.resolved_at is not None for d in rows)
+
+
+def test_0008_keeps_every_notification_and_lets_a_text_have_one(empty: Database) -> None:
+    assert upgrade(empty, "0007_guardian_consent") == "0007_guardian_consent"
+    with empty.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO households (id, district, resident_name, address, silence_period_h,"
+                " risk_level, created_at) VALUES ('h0001', 'mapo', '박순자', '', 48, 'blue', :t)"
+            ),
+            {"t": "2026-11-01 00:00:00"},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO dispatches (household_id, reason, priority, status, created_at,"
+                " escalation_level) VALUES ('h0001', 'sos', 'urgent', 'open', :t, 0)"
+            ),
+            {"t": "2026-11-01 00:00:00"},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO notifications (dispatch_id, channel, purpose, recipient_role,"
+                " recipient, subject, body, status, attempts, created_at, next_attempt_at)"
+                " VALUES (1, 'sms', 'sos', 'caregiver', '010-1', 's', 'b', 'sent', 1, :t, :t)"
+            ),
+            {"t": "2026-11-01 00:00:00"},
+        )
+    assert upgrade(empty) == head_revision()
+    assert drift(empty) == []
+    with empty.session() as session:
+        [kept] = session.scalars(select(Notification)).all()
+        assert (kept.dispatch_id, kept.service_request_id, kept.body) == (1, None, "b")

@@ -27,6 +27,7 @@ from collector.store.models import (
     Notification,
     NotificationStatus,
     Priority,
+    ServiceRequest,
 )
 from tests.support import fixtures
 from tests.support.sms_gateway import SmsGateway
@@ -93,7 +94,7 @@ def closed_dispatch(db: Database) -> int:
 
 def queue(
     db: Database,
-    dispatch_id: int,
+    dispatch_id: int | None,
     channel: str,
     recipient: str,
     *,
@@ -493,3 +494,32 @@ def test_two_workers_on_one_database_never_send_the_same_notification_twice(
         rows = s.scalars(select(Notification)).all()
     assert Counter(r.status for r in rows) == {NotificationStatus.SENT: 50}
     assert {r.attempts for r in rows} == {1}
+
+
+def unanswered_text(db: Database) -> int:
+    """A text from an unknown number, kept without a household or dispatch."""
+    now = utcnow()
+    with db.session() as s:
+        text = ServiceRequest(
+            message_id="gw-1", channel="sms", district="seodaemun", text="?", received_at=now,
+            due_at=now, routed_to="nobody",
+        )  # fmt: skip
+        s.add(text)
+        s.flush()
+        return text.id
+
+
+def test_a_texts_notification_without_a_dispatch_is_sent_and_given_up_like_any(
+    database: Database, notifiers: dict[str, Notifier], sms_gateway: SmsGateway, workers: Workers
+) -> None:
+    request_id = unanswered_text(database)
+    sms_gateway.fail_next(1, status=503, error="carrier busy")
+    [failing] = queue(database, None, "sms", "010-2222-3333", service_request_id=request_id)
+    workers(database, notifiers, max_attempts=1)
+    # No dispatch is open for it, so max_attempts counts: given up after one failure.
+    wait_until(lambda: status_of(database, failing)() == NotificationStatus.FAILED)
+    assert "503" in (row(database, failing).last_error or "")
+    [sent] = queue(database, None, "sms", PHONE, service_request_id=request_id)
+    wait_until(lambda: status_of(database, sent)() == NotificationStatus.SENT)
+    references = [r.json["reference"] for r in sms_gateway.wait_for(2)]
+    assert references == [f"text.notification-{failing}", f"text.notification-{sent}"]

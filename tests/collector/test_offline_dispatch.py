@@ -17,6 +17,7 @@ from collector.domain.escalation import (
     EscalationChain,
     EscalationPolicy,
 )
+from collector.domain.reports import Month
 from collector.domain.supervision import (
     DeviceHealth,
     HeartbeatFacts,
@@ -28,7 +29,7 @@ from collector.domain.supervision import (
 )
 from collector.offline_dispatch import NotYet, StoreOfflineDispatches
 from collector.service import Service
-from collector.store.accounts import AuditEntry, DispatchStep
+from collector.store.accounts import AuditEntry, DispatchStep, Role
 from collector.store.db import Database
 from collector.store.models import (
     Device,
@@ -39,6 +40,8 @@ from collector.store.models import (
 )
 from collector.store.silence import TechnicianTicket
 from collector.supervision_runtime import SupervisionRuntime
+from collector.web.access import Viewer
+from collector.web.records import monthly_reports
 from tests.collector.helpers import DISTRICT, NOW, register_homes
 
 S = SupervisionSettings(heartbeat_interval_s=60, missed_heartbeats=3, offline_dispatch_after_s=600)
@@ -52,6 +55,7 @@ BEAT = HeartbeatFacts(
     interactions=0,
 )
 STAFF = Contact("staff", "동주민센터", None, "staff@example.org")
+ADMIN = Viewer(1, "admin", "관리자", Role.ADMIN, None, None, "ko")
 POLICY = EscalationPolicy(
     staff=STAFF,
     book=EscalationBook(
@@ -158,6 +162,11 @@ def test_one_dispatch_per_outage_its_chain_and_its_end_when_the_device_returns(
     assert dispatch.status is DispatchStatus.RESOLVED
     assert dispatch.outcome == "device_problem" and dispatch.next_escalation_at is None
     assert dispatch.resolved_at == clock.at
+    # Nobody acknowledged it: the reports' acknowledgement times leave it out.
+    assert (dispatch.acknowledged_at, dispatch.acknowledged_by) == (None, None)
+    with database.session() as s:
+        [report] = monthly_reports(s, ADMIN, Month.of(dispatch.created_at))
+        assert report.acknowledgement.count == 0
     assert ("device_back", "caregiver", "sms") in purposes(database, dispatch.id)
     with database.session() as s:
         steps = s.scalars(select(DispatchStep).where(DispatchStep.dispatch_id == dispatch.id))

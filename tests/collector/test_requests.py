@@ -17,6 +17,7 @@ from collector.domain.dispatch import Contact
 from collector.domain.escalation import DistrictContacts, EscalationBook, EscalationPolicy
 from collector.domain.office_hours import KST
 from collector.main import create_app
+from collector.requests import assign_request, file_request, mark_handled
 from collector.service import Service
 from collector.settings import CollectorSettings
 from collector.store.db import Database
@@ -135,3 +136,71 @@ def test_inbound_sms_is_404_until_configured(client: TestClient) -> None:
         "/sms/inbound", json={"message_id": "x", "from": "01011112222", "to": "0233301234"}
     )
     assert answer.status_code == 404
+
+
+def test_an_unmatched_text_escalates_to_the_supervisor_when_its_working_day_passes(
+    database: Database, sms_app: FastAPI
+) -> None:
+    register_homes(database)
+    auth = {"Authorization": f"Bearer {INBOUND_TOKEN}"}
+    text = {"from": "010-9999-0000", "to": "02-330-1234", "text": "누구세요"}
+    with TestClient(sms_app) as client:
+        for n in (1, 2, 3):  # three texts from an unknown number, Tuesday 11:00
+            filed = client.post("/sms/inbound", json=text | {"message_id": f"gw-{n}"}, headers=auth)
+            assert filed.json()["routed_to"] == "nobody"
+    wednesday_11 = dt.datetime(2026, 12, 2, 11, 0, tzinfo=KST)  # one working day later
+    with database.session() as s:
+        rows = s.scalars(select(ServiceRequest).order_by(ServiceRequest.id)).all()
+        assert [r.due_at for r in rows] == [wednesday_11] * 3
+        assert all(r.escalated_at is None for r in rows)
+    svc = Service(database, escalation_policy=POLICY)
+    before = wednesday_11 - dt.timedelta(seconds=1)
+    with database.session() as s:  # one closed, one matched to a household, before the deadline
+        mark_handled(s, rows[1].id, by="김과장", note="광고", now=before)
+    with database.session() as s:
+        home = s.get(Household, "h-1")
+        assert home is not None
+        assign_request(s, rows[2].id, home, by="김과장", now=before, policy=POLICY, links=svc.links)
+    assert svc.escalate_due(before) == 0
+    # The day passes with the first still waiting: the supervisor is told once, by SMS. (The
+    # matched one is a request dispatch now, due from its arrival: its own chain tells three.)
+    assert svc.escalate_due(wednesday_11) == 1 + 3
+    assert svc.escalate_due(wednesday_11 + dt.timedelta(hours=1)) == 0
+    assert Service(database, escalation_policy=POLICY).escalate_due(wednesday_11) == 0
+    with database.session() as s:
+        waiting, closed, matched = s.scalars(select(ServiceRequest).order_by(ServiceRequest.id))
+        assert waiting.escalated_at == wednesday_11
+        assert closed.escalated_at is None and matched.escalated_at is None
+        [told] = s.scalars(
+            select(Notification).where(Notification.service_request_id.is_not(None))
+        ).all()
+        assert (told.dispatch_id, told.service_request_id) == (None, waiting.id)
+        assert (told.channel, told.recipient_role, told.recipient) == (
+            "sms",
+            "supervisor",
+            SUPERVISOR.phone,
+        )
+        assert told.body.endswith("/texts") and "누구세요" not in told.body
+        assert told.next_attempt_at == wednesday_11
+
+
+def test_an_unmatched_text_with_no_supervisor_goes_to_the_department_then_the_staff(
+    database: Database,
+) -> None:
+    register_homes(database)
+    links = Service(database).links
+    nobody_but_staff = EscalationPolicy(staff=Contact("staff", "동주민센터", None, "s@example.org"))
+    for policy, told in ((POLICY, "supervisor"), (nobody_but_staff, "staff")):
+        with database.session() as s:
+            file_request(
+                s, message_id=f"gw-{told}", channel="sms", household=None, district=DISTRICT,
+                sender="010-9", text="?", now=TUESDAY, policy=policy, links=links,
+            )  # fmt: skip
+        assert Service(database, escalation_policy=policy).escalate_due(TUESDAY.replace(day=9)) == 1
+        with database.session() as s:
+            roles = s.scalars(
+                select(Notification.recipient_role).where(
+                    Notification.purpose.like("text-overdue-%")
+                )
+            ).all()
+            assert roles[-1] == told

@@ -132,3 +132,34 @@ def test_importing_many_homes_writes_them_all(database: Database, tmp_path: Path
     )
     with database.session() as session:
         assert session.scalar(select(func.count()).select_from(Household)) == 12_000
+
+
+def test_import_records_consent_and_a_reimport_without_it_keeps_it(
+    database: Database, tmp_path: Path
+) -> None:
+    homes = [
+        {"id": "m1", "district": "mapo", "resident_name": "정영수", "guardian_phone": "010-1",
+         "guardian_opt_in": True},
+        {"id": "m2", "district": "mapo", "resident_name": "한복순", "guardian_phone": "010-2"},
+    ]  # fmt: skip
+    file = write(tmp_path, {"caregivers": CAREGIVERS, "households": homes})
+    load_households_json(database, file, now=NOW)
+
+    def consent() -> list[tuple[str, bool]]:
+        with database.session() as session:
+            rows = session.scalars(select(Household).order_by(Household.id))
+            return [(h.id, h.guardian_opt_in) for h in rows]
+
+    assert consent() == [("m1", True), ("m2", False)]
+    # The office's next export lacks the column, and m2's consent was recorded on the pages.
+    with database.session() as session:
+        m2 = session.get(Household, "m2")
+        assert m2 is not None
+        m2.guardian_opt_in = True
+    for home in homes:
+        home.pop("guardian_opt_in", None)
+    load_households_json(database, write(tmp_path, {"caregivers": CAREGIVERS, "households": homes}))
+    assert consent() == [("m1", True), ("m2", True)]
+    homes[0]["guardian_opt_in"] = False  # withdrawn
+    load_households_json(database, write(tmp_path, {"caregivers": CAREGIVERS, "households": homes}))
+    assert consent() == [("m1", False), ("m2", True)]

@@ -112,6 +112,7 @@ def register_home(db: Database, n: int, period_s: float) -> DeviceAddress:
                 address=f"연희로 {n}",
                 guardian_name="이보호",
                 guardian_phone="010-3333-4444",
+                guardian_opt_in=True,
                 caregiver_id=caregiver_id,
                 silence_period_h=period_s / 3600,
                 created_at=utcnow(),

@@ -80,6 +80,7 @@ def seed(db: Database) -> Seeded:
                         longitude=lon + n * 0.001,
                         guardian_name="이보호",
                         guardian_phone="010-3333-4444",
+                        guardian_opt_in=True,
                         risk_level=RiskLevel.BLUE,
                         caregiver_id=caregiver.id,
                         created_at=NOW,

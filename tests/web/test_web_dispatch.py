@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from collector.store.accounts import AuditEntry, DispatchStep
 from collector.store.db import Database
-from collector.store.models import Dispatch, Notification
+from collector.store.models import Dispatch, Household, Notification
 from tests.web.conftest import csrf_of, log_in, raise_sos
 
 Login = Callable[[str], TestClient]
@@ -213,3 +213,41 @@ def test_bad_input_gets_a_clear_page_and_changes_nothing(login: Login, database:
     with database.session() as s:
         assert s.scalars(select(DispatchStep)).all() == []
     assert 'data-status="open"' in phone.get(f"/care/dispatches/{dispatch_id}").text
+
+
+def test_the_guardians_consent_is_shown_changed_and_audited_on_the_household_page(
+    login: Login, database: Database
+) -> None:
+    phone = login("care-a")
+    page = phone.get("/care/households/h-a1")
+    assert 'data-agreed="true"' in page.text and "예 (어르신 동의)" in page.text
+    withdrawn = phone.post(
+        "/care/households/h-a1/guardian-consent",
+        data={"csrf": csrf_of(page.text), "agreed": "0"},
+        follow_redirects=False,
+    )
+    assert withdrawn.status_code == 303
+    page = phone.get("/care/households/h-a1")
+    assert 'data-agreed="false"' in page.text and "아니오 (동의 없음)" in page.text
+    # Another caregiver's household is not theirs to change.
+    other = login("care-b")
+    refused = other.post(
+        "/care/households/h-a1/guardian-consent",
+        data={"csrf": csrf_of(other.get("/care").text), "agreed": "1"},
+        follow_redirects=False,
+    )
+    assert refused.status_code == 403
+    with database.session() as s:
+        home = s.get(Household, "h-a1")
+        assert home is not None and home.guardian_opt_in is False
+        entries = s.scalars(select(AuditEntry).where(AuditEntry.action == "guardian_consent")).all()
+        assert [(e.actor, e.household_id, e.detail) for e in entries] == [
+            ("care-a", "h-a1", "no (was yes)")
+        ]
+    # With no consent an SOS tells the caregiver, not the guardian.
+    dispatch_id = raise_sos(database, "h-a1")
+    with database.session() as s:
+        roles = s.scalars(
+            select(Notification.recipient_role).where(Notification.dispatch_id == dispatch_id)
+        ).all()
+        assert set(roles) == {"caregiver"}

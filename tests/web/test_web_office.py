@@ -10,7 +10,10 @@ from collections.abc import Callable
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from collector.domain.dispatch import Contact
+from collector.domain.escalation import EscalationPolicy
 from collector.domain.office_hours import OfficeCalendar
+from collector.service import Service
 from collector.store.accounts import AuditEntry
 from collector.store.db import Database
 from collector.store.models import (
@@ -196,3 +199,15 @@ def test_a_supervisor_pins_households_sets_backups_and_runs_the_assignment(
     assert 'id="pin-h-a1"' not in supervisor.get("/assignment").text
     # An admin may work on any district.
     assert f'id="caregiver-{m}"' in login("admin").get("/assignment?district=mapo").text
+
+
+def test_a_text_left_waiting_past_its_day_shows_that_the_supervisor_was_told(
+    login: Login, database: Database, seeded: Seeded
+) -> None:
+    waiting = add_text(database, "seodaemun", "연락 주세요")
+    due = OfficeCalendar().add_working_days(RECEIVED, 1)
+    staff = Contact("staff", "동주민센터", None, "staff@example.org")
+    assert Service(database, escalation_policy=EscalationPolicy(staff=staff)).escalate_due(due) == 1
+    page = login("sup-seo").get("/texts").text
+    assert f'id="text-{waiting}"' in page
+    assert "담당 과장에게 알림" in page

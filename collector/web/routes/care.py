@@ -92,6 +92,18 @@ def household_detail(
     return render(request, "care_household.html", viewer=viewer, page=page)
 
 
+@router.post("/households/{household_id}/guardian-consent")
+def guardian_consent(
+    session: SessionDep, viewer: ViewerDep, now: NowDep, form: FormDep, household_id: str
+) -> RedirectResponse:
+    """``agreed`` = ``1`` (the resident agreed the guardian is told) or ``0`` (withdrawn)."""
+    agreed = form.get("agreed", "")
+    if agreed not in ("0", "1"):
+        raise records.BadForm("agreed must be 1 or 0")
+    records.set_guardian_consent(session, viewer, household_id, agreed == "1", now=now)
+    return RedirectResponse(f"/care/households/{household_id}", status_code=303)
+
+
 @router.post("/households/{household_id}/notes")
 def add_note(
     session: SessionDep, viewer: ViewerDep, now: NowDep, form: FormDep, household_id: str
