@@ -35,7 +35,10 @@ from firmware_config.messages import Heartbeat
 from tests.support.victoria import Series, VictoriaMetrics, start_victoria
 
 HEARTBEATS = '{__name__=~"heartbeat_.*"}'
-T0 = dt.datetime(2026, 12, 1, 9, 30, 0, 123_000, tzinfo=dt.UTC)
+# Twelve hours ago, on a whole second plus 123 ms. Points go a minute apart from here, up to 8.5 h
+# on: all of them in the past (an export without `end` stops at now) and inside the server's
+# one-day retention, whatever day the suite runs (a fixed date fell out of it the next day).
+T0 = dt.datetime.now(dt.UTC).replace(microsecond=123_000) - dt.timedelta(hours=12)
 
 
 @pytest.fixture
