@@ -179,35 +179,34 @@ class StoreOfflineDispatches:
         household = session.get(Household, dispatch.household_id)
         assert household is not None  # noqa: S101 - a dispatch's household exists
         note = f"기기 다시 연결됨 ({now.isoformat(timespec='seconds')})"
-        before = lifecycle.Lifecycle(
-            status=lifecycle.Status(dispatch.status.value),
-            acknowledged_at=dispatch.acknowledged_at,
-            acknowledged_by=dispatch.acknowledged_by,
-            note=dispatch.note,
-        )
-        event: lifecycle.Event
         if action is WhenBack.RESOLVE:
+            before = lifecycle.Lifecycle(
+                status=lifecycle.Status(dispatch.status.value),
+                acknowledged_at=dispatch.acknowledged_at,
+                acknowledged_by=dispatch.acknowledged_by,
+                note=dispatch.note,
+            )
             # Nobody answered: no acknowledgement is recorded (the reports count people's).
             event = lifecycle.Resolve(
                 lifecycle.Outcome.DEVICE_PROBLEM, note, SYSTEM, by_itself=True
             )
-            after = lifecycle.apply(before, event, now=now)
-            if not write_lifecycle(session, dispatch.id, before, after):
+            if not write_lifecycle(
+                session, dispatch.id, before, lifecycle.apply(before, event, now=now)
+            ):
                 return False  # a caregiver acted at this very moment: theirs now
+            record_change(
+                session,
+                dispatch_id=dispatch.id,
+                household_id=household.id,
+                district=household.district,
+                event=event,
+                by=SYSTEM,
+                actor=SYSTEM,
+                account_id=None,
+                now=now,
+            )
         else:
-            event = lifecycle.AddNote(note, SYSTEM)
-            dispatch.note = f"{dispatch.note}\n{note}" if dispatch.note else note
-        record_change(
-            session,
-            dispatch_id=dispatch.id,
-            household_id=household.id,
-            district=household.district,
-            event=event,
-            by=SYSTEM,
-            actor=SYSTEM,
-            account_id=None,
-            now=now,
-        )
+            add_system_note(session, dispatch, household, note, now)
         log.info(
             "device back: dispatch %s",
             "resolved" if action is WhenBack.RESOLVE else "noted",

@@ -329,10 +329,8 @@ class WhenBack(enum.StrEnum):
 def when_device_back(dispatch_status: str, *, silent_too: bool = False) -> WhenBack:
     """``silent_too``: the dispatch also stands for the home's silence (one was added to the
     other); a device back says nothing of the resident, so a person must close it."""
-    if dispatch_status == "open" and not silent_too:
-        return WhenBack.RESOLVE
     if dispatch_status == "open":
-        return WhenBack.NOTE
+        return WhenBack.NOTE if silent_too else WhenBack.RESOLVE
     if dispatch_status in ("acknowledged", "on_site"):
         return WhenBack.NOTE
     return WhenBack.NOTHING
