@@ -25,12 +25,10 @@ from collector.domain.dispatch import Contact, Message
 from collector.domain.escalation import EscalationPolicy
 from collector.domain.links import LinkSigner
 from collector.domain.requests import decide_request, unanswered_text
-from collector.service import household_view, open_dispatch
+from collector.service import add_notifications, household_view, open_dispatch
 from collector.store.models import (
     DispatchReason,
     Household,
-    Notification,
-    NotificationStatus,
     Priority,
     ServiceRequest,
 )
@@ -291,24 +289,7 @@ def escalate_unanswered_texts(
             due_at=row.due_at,
             texts_url=f"{policy.dashboard_url.rstrip('/')}/texts",
         )
-        for m in messages:
-            session.add(
-                Notification(
-                    dispatch_id=None,
-                    service_request_id=row.id,
-                    channel=m.channel,
-                    purpose=m.purpose,
-                    recipient_role=m.recipient_role,
-                    recipient=m.recipient,
-                    subject=m.subject,
-                    body=m.body,
-                    status=NotificationStatus.PENDING,
-                    attempts=0,
-                    created_at=now,
-                    next_attempt_at=now,
-                )
-            )
-        queued += len(messages)
+        queued += add_notifications(session, None, messages, now, None, service_request_id=row.id)
         log.warning(
             "text from an unknown number unanswered past its working day",
             extra={"request": row.id, "district": row.district, "told": told},

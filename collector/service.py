@@ -190,26 +190,34 @@ def _open_view(dispatch: Dispatch | None) -> OpenDispatchView | None:
 
 def add_notifications(
     session: Session,
-    dispatch_id: int,
+    dispatch_id: int | None,
     messages: tuple[Message, ...],
     now: dt.datetime,
-    links: LinkSigner,
+    links: LinkSigner | None,
     *,
     send_at: dt.datetime | None = None,
+    service_request_id: int | None = None,
 ) -> int:
-    """Queue ``messages`` (their links signed), to be sent from ``send_at`` (default: now); one
-    already queued for the same purpose and person is kept as it is."""
+    """Queue ``messages`` about dispatch ``dispatch_id`` (their links signed), to be sent from
+    ``send_at`` (default: now); one already queued for the same purpose and person is kept as it
+    is. The one kind with no dispatch, a text from an unknown number (``service_request_id``),
+    has no dispatch link to sign: ``dispatch_id`` and ``links`` are None."""
     if not messages:
         return 0
     rows = [
         {
             "dispatch_id": dispatch_id,
+            "service_request_id": service_request_id,
             "channel": m.channel,
             "purpose": m.purpose,
             "recipient_role": m.recipient_role,
             "recipient": m.recipient,
             "subject": m.subject,
-            "body": fill_links(m.body, dispatch_id, now=now, signer=links),
+            "body": (
+                m.body
+                if dispatch_id is None or links is None
+                else fill_links(m.body, dispatch_id, now=now, signer=links)
+            ),
             "status": NotificationStatus.PENDING,
             "attempts": 0,
             "created_at": now,
