@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy import select
+
+from collector.domain.silence_checkin import CheckinPolicy
+from collector.silence_flow import SilenceFlow, StoreDispatches
+from collector.silence_runtime import SilenceRuntime, SilenceRuntimeSettings
 from collector.store.db import Database
 from collector.store.models import Caregiver, Device, Household
+from collector.store.silence import SilenceFlagRow
 
 NOW = dt.datetime(2026, 11, 24, 3, 0, tzinfo=dt.UTC)
 DISTRICT = "seodaemun"
@@ -40,3 +46,35 @@ def register_homes(
             )
             s.flush()
             s.add(Device(id=device_id, household_id=f"h-{n}"))
+
+
+class NoPublisher:
+    """A home whose device is offline: the silence flow must dispatch without asking it."""
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        raise AssertionError(f"nothing should be published ({topic})")
+
+
+def raise_silence_flag(
+    db: Database, *, at: dt.datetime, dispatches: StoreDispatches | None = None
+) -> SilenceFlagRow:
+    """Run the real silence runtime and flow from ``NOW`` to ``at`` with no life sign (the home's
+    device offline, so no check-in): exactly one flag is raised; returned detached."""
+    flow = SilenceFlow(
+        db, NoPublisher(), policy=CheckinPolicy(answer_window_min=10), dispatches=dispatches
+    )
+    clock = [NOW]
+    runtime = SilenceRuntime(
+        db,
+        on_flag=flow.on_flag,
+        settings=SilenceRuntimeSettings(learn=False),
+        clock=lambda: clock[0],
+    )
+    runtime.create_schema()
+    runtime.restore()
+    clock[0] = at
+    assert len(runtime.tick()) == 1
+    with db.session() as s:
+        row = s.scalars(select(SilenceFlagRow)).one()
+        s.expunge(row)
+        return row

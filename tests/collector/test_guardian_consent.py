@@ -16,18 +16,16 @@ from collector.domain.escalation import (
     EscalationChain,
     EscalationPolicy,
 )
-from collector.domain.silence_checkin import CheckinPolicy
 from collector.offline_dispatch import StoreOfflineDispatches
 from collector.requests import file_request
 from collector.service import Service
-from collector.silence_flow import SilenceFlow, StoreDispatches
-from collector.silence_runtime import SilenceRuntime, SilenceRuntimeSettings
+from collector.silence_flow import StoreDispatches
 from collector.store.db import Database
 from collector.store.models import Device, Household, Notification
-from collector.store.silence import SilenceFlagRow, TechnicianTicket
+from collector.store.silence import TechnicianTicket
 from firmware_config.messages import SosEvent
 from firmware_config.topics import Channel, DeviceAddress
-from tests.collector.helpers import DISTRICT, NOW, register_homes
+from tests.collector.helpers import DISTRICT, NOW, raise_silence_flag, register_homes
 
 ADDR = DeviceAddress(DISTRICT, "h-1", "dev-1")
 STAFF = Contact("staff", "동주민센터", None, "staff@example.org")
@@ -40,13 +38,6 @@ POLICY = EscalationPolicy(
     ),
 )
 LATER = NOW + dt.timedelta(days=30)  # past every first step, office hours or not
-
-
-class NoPublisher:
-    """The home's device is offline: the flow must dispatch without asking it anything."""
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        raise AssertionError(f"nothing should be published ({topic})")
 
 
 def guardian_messages(db: Database, dispatch_id: int) -> list[str]:
@@ -77,27 +68,11 @@ def sos_dispatch(db: Database) -> int:
 
 
 def silence_dispatch(db: Database) -> int:
-    flow = SilenceFlow(
-        db,
-        NoPublisher(),
-        policy=CheckinPolicy(answer_window_min=10),
-        dispatches=StoreDispatches(escalation=POLICY),
+    row = raise_silence_flag(
+        db, at=NOW + dt.timedelta(hours=48), dispatches=StoreDispatches(escalation=POLICY)
     )
-    clock = [NOW]
-    runtime = SilenceRuntime(
-        db,
-        on_flag=flow.on_flag,
-        settings=SilenceRuntimeSettings(learn=False),
-        clock=lambda: clock[0],
-    )
-    runtime.create_schema()
-    runtime.restore()
-    clock[0] = NOW + dt.timedelta(hours=48)
-    assert len(runtime.tick()) == 1
-    with db.session() as s:
-        row = s.scalars(select(SilenceFlagRow)).one()
-        assert row.status == "dispatched" and row.dispatch_id is not None
-        return row.dispatch_id
+    assert row.status == "dispatched" and row.dispatch_id is not None
+    return row.dispatch_id
 
 
 def offline_dispatch(db: Database) -> int:

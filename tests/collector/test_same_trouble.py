@@ -14,30 +14,21 @@ from sqlalchemy import select
 
 from collector.domain.dispatch import Contact, DispatchPolicy, Message
 from collector.domain.escalation import EscalationPolicy
-from collector.domain.silence_checkin import CheckinPolicy
 from collector.offline_dispatch import LostRace, StoreOfflineDispatches
 from collector.service import Service
-from collector.silence_flow import SilenceFlow, StoreDispatches
-from collector.silence_runtime import SilenceRuntime, SilenceRuntimeSettings
+from collector.silence_flow import StoreDispatches
 from collector.store.accounts import AuditEntry, DispatchStep
 from collector.store.db import Database
 from collector.store.models import Device, Dispatch, DispatchReason, DispatchStatus, Notification
 from collector.store.silence import SilenceFlagRow, TechnicianTicket
 from firmware_config.messages import SosEvent
 from firmware_config.topics import Channel, DeviceAddress
-from tests.collector.helpers import DISTRICT, NOW, register_homes
+from tests.collector.helpers import DISTRICT, NOW, raise_silence_flag, register_homes
 
 ADDR = DeviceAddress(DISTRICT, "h-1", "dev-1")
 STAFF = Contact("staff", "동주민센터", None, "staff@example.org")
 SILENT_AT = NOW + dt.timedelta(hours=48)
 PAGE = (Message("sms", "caregiver", "010-1111-2222", "silence", "무활동", "확인해 주세요"),)
-
-
-class NoPublisher:
-    """The home's device is offline: nothing is asked of it."""
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        raise AssertionError(f"nothing should be published ({topic})")
 
 
 def offline_home(db: Database) -> None:
@@ -60,22 +51,7 @@ def open_offline(db: Database, at: dt.datetime) -> int | None:
 
 def flag_silence(db: Database) -> SilenceFlagRow:
     """The home's 48 h pass with nothing heard; its device is offline, so no check-in."""
-    flow = SilenceFlow(db, NoPublisher(), policy=CheckinPolicy(answer_window_min=10))
-    clock = [NOW]
-    runtime = SilenceRuntime(
-        db,
-        on_flag=flow.on_flag,
-        settings=SilenceRuntimeSettings(learn=False),
-        clock=lambda: clock[0],
-    )
-    runtime.create_schema()
-    runtime.restore()
-    clock[0] = SILENT_AT
-    assert len(runtime.tick()) == 1
-    with db.session() as s:
-        row = s.scalars(select(SilenceFlagRow)).one()
-        s.expunge(row)
-        return row
+    return raise_silence_flag(db, at=SILENT_AT)
 
 
 def dispatches(db: Database) -> list[Dispatch]:
