@@ -57,6 +57,18 @@ class Signs:
         self.outbox_depths.extend((a.device, f.outbox_depth) for a, _at, f in result.supervised)
 
 
+def bulk_settings(broker: Broker, database: Database, client_id: str) -> CollectorSettings:
+    """The collector's settings with heartbeats ingested in the child process."""
+    return CollectorSettings(
+        mqtt_url=broker.url,
+        mqtt_username=COLLECTOR_USER,
+        mqtt_password=broker.password(COLLECTOR_USER),
+        database_url=database.url,
+        mqtt_client_id=client_id,
+        ingest_bulk_process=True,
+    )
+
+
 @pytest.fixture
 def signs() -> Signs:
     return Signs()
@@ -65,14 +77,7 @@ def signs() -> Signs:
 @pytest.fixture
 def ingest(broker: Broker, database: Database, signs: Signs) -> Iterator[Ingest]:
     register_homes(database)
-    settings = CollectorSettings(
-        mqtt_url=broker.url,
-        mqtt_username=COLLECTOR_USER,
-        mqtt_password=broker.password(COLLECTOR_USER),
-        database_url=database.url,
-        mqtt_client_id="bulk-process-test",
-        ingest_bulk_process=True,
-    )
+    settings = bulk_settings(broker, database, "bulk-process-test")
     ing = Ingest(settings, Service(database), after_bulk=signs)
     assert ing.bulk is None and ing.bulk_process is not None
     ing.start()
@@ -118,14 +123,7 @@ def test_the_child_stamps_what_it_receives_with_the_collectors_clock(
 ) -> None:
     """The soak's accelerated clock reaches the child: its receive times are the injected ones."""
     register_homes(database)
-    settings = CollectorSettings(
-        mqtt_url=broker.url,
-        mqtt_username=COLLECTOR_USER,
-        mqtt_password=broker.password(COLLECTOR_USER),
-        database_url=database.url,
-        mqtt_client_id="bulk-clock-test",
-        ingest_bulk_process=True,
-    )
+    settings = bulk_settings(broker, database, "bulk-clock-test")
     at = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=3)
     ing = Ingest(settings, Service(database), after_bulk=signs, clock=FixedClock(at))
     ing.start()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import Connection, func, inspect, select, text
 
 from collector.cli import main as cli_main
 from collector.store.db import Database
@@ -56,6 +56,25 @@ def load_pre_migration_schema(db: Database) -> None:
             connection.execute(text(statement))
 
 
+def insert_old_home_and_sos(connection: Connection) -> None:
+    """One home and one open SOS dispatch, in plain SQL with the oldest schema's columns only
+    (today's models have columns the old schemas lack)."""
+    connection.execute(
+        text(
+            "INSERT INTO households (id, district, resident_name, address, silence_period_h,"
+            " risk_level, created_at) VALUES ('h0001', 'mapo', '박순자', '', 48, 'blue', :t)"
+        ),
+        {"t": "2026-11-01 00:00:00"},
+    )
+    connection.execute(
+        text(
+            "INSERT INTO dispatches (household_id, reason, priority, status, created_at,"
+            " escalation_level) VALUES ('h0001', 'sos', 'urgent', 'open', :t, 0)"
+        ),
+        {"t": "2026-11-01 00:00:00"},
+    )
+
+
 def test_migrations_from_nothing_give_todays_models(empty: Database) -> None:
     assert current_revision(empty) is None
     assert upgrade(empty) == head_revision()
@@ -75,22 +94,8 @@ def test_a_database_from_before_migrations_is_upgraded_with_its_rows(empty: Data
     assert "ix_dispatches_created_at_id" not in {
         ix["name"] for ix in inspect(empty.engine).get_indexes("dispatches")
     }
-    # Plain SQL with the old columns only: today's models have columns the old schema lacks.
     with empty.engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO households (id, district, resident_name, address, silence_period_h,"
-                " risk_level, created_at) VALUES ('h0001', 'mapo', '박순자', '', 48, 'blue', :t)"
-            ),
-            {"t": "2026-11-01 00:00:00"},
-        )
-        connection.execute(
-            text(
-                "INSERT INTO dispatches (household_id, reason, priority, status, created_at,"
-                " escalation_level) VALUES ('h0001', 'sos', 'urgent', 'open', :t, 0)"
-            ),
-            {"t": "2026-11-01 00:00:00"},
-        )
+        insert_old_home_and_sos(connection)
     assert drift(empty) != []  # the old schema lacks today's indexes
 
     assert upgrade(empty) == head_revision()
@@ -175,20 +180,7 @@ def test_0007_asks_consent_of_every_home_and_unacknowledges_what_the_collector_c
 def test_0008_keeps_every_notification_and_lets_a_text_have_one(empty: Database) -> None:
     assert upgrade(empty, "0007_guardian_consent") == "0007_guardian_consent"
     with empty.engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO households (id, district, resident_name, address, silence_period_h,"
-                " risk_level, created_at) VALUES ('h0001', 'mapo', '박순자', '', 48, 'blue', :t)"
-            ),
-            {"t": "2026-11-01 00:00:00"},
-        )
-        connection.execute(
-            text(
-                "INSERT INTO dispatches (household_id, reason, priority, status, created_at,"
-                " escalation_level) VALUES ('h0001', 'sos', 'urgent', 'open', :t, 0)"
-            ),
-            {"t": "2026-11-01 00:00:00"},
-        )
+        insert_old_home_and_sos(connection)
         connection.execute(
             text(
                 "INSERT INTO notifications (dispatch_id, channel, purpose, recipient_role,"
