@@ -344,8 +344,19 @@ def _speech_end_s(audio: bytes) -> float:
 
 
 def evaluate(path: VoicePath, items: list[Item]) -> dict[str, Any]:
-    """Every item through the path; the figures (:func:`summarise`) and each item's outcome."""
-    return summarise([(item, path.run_one(item)) for item in items])
+    """Every item through the path; the figures (:func:`summarise`) and each item's outcome.
+    Progress goes to stderr every 50 utterances."""
+    done = []
+    started = time.monotonic()
+    for n, item in enumerate(items, 1):
+        done.append((item, path.run_one(item)))
+        if n % 50 == 0 or n == len(items):
+            print(
+                f"  {n} / {len(items)} utterances, {time.monotonic() - started:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    return summarise(done)
 
 
 def summarise(outcomes: list[tuple[Item, Outcome]]) -> dict[str, Any]:
@@ -457,8 +468,17 @@ def continuous(path: VoicePath, synth: Synth, hours: float) -> dict[str, Any]:
     path.outcome = Outcome()
     path.reset()
     cpu0, wall0 = time.process_time(), time.monotonic()
+    shown = 0.0
     for unit in loop_stream(synth, hours):
         path.feed(unit)
+        if path.audio_s - shown >= 600:  # every 10 min of audio
+            shown = path.audio_s
+            print(
+                f"  loop: {shown / 3600:.2f} of {hours:g} h of audio, "
+                f"{time.monotonic() - wall0:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     path.finish()
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     audio_h = (path.audio_s - path.voice_config.answer_timeout_s) / 3600
