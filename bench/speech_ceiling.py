@@ -9,7 +9,7 @@ even span a filler)? No spotter or decision rule built on these transcripts can 
 utterance this says no to; it would also raise an SOS for every distractor this says yes to.
 
     python bench/speech.py --filler-count 0 --alternatives 8 --alternative-margin 1000 \\
-        --loop-hours 0 --save run.pkl      # the most permissive decoding the agent can do
+        --loop-hours 0 --save run.pkl      # the most permissive decoding the bench offers
     python bench/speech_ceiling.py run.pkl
 
 The last line printed is one JSON object: per condition, SOS utterances and how many reached
