@@ -171,7 +171,11 @@ class VoicePipeline:
         detection = self.spotter.hear(transcript, self.clock(), answering=self.answering())
         if detection is None:
             return
-        if detection.kind is Kind.SOS and self.verifier is not None and not self._confirmed():
+        if (
+            detection.kind is Kind.SOS
+            and self.verifier is not None
+            and not self._confirmed(self.verifier)
+        ):
             self.sos_unconfirmed += 1
             log.info("heard sos (%s), not confirmed by the verifier: dropped", detection.phrase)
             return
@@ -190,11 +194,10 @@ class VoicePipeline:
             self.errors += 1
             log.exception("on_detection failed for %s", detection)
 
-    def _confirmed(self) -> bool:
+    def _confirmed(self, verifier: SosVerifier) -> bool:
         """The verifier's word; a verifier that fails confirms (the recogniser's SOS stands)."""
-        assert self.verifier is not None
         try:
-            return self.verifier.confirms()
+            return verifier.confirms()
         except Exception:
             self.errors += 1
             log.exception("SOS verifier failed; taking the SOS as heard")
