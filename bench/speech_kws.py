@@ -223,6 +223,16 @@ def item_score(heads: list[KeywordHead], x: Floats, item: Item) -> float:
     return float(max(float(h.score(x).max()) for h in heads)) if len(x) else 0.0
 
 
+def score_before(head: KeywordHead, x: Floats, at_s: float | None, window_s: float = 3.0) -> float:
+    """What the agent's verifier knows when the recogniser's SOS comes at ``at_s``: the highest
+    score of the ``window_s`` before it (no look-ahead)."""
+    if at_s is None or len(x) == 0:
+        return 0.0
+    ends = np.array([embedding_end_s(i) for i in range(len(x))])
+    sel = x[(ends <= at_s) & (ends >= at_s - window_s)]
+    return float(head.score(sel).max()) if len(sel) else 0.0
+
+
 def events(times: npt.NDArray[np.float64], scores: Floats, threshold: float) -> list[float]:
     """Times the score first reaches ``threshold``, one per ``MERGE_S``."""
     out: list[float] = []
@@ -315,11 +325,15 @@ def main(argv: list[str] | None = None) -> int:
     cpu0 = time.process_time()
     audio_s = 0.0
     scored: list[tuple[Item, Outcome | None, float]] = []
+    at_vosk: list[float] = []
+    """Per item: the head's score in the 3 s before the Vosk path's first SOS decision."""
     for n, (item, outcome) in enumerate(outcomes):
         feats = stack(emb.embed(item.audio))
         audio_s += len(item.audio) / (2 * RATE_HZ)
         head = fold_heads[item_fold(item)] if item.split == "dev" else final
         scored.append((item, outcome, item_score([head], feats, item)))
+        first = outcome.first_sos_at() if outcome is not None else None
+        at_vosk.append(score_before(head, feats, first))
         if n % 200 == 0:
             print(f"  scored {n} of {len(outcomes)}", file=sys.stderr)
     batch_cpu_pct = 100 * (time.process_time() - cpu0) / audio_s
@@ -347,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     if vosk_loop is not None:
         designs |= {
             "Vosk path (agent today)": lambda v, s: v,
+            # s is here the score in the 3 s before the Vosk decision (see table())
             "Vosk AND classifier (verifier)": lambda v, s: (
                 v and s >= thresholds["verify_dev_sos_95pct"]
             ),
@@ -358,7 +373,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, rule in designs.items():
             rows: dict[str, Any] = {}
             for cond in CONDITIONS:
-                sel = [(i, o, s) for i, o, s in scored if i.split == split and i.cond == cond]
+                sel = [
+                    (i, o, sv if "AND" in name else s)
+                    for (i, o, s), sv in zip(scored, at_vosk, strict=True)
+                    if i.split == split and i.cond == cond
+                ]
                 hit = {
                     c: [rule(vosk_sos(i, o), s) for i, o, s in sel if i.cls == c]
                     for c in ("sos", "none", "cancel", "wake")
@@ -403,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     if vosk_loop is not None:
         sent = [t for d, t in vosk_loop.decisions if d.action is Action.SEND]
         near = [
-            float(loop_scores[(loop_times >= t - 3.0) & (loop_times <= t + 0.5)].max(initial=0))
+            float(loop_scores[(loop_times >= t - 3.0) & (loop_times <= t)].max(initial=0))
             for t in sent
         ]
         verified = [
