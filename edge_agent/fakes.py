@@ -56,3 +56,24 @@ class FakeRecognizer:
     def reset(self) -> None:
         self.resets += 1
         self._current.clear()
+
+
+class FakeSosVerifier:
+    """A stand-in for :class:`edge_agent.kws.EmbeddingVerifier` (whose head is trained by a bench
+    and whose models are an optional install): it confirms, or not, as told, or raises ``fails``,
+    and counts the bytes it heard."""
+
+    def __init__(self, confirm: bool, fails: Exception | None = None) -> None:
+        self.confirm = confirm
+        self.fails = fails
+        self.heard_bytes = 0
+        self.asked = 0
+
+    def hear(self, block: bytes) -> None:
+        self.heard_bytes += len(block)
+
+    def confirms(self) -> bool:
+        self.asked += 1
+        if self.fails is not None:
+            raise self.fails
+        return self.confirm

@@ -17,6 +17,7 @@ from firmware_config.phrases import PhraseSet, load_phrase_set
 
 if TYPE_CHECKING:
     from edge_agent.agc import GainControl
+    from edge_agent.kws import SosVerifier
     from edge_agent.spotter import Spotter
     from edge_agent.vad import VoiceActivityGate
 
@@ -144,6 +145,19 @@ def make_gain(audio: AudioConfig) -> GainControl | None:
     return GainControl(target_dbfs=audio.agc_target_dbfs, max_gain_db=audio.agc_max_gain_db)
 
 
+def make_verifier(voice: VoiceConfig) -> SosVerifier | None:
+    """The keyword classifier that must confirm a voice SOS, when ``voice.kws_verifier`` names
+    its head (off by default; see docs/speech.md, *A keyword classifier*)."""
+    if voice.kws_verifier is None:
+        return None
+    from edge_agent.kws import EmbeddingVerifier, KeywordHead
+    from edge_agent.speech_embedding import SpeechEmbedding
+
+    head = KeywordHead.load(voice.kws_verifier)
+    log.info("voice SOS needs the keyword classifier too (%s)", voice.kws_verifier)
+    return EmbeddingVerifier(SpeechEmbedding.from_openwakeword(), head)
+
+
 def make_spotter(phrases: PhraseSet, voice: VoiceConfig | None = None) -> Spotter:
     """The phrase spotter the agent listens with, taking SOS by the config's rule."""
     from edge_agent.spotter import SosRule, Spotter
@@ -199,4 +213,5 @@ def attach_voice(agent: Agent, config: DeviceConfig, *, stand_in: bool = False) 
         on_transcript=agent.on_transcript,
         answering=lambda: agent.voice_sos.asking,
         gain=make_gain(config.audio),
+        verifier=make_verifier(config.voice),
     )

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from edge_agent.agc import GainControl
 from edge_agent.audio import AudioSource
@@ -19,6 +20,9 @@ from edge_agent.recognizer import Recognizer
 from edge_agent.spotter import Detection, Kind, Spotter
 from edge_agent.transcript import Transcript
 from edge_agent.vad import Audio, GateEvent, SegmentStart, VoiceActivityGate
+
+if TYPE_CHECKING:
+    from edge_agent.kws import SosVerifier
 
 log = logging.getLogger("anbu.agent.voice")
 
@@ -45,6 +49,7 @@ class VoicePipeline:
         answering: Callable[[], bool] = lambda: False,
         on_transcript: Callable[[str], bool] | None = None,
         gain: GainControl | None = None,
+        verifier: SosVerifier | None = None,
     ) -> None:
         self.source = source
         self.gate = gate
@@ -55,6 +60,10 @@ class VoicePipeline:
         """Sees each transcript first (a listening check-in); True means it was an answer."""
         self.gain = gain
         """Automatic gain control between the gate and the recogniser (None: audio as captured)."""
+        self.verifier = verifier
+        """Hears every block; a spotted SOS it does not confirm is dropped (None: not asked)."""
+        self.sos_unconfirmed = 0
+        """Spotted SOS phrases the verifier did not confirm (and that were therefore dropped)."""
         self.clock = clock
         self.read_timeout_s = read_timeout_s
         self.answering = answering
@@ -110,6 +119,12 @@ class VoicePipeline:
 
     def process(self, block: bytes) -> None:
         """One block through gate, recogniser and spotter (the thread calls this; so may tests)."""
+        if self.verifier is not None:
+            try:
+                self.verifier.hear(block)
+            except Exception:
+                self.errors += 1
+                log.exception("SOS verifier failed on a block")
         for event in self.gate.process(block):
             self._handle(event)
 
@@ -156,6 +171,14 @@ class VoicePipeline:
         detection = self.spotter.hear(transcript, self.clock(), answering=self.answering())
         if detection is None:
             return
+        if (
+            detection.kind is Kind.SOS
+            and self.verifier is not None
+            and not self._confirmed(self.verifier)
+        ):
+            self.sos_unconfirmed += 1
+            log.info("heard sos (%s), not confirmed by the verifier: dropped", detection.phrase)
+            return
         self.interactions += 1
         if detection.kind is Kind.WAKE:
             self.wake_word_count += 1
@@ -170,6 +193,15 @@ class VoicePipeline:
         except Exception:
             self.errors += 1
             log.exception("on_detection failed for %s", detection)
+
+    def _confirmed(self, verifier: SosVerifier) -> bool:
+        """The verifier's word; a verifier that fails confirms (the recogniser's SOS stands)."""
+        try:
+            return verifier.confirms()
+        except Exception:
+            self.errors += 1
+            log.exception("SOS verifier failed; taking the SOS as heard")
+            return True
 
     def _safe_reset(self) -> None:
         try:

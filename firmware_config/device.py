@@ -198,6 +198,12 @@ class VoiceConfig(BaseModel):
         description="loudness just after the utterance's last word, 0 = the room's quiet, "
         "1 = the words' level, above which an SOS phrase is not taken (null: not checked)",
     )
+    kws_verifier: Path | None = Field(
+        default=None,
+        description="keyword-classifier head (.npz from bench/speech_kws.py --save-head) that must "
+        "also hear an SOS phrase before a voice SOS is taken (null: off; needs openwakeword and "
+        "onnxruntime installed)",
+    )
 
     @property
     def manifest(self) -> Path | None:

@@ -1,0 +1,483 @@
+"""Voice SOS by a keyword classifier on Google's speech embedding (openWakeWord's design), measured.
+
+The classifier does not depend on Vosk hearing the words: it is a small head (logistic regression
+or one hidden layer, numpy) on 16 consecutive 96-number embeddings (``edge_agent.speech_embedding``,
+one every 80 ms; 16 of them span about 2 s), trained **only on dev material**: the SOS phrases
+spoken by the dev voices (ko, ko+f3, ko+m3) at more speeds and pitches than the bench uses, clean
+and with pink / brown / babble noise at 20, 10 and 0 dB (babble of dev sentences), against the
+dev (even-numbered) distractor sentences, the cancel, wake and yes phrases and noise alone, all in
+dev voices. Thresholds are chosen on the bench's dev split, scored out of fold (each dev item by a
+head trained without its voice, or its sentence); figures are reported on the **test** split
+(voices ko+f2, ko+f4; odd sentences) and on the continuous loop of test sentences.
+
+    python bench/speech.py --save run.pkl          # the Vosk path's outcomes (and the loop's)
+    python bench/speech_kws.py --vosk run.pkl      # classifier alone, AND, OR, on the same items
+    python bench/speech_kws.py --quick             # a small set, no Vosk (~3 min)
+
+Progress goes to stderr; the last line is one JSON object with the figures and their conditions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import pickle
+import platform
+import random
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.speech import Item, Outcome, build_set, loop_stream, none_split
+from bench.speech_corpus import (
+    CANCEL_TEXTS,
+    CONDITIONS,
+    NOISES,
+    NONE_TEXTS,
+    SOS_TEXTS,
+    VOICES,
+    WAKE_TEXTS,
+    YES_TEXTS,
+    Synth,
+    mix,
+    pad,
+)
+from edge_agent.kws import CONTEXT, KeywordHead, stack
+from edge_agent.speech_embedding import (
+    HOP_SAMPLES,
+    RATE_HZ,
+    STEP_FRAMES,
+    WINDOW_FRAMES,
+    EmbeddingStream,
+    SpeechEmbedding,
+)
+from edge_agent.voice_sos import Action
+
+Floats = npt.NDArray[np.float32]
+DEV_VOICES = [v for i, v in enumerate(VOICES) if i % 2 == 0]  # ko, ko+f3, ko+m3 (bench's dev)
+SPEEDS = (120, 140, 160, 180)
+PITCHES = (30, 50, 70)
+MERGE_S = 3.0
+"""Detections closer than this are one event (one SOS per call for help)."""
+
+
+def embedding_end_s(i: int) -> float:
+    """Audio time at which embedding ``i`` of a batch ``embed()`` ends."""
+    return ((i * STEP_FRAMES + WINDOW_FRAMES + 3) * HOP_SAMPLES) / RATE_HZ
+
+
+# --- the head -----------------------------------------------------------------------------------
+
+
+def fit(
+    x: Floats, y: npt.NDArray[np.float32], hidden: int, l2: float, steps: int, seed: int
+) -> KeywordHead:
+    """Full-batch Adam on class-balanced log loss with L2."""
+    rng = np.random.default_rng(seed)
+    mean, std = x.mean(0), x.std(0) + 1e-3
+    z = ((x - mean) / std).astype(np.float32)
+    wpos = 0.5 / max(1.0, float(y.sum()))
+    wneg = 0.5 / max(1.0, float(len(y) - y.sum()))
+    sw = np.where(y > 0, wpos, wneg).astype(np.float32)
+    d = z.shape[1]
+    params = {
+        "w1": (rng.normal(0, 1 / np.sqrt(d), (d, hidden)) if hidden else np.zeros((d, 0))),
+        "b1": np.zeros(hidden),
+        "w2": rng.normal(0, 1 / np.sqrt(max(hidden, d)), hidden or d) * (1 if hidden else 0),
+        "b2": np.zeros(1),
+    }
+    p32 = {k: v.astype(np.float32) for k, v in params.items()}
+    m = {k: np.zeros_like(v) for k, v in p32.items()}
+    v2 = {k: np.zeros_like(v) for k, v in p32.items()}
+    lr = 3e-3
+    for t in range(1, steps + 1):
+        if hidden:
+            a = z @ p32["w1"] + p32["b1"]
+            h = np.maximum(a, 0)
+        else:
+            h = z
+        logit = h @ p32["w2"] + p32["b2"][0]
+        p = 1 / (1 + np.exp(-logit))
+        g = (p - y) * sw  # d loss / d logit
+        grads = {"w2": h.T @ g + l2 * p32["w2"], "b2": np.array([g.sum()], np.float32)}
+        if hidden:
+            gh = np.outer(g, p32["w2"]) * (a > 0)
+            grads["w1"] = z.T @ gh + l2 * p32["w1"]
+            grads["b1"] = gh.sum(0)
+        for k, gk in grads.items():
+            m[k] = 0.9 * m[k] + 0.1 * gk
+            v2[k] = 0.999 * v2[k] + 0.001 * gk * gk
+            p32[k] -= lr * (m[k] / (1 - 0.9**t)) / (np.sqrt(v2[k] / (1 - 0.999**t)) + 1e-8)
+    return KeywordHead(mean, std, p32["w1"], p32["b1"], p32["w2"], float(p32["b2"][0]))
+
+
+# --- dev training material ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Clip:
+    audio: bytes
+    positive: bool
+    speech_start_s: float
+    speech_end_s: float
+    fold: int
+    """Which of the three dev folds holds it out (its dev voice; a sentence's index)."""
+
+
+def training_clips(synth: Synth, prosodies: int, seed: int = 5) -> Iterator[Clip]:
+    """Dev voices only, dev (even) sentences only; never a test voice or an odd sentence."""
+    rng = random.Random(seed)
+    grid = list(itertools.product(SPEEDS, PITCHES))
+    dev_sentences = [(i, t) for i, t in enumerate(NONE_TEXTS) if none_split(i) == "dev"]
+    babble_pool = [
+        pad(synth.speak(t, *DEV_VOICES[i % 3])) for i, (_, t) in enumerate(dev_sentences)
+    ]
+
+    def noisy(speech: bytes, conds: Iterable[str]) -> Iterator[bytes]:
+        padded = pad(speech)
+        for cond in conds:
+            noise = rng.choice(NOISES)
+            babble = rng.sample(babble_pool, 3) if noise == "babble" else None
+            yield mix(padded, cond, noise, synth, rng.randrange(1 << 30), babble)
+
+    phrase_sets = [(SOS_TEXTS, True), (CANCEL_TEXTS + WAKE_TEXTS + YES_TEXTS, False)]
+    for texts, positive in phrase_sets:
+        for text in texts:
+            for fold, (voice, _, _) in enumerate(DEV_VOICES):
+                for speed, pitch in rng.sample(grid, prosodies):
+                    speech = synth.speak(text, voice, speed, pitch)
+                    end = 1.0 + len(speech) / (2 * RATE_HZ)
+                    for audio in noisy(speech, CONDITIONS):
+                        yield Clip(audio, positive, 1.0, end, fold)
+    for k, (i, text) in enumerate(dev_sentences):
+        for voice, _, _ in DEV_VOICES:
+            speed, pitch = rng.choice(grid)
+            speech = synth.speak(text, voice, speed, pitch)
+            end = 1.0 + len(speech) / (2 * RATE_HZ)
+            for audio in noisy(speech, rng.sample(CONDITIONS, 2)):
+                yield Clip(audio, False, 1.0, end, (i // 2) % 3)
+        if k % 20 == 0:
+            print(f"  training material: sentence {k} of {len(dev_sentences)}", file=sys.stderr)
+    for k in range(12):
+        kind = NOISES[k % 3]
+        silence = bytes(2 * RATE_HZ * 6)
+        babble = rng.sample(babble_pool, 3) if kind == "babble" else None
+        # noise alone: the 0 dB level of a typical sentence
+        ref = pad(synth.speak(dev_sentences[k][1], *DEV_VOICES[k % 3]), 0, 0)
+        audio = mix(ref + silence, "0dB", kind, synth, 900 + k, babble)[len(ref) :]
+        yield Clip(audio, False, 0.0, 0.0, k % 3)
+
+
+def windows(
+    emb: SpeechEmbedding, clips: Iterable[Clip]
+) -> tuple[Floats, npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Classifier inputs, labels and folds: an SOS clip gives positives at the windows ending up
+    to 0.1 s before and 0.6 s after its speech (and negatives before its speech starts); a
+    negative clip gives every other window."""
+    xs, ys, fs = [], [], []
+    for c in clips:
+        x = stack(emb.embed(c.audio))
+        ends = np.array([embedding_end_s(i) for i in range(len(x))])
+        if c.positive:
+            pos = (ends >= c.speech_end_s - 0.1) & (ends <= c.speech_end_s + 0.6)
+            neg = ends <= c.speech_start_s + 0.15
+            keep = pos | neg
+            xs.append(x[keep])
+            ys.append(pos[keep].astype(np.float32))
+        else:
+            x = x[::2]
+            xs.append(x)
+            ys.append(np.zeros(len(x), np.float32))
+        fs.append(np.full(len(xs[-1]), c.fold))
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(fs)
+
+
+# --- scoring the bench's items and loop ---------------------------------------------------------
+
+
+def item_fold(item: Item) -> int:
+    """The dev fold that holds ``item`` out: its voice for phrases, its sentence for the rest."""
+    _, text, voice, _, _ = item.label.split(":", 4)
+    if item.cls == "none":
+        return (NONE_TEXTS.index(text) // 2) % 3
+    return [v[0] for v in DEV_VOICES].index(voice)
+
+
+def item_score(heads: list[KeywordHead], x: Floats, item: Item) -> float:
+    """The highest score in the item (for an SOS, before the resident's 네 could count)."""
+    ends = np.array([embedding_end_s(i) for i in range(len(x))])
+    if item.answer_at_s is not None:
+        x = x[ends <= item.answer_at_s + 0.2]
+    return float(max(float(h.score(x).max()) for h in heads)) if len(x) else 0.0
+
+
+def score_before(head: KeywordHead, x: Floats, at_s: float | None, window_s: float = 3.0) -> float:
+    """What the agent's verifier knows when the recogniser's SOS comes at ``at_s``: the highest
+    score of the ``window_s`` before it (no look-ahead)."""
+    if at_s is None or len(x) == 0:
+        return 0.0
+    ends = np.array([embedding_end_s(i) for i in range(len(x))])
+    sel = x[(ends <= at_s) & (ends >= at_s - window_s)]
+    return float(head.score(sel).max()) if len(sel) else 0.0
+
+
+def events(times: npt.NDArray[np.float64], scores: Floats, threshold: float) -> list[float]:
+    """Times the score first reaches ``threshold``, one per ``MERGE_S``."""
+    out: list[float] = []
+    for t, s in zip(times, scores, strict=True):
+        if s >= threshold and (not out or t - out[-1] > MERGE_S):
+            out.append(float(t))
+    return out
+
+
+def merged(a: Iterable[float], b: Iterable[float]) -> list[float]:
+    out: list[float] = []
+    for t in sorted([*a, *b]):
+        if not out or t - out[-1] > MERGE_S:
+            out.append(t)
+    return out
+
+
+def zero_false_threshold(neg_scores: Iterable[float]) -> float:
+    """Just above the highest negative score (no dev false SOS)."""
+    top = max(neg_scores, default=0.5)
+    return float(min(0.999999, top + (1 - top) * 0.1))
+
+
+def rate_threshold(neg_scores: list[float], rate: float) -> float:
+    """The threshold at which ``rate`` of the negatives score at or above it."""
+    s = sorted(neg_scores, reverse=True)
+    k = int(rate * len(s))
+    return float(s[k]) + 1e-6 if k < len(s) else 0.0
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--vosk", type=Path, help="bench/speech.py --save pickle (items + outcomes)")
+    p.add_argument("--quick", action="store_true", help="small set, fewer prosodies, no Vosk")
+    p.add_argument("--prosodies", type=int, default=6, help="speed/pitch pairs per phrase+voice")
+    p.add_argument("--hidden", type=int, default=32, help="hidden units (0: logistic regression)")
+    p.add_argument("--l2", type=float, default=1e-3)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--loop-hours", type=float, default=None, help="default: the pickle's loop")
+    p.add_argument("--save-head", type=Path, help="write the final head here (.npz, for the agent)")
+    p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "anbu-speech")
+    args = p.parse_args(argv)
+    wall0 = time.monotonic()
+    synth = Synth(args.cache)
+
+    outcomes: list[tuple[Item, Outcome | None]]
+    vosk_loop: Outcome | None = None
+    if args.vosk:
+        with args.vosk.open("rb") as f:
+            saved = pickle.load(f)  # noqa: S301 (the file bench/speech.py --save wrote)
+        outcomes = list(saved["outcomes"])
+        vosk_loop = saved["loop"]
+    else:
+        n_none = 40 if args.quick else len(NONE_TEXTS)
+        outcomes = [(i, None) for i in build_set(synth, 5, CONDITIONS, NOISES, n_none)]
+    if args.quick:
+        args.prosodies = min(args.prosodies, 2)
+    loop_h = args.loop_hours
+    if loop_h is None:
+        loop_h = 1.0 if vosk_loop is not None else (0.05 if args.quick else 1.0)
+    print(f"{len(outcomes)} labelled utterances", file=sys.stderr)
+
+    rss0 = _rss_mib()
+    t0 = time.monotonic()
+    emb = SpeechEmbedding.from_openwakeword()
+    load_s = time.monotonic() - t0
+    rss_models = _rss_mib() - rss0
+
+    t0 = time.monotonic()
+    x, y, folds = windows(emb, training_clips(synth, args.prosodies))
+    print(
+        f"training windows: {len(y)} ({int(y.sum())} positive), {time.monotonic() - t0:.0f} s",
+        file=sys.stderr,
+    )
+    t0 = time.monotonic()
+    fold_heads = [
+        fit(x[folds != k], y[folds != k], args.hidden, args.l2, args.steps, seed=k)
+        for k in range(3)
+    ]
+    final = fit(x, y, args.hidden, args.l2, args.steps, seed=3)
+    train_s = time.monotonic() - t0
+    print(f"4 heads trained in {train_s:.0f} s", file=sys.stderr)
+    del x
+
+    # every labelled item: dev items scored out of fold, test items by the final head
+    cpu0 = time.process_time()
+    audio_s = 0.0
+    scored: list[tuple[Item, Outcome | None, float]] = []
+    at_vosk: list[float] = []
+    """Per item: the head's score in the 3 s before the Vosk path's first SOS decision."""
+    for n, (item, outcome) in enumerate(outcomes):
+        feats = stack(emb.embed(item.audio))
+        audio_s += len(item.audio) / (2 * RATE_HZ)
+        head = fold_heads[item_fold(item)] if item.split == "dev" else final
+        scored.append((item, outcome, item_score([head], feats, item)))
+        first = outcome.first_sos_at() if outcome is not None else None
+        at_vosk.append(score_before(head, feats, first))
+        if n % 200 == 0:
+            print(f"  scored {n} of {len(outcomes)}", file=sys.stderr)
+    batch_cpu_pct = 100 * (time.process_time() - cpu0) / audio_s
+
+    dev = [(i, s) for i, _, s in scored if i.split == "dev"]
+    dev_neg = [s for i, s in dev if i.cls != "sos"]
+    thresholds = {
+        "zero_dev_false": zero_false_threshold(dev_neg),
+        "dev_false_1pct": rate_threshold(dev_neg, 0.01),
+        # the verifier: keeps 95 % of the dev SOS (out of fold)
+        "verify_dev_sos_95pct": float(np.quantile([s for i, s in dev if i.cls == "sos"], 0.05)),
+    }
+    print(json.dumps(thresholds), file=sys.stderr)
+    if args.save_head:
+        final.threshold = thresholds["verify_dev_sos_95pct"]
+        final.save(args.save_head)
+
+    def vosk_sos(item: Item, outcome: Outcome | None) -> bool | None:
+        return None if outcome is None else outcome.sos_before(item.answer_at_s)
+
+    designs: dict[str, Any] = {
+        "classifier alone (zero dev false)": lambda v, s: s >= thresholds["zero_dev_false"],
+        "classifier alone (1 % dev false)": lambda v, s: s >= thresholds["dev_false_1pct"],
+    }
+    if vosk_loop is not None:
+        designs |= {
+            "Vosk path (agent today)": lambda v, s: v,
+            # s is here the score in the 3 s before the Vosk decision (see table())
+            "Vosk AND classifier (verifier)": lambda v, s: (
+                v and s >= thresholds["verify_dev_sos_95pct"]
+            ),
+            "Vosk OR classifier-strong": lambda v, s: v or s >= thresholds["zero_dev_false"],
+        }
+
+    def table(split: str) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name, rule in designs.items():
+            rows: dict[str, Any] = {}
+            for cond in CONDITIONS:
+                sel = [
+                    (i, o, sv if "AND" in name else s)
+                    for (i, o, s), sv in zip(scored, at_vosk, strict=True)
+                    if i.split == split and i.cond == cond
+                ]
+                hit = {
+                    c: [rule(vosk_sos(i, o), s) for i, o, s in sel if i.cls == c]
+                    for c in ("sos", "none", "cancel", "wake")
+                }
+                rows[cond] = {
+                    "sos_detected": f"{sum(hit['sos'])}/{len(hit['sos'])}",
+                    "sos_detected_rate": round(sum(hit["sos"]) / max(1, len(hit["sos"])), 3),
+                    "false_sos_sentences": f"{sum(hit['none'])}/{len(hit['none'])}",
+                    "cancel_as_sos": f"{sum(hit['cancel'])}/{len(hit['cancel'])}",
+                    "wake_as_sos": f"{sum(hit['wake'])}/{len(hit['wake'])}",
+                }
+            out[name] = rows
+        return out
+
+    test_table, dev_table = table("test"), table("dev")
+    print(json.dumps(test_table, ensure_ascii=False), file=sys.stderr)
+
+    # the continuous loop of test sentences, embedded as a device would (block by block)
+    stream = EmbeddingStream(emb)
+    embs: list[Floats] = []
+    cpu0, t0 = time.process_time(), time.monotonic()
+    total_s, shown = 0.0, 0.0
+    for unit in loop_stream(synth, loop_h):
+        for i in range(0, len(unit), 3200):  # the agent's 100 ms blocks
+            embs.append(stream.accept(unit[i : i + 3200]))
+        total_s += len(unit) / (2 * RATE_HZ)
+        if total_s - shown >= 600:
+            shown = total_s
+            print(f"  loop: {shown / 3600:.2f} h, {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    stream_cpu_pct = 100 * (time.process_time() - cpu0) / total_s
+    e = np.concatenate(embs)
+    loop_scores = final.score(stack(e))
+    loop_times = (np.arange(len(e)) + 1) * STEP_FRAMES * HOP_SAMPLES / RATE_HZ
+    loop_h_measured = total_s / 3600
+    loop: dict[str, Any] = {"audio_h": round(loop_h_measured, 3), "sentences": "test split"}
+    for name, key in (("zero dev false", "zero_dev_false"), ("1 % dev false", "dev_false_1pct")):
+        ev = events(loop_times, loop_scores, thresholds[key])
+        loop[f"classifier alone ({name})"] = {
+            "false_sos": len(ev),
+            "false_sos_per_hour": round(len(ev) / loop_h_measured, 2),
+        }
+    if vosk_loop is not None:
+        sent = [t for d, t in vosk_loop.decisions if d.action is Action.SEND]
+        near = [
+            float(loop_scores[(loop_times >= t - 3.0) & (loop_times <= t)].max(initial=0))
+            for t in sent
+        ]
+        verified = [
+            t for t, s in zip(sent, near, strict=True) if s >= thresholds["verify_dev_sos_95pct"]
+        ]
+        strong = events(loop_times, loop_scores, thresholds["zero_dev_false"])
+        for name, ev in (
+            ("Vosk path (agent today)", sent),
+            ("Vosk AND classifier (verifier)", verified),
+            ("Vosk OR classifier-strong", merged(sent, strong)),
+        ):
+            loop[name] = {
+                "false_sos": len(ev),
+                "false_sos_per_hour": round(len(ev) / loop_h_measured, 2),
+            }
+        loop["classifier score at the Vosk path's false SOS"] = [round(s, 3) for s in near]
+    print(json.dumps(loop, ensure_ascii=False), file=sys.stderr)
+
+    out = {
+        "bench": "speech_kws",
+        "speech": "espeak-ng synthetic Korean; trained on dev voices/sentences, reported on test",
+        "goals": {"sos_clean": 0.95, "sos_10dB": 0.90, "sos_0dB": 0.70, "false_sos_per_hour": 0.1},
+        "test_split": test_table,
+        "dev_split_out_of_fold": dev_table,
+        "continuous": loop,
+        "thresholds": {k: round(v, 6) for k, v in thresholds.items()},
+        "cost": {
+            "embedding_cpu_pct_of_one_core_streaming_100ms_blocks": round(stream_cpu_pct, 2),
+            "embedding_cpu_pct_of_one_core_batch": round(batch_cpu_pct, 2),
+            "models_rss_mib": round(rss_models, 1),
+            "models_load_s": round(load_s, 2),
+            "head_parameters": int(final.w1.size + final.b1.size + final.w2.size + 1),
+            "peak_rss_mib": round(_rss_mib(), 1),
+        },
+        "conditions": {
+            "embedding": "openwakeword 0.5.1 melspectrogram.onnx + embedding_model.onnx, "
+            "onnxruntime CPU, 1 thread",
+            "head": f"{CONTEXT} embeddings, hidden {args.hidden}, l2 {args.l2}, "
+            f"{args.steps} Adam steps",
+            "training": f"dev voices {[v[0] for v in DEV_VOICES]}, "
+            f"{args.prosodies} speed/pitch pairs "
+            f"of {SPEEDS}×{PITCHES} per phrase, clean+20/10/0 dB; dev sentences; "
+            f"{len(y)} windows ({int(y.sum())} positive)",
+            "vosk_outcomes": str(args.vosk) if args.vosk else None,
+            "utterances": len(outcomes),
+            "merge_s": MERGE_S,
+            "train_s": round(train_s, 1),
+            "wall_s": round(time.monotonic() - wall0, 1),
+            "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
+            "load": os.getloadavg(),
+        },
+    }
+    print(json.dumps(out, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""Google's speech embedding: 16 kHz audio → one 96-number vector every 80 ms.
+
+The two ONNX models are the ones the ``openwakeword`` wheel (0.5.1) ships in
+``openwakeword/resources/models``: ``melspectrogram.onnx`` (a fixed 32-bin mel filterbank,
+10 ms hop) and ``embedding_model.onnx`` (Google's ``speech_embedding``, Apache-2.0 per
+openWakeWord's README; a stack of convolutions over 76 mel frames, 775 ms). They are read from the
+installed package and never copied; the package's own Python (which needs scipy, scikit-learn and
+tflite) is not imported. Its wake-word heads are CC BY-NC-SA and are not used.
+
+    emb = SpeechEmbedding.from_openwakeword()
+    vectors = emb.embed(pcm16_bytes)          # shape (n, 96), one per 80 ms
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+RATE_HZ = 16000
+HOP_SAMPLES = 160
+"""The mel model's hop: one 32-bin frame per 10 ms."""
+WINDOW_FRAMES = 76
+"""Mel frames per embedding (775 ms)."""
+STEP_FRAMES = 8
+"""Mel frames between embeddings (80 ms)."""
+EMBEDDING_DIM = 96
+_CONTEXT_SAMPLES = 3 * HOP_SAMPLES
+"""The mel model returns ``len/160 - 3`` frames: each chunk needs this much audio before it."""
+
+Floats = npt.NDArray[np.float32]
+
+
+def openwakeword_models_dir() -> Path:
+    """Where the installed ``openwakeword`` package keeps its models (without importing it)."""
+    spec = importlib.util.find_spec("openwakeword")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the openwakeword package is not installed (pip install openwakeword)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "resources" / "models"
+
+
+class SpeechEmbedding:
+    """The mel + embedding models, on onnxruntime's CPU provider, single-threaded by default."""
+
+    def __init__(self, mel_model: Path, embedding_model: Path, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        cpu = ["CPUExecutionProvider"]
+        self._mel: Any = ort.InferenceSession(str(mel_model), options, providers=cpu)
+        self._emb: Any = ort.InferenceSession(str(embedding_model), options, providers=cpu)
+
+    @classmethod
+    def from_openwakeword(cls, threads: int = 1) -> SpeechEmbedding:
+        d = openwakeword_models_dir()
+        return cls(d / "melspectrogram.onnx", d / "embedding_model.onnx", threads)
+
+    def mel(self, audio: bytes) -> Floats:
+        """``(frames, 32)`` mel frames of int16 audio, ``len/160 - 3`` of them (in 8 s pieces: the
+        model's memory grows with its input)."""
+        piece = 2 * 8 * RATE_HZ
+        if len(audio) <= piece:
+            return self._mel_piece(audio)
+        ctx = 2 * _CONTEXT_SAMPLES
+        parts = [self._mel_piece(audio[:piece])]
+        parts += [
+            self._mel_piece(audio[i - ctx : i + piece]) for i in range(piece, len(audio), piece)
+        ]
+        return np.concatenate(parts)
+
+    def _mel_piece(self, audio: bytes) -> Floats:
+        # fed as raw int16 sample values, as the model was trained
+        x = np.frombuffer(audio, "<i2").astype(np.float32)[None, :]
+        if x.shape[1] < 4 * HOP_SAMPLES:
+            return np.zeros((0, 32), np.float32)
+        out = np.asarray(self._mel.run(None, {"input": x})[0], np.float32)
+        # the ONNX export's scale differs from the TensorFlow original by this affine map
+        return np.squeeze(out, axis=(1,)).reshape(-1, 32) / 10.0 + 2.0
+
+    def embed_mel(self, frames: Floats) -> Floats:
+        """``(n, 96)``: one embedding per 8 frames, each of the 76 frames ending there."""
+        n = (len(frames) - WINDOW_FRAMES) // STEP_FRAMES + 1
+        if n <= 0:
+            return np.zeros((0, EMBEDDING_DIM), np.float32)
+        windows = np.stack(
+            [frames[i * STEP_FRAMES : i * STEP_FRAMES + WINDOW_FRAMES] for i in range(n)]
+        )[..., None]
+        out = np.concatenate(
+            [
+                np.asarray(self._emb.run(None, {"input_1": windows[i : i + 256]})[0], np.float32)
+                for i in range(0, n, 256)
+            ]
+        )
+        return out.reshape(n, EMBEDDING_DIM)
+
+    def embed(self, audio: bytes) -> Floats:
+        return self.embed_mel(self.mel(audio))
+
+
+class EmbeddingStream:
+    """Embeddings of a live stream, as a device computes them: mel frames per block, one
+    embedding per 80 ms once 76 frames are there."""
+
+    def __init__(self, embedding: SpeechEmbedding) -> None:
+        self._embedding = embedding
+        self._pending = b""
+        self._frames = np.zeros((0, 32), np.float32)
+        self._context = bytes(2 * _CONTEXT_SAMPLES)
+        self._since = 0
+
+    def reset(self) -> None:
+        self.__init__(self._embedding)  # type: ignore[misc]
+
+    def accept(self, block: bytes) -> Floats:
+        """The embeddings that ``block`` completes (``(k, 96)``, k ≥ 0)."""
+        self._pending += block
+        step = 2 * STEP_FRAMES * HOP_SAMPLES
+        whole = len(self._pending) // step * step
+        if whole == 0:
+            return np.zeros((0, EMBEDDING_DIM), np.float32)
+        chunk, self._pending = self._pending[:whole], self._pending[whole:]
+        new = self._embedding.mel(self._context + chunk)
+        self._context = chunk[-2 * _CONTEXT_SAMPLES :]
+        self._frames = np.concatenate([self._frames, new])[-(WINDOW_FRAMES + len(new)) :]
+        out = []
+        for k in range(len(new) // STEP_FRAMES):
+            end = len(self._frames) - len(new) + (k + 1) * STEP_FRAMES
+            if end >= WINDOW_FRAMES:
+                window = self._frames[end - WINDOW_FRAMES : end][None, ..., None]
+                out.append(self._embedding.embed_mel(window[0, ..., 0]))
+        if not out:
+            return np.zeros((0, EMBEDDING_DIM), np.float32)
+        return np.concatenate(out).reshape(-1, EMBEDDING_DIM).astype(np.float32)
