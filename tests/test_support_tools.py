@@ -26,6 +26,7 @@ def test_skip_reasons_are_matched_to_what_bootstrap_installs() -> None:
     assert "mosquitto" in bootstrap_apt_packages()
     assert bootstrap_installs("ansible is not installed") == "ansible"
     assert bootstrap_installs("ansible-lint is not installed") == "ansible-lint"
+    assert bootstrap_installs("needs onnxruntime and openwakeword") == "openwakeword"
     assert bootstrap_installs("espeak-ng is not installed (apt-get install espeak-ng)")
     assert bootstrap_installs("PortAudio (libportaudio2) is not installed") == "libportaudio2"
     assert bootstrap_installs("minutes and network: ANBU_ANSIBLE_CHROOT=1") is None

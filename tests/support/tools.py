@@ -19,7 +19,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 # Python tools that bootstrap installs with the dev extra (pyproject.toml).
-PIP_TOOLS = ("ansible", "ansible-playbook", "ansible-lint", "mosquitto_passwd")
+PIP_TOOLS = (
+    "ansible",
+    "ansible-playbook",
+    "ansible-lint",
+    "mosquitto_passwd",
+    "onnxruntime",
+    "openwakeword",
+)
 
 
 def in_ci() -> bool:
