@@ -9,6 +9,8 @@ numpy head over 16 consecutive embeddings (``edge_agent.speech_embedding``), tra
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,20 +71,35 @@ class KeywordHead:
         return np.asarray(1 / (1 + np.exp(-logit)), np.float32)
 
     def save(self, path: Path) -> None:
-        np.savez(
-            path,
-            mean=self.mean,
-            std=self.std,
-            w1=self.w1,
-            b1=self.b1,
-            w2=self.w2,
-            b2=np.float32(self.b2),
-            threshold=np.float32(self.threshold),
-        )
+        """Write the head to ``path`` (an ``.npz``) and its sha256 beside it (``path.sha256``),
+        which :meth:`load` checks."""
+        with path.open("wb") as f:
+            np.savez(
+                f,
+                mean=self.mean,
+                std=self.std,
+                w1=self.w1,
+                b1=self.b1,
+                w2=self.w2,
+                b2=np.float32(self.b2),
+                threshold=np.float32(self.threshold),
+            )
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        checksum_path(path).write_text(f"{digest}  {path.name}\n")
 
     @classmethod
     def load(cls, path: Path) -> KeywordHead:
-        with np.load(path, allow_pickle=False) as f:
+        """The head at ``path``, once its bytes match the sha256 written beside it."""
+        sums = checksum_path(path)
+        if not path.is_file():
+            raise HeadError(f"{path}: no keyword-classifier head there")
+        if not sums.is_file():
+            raise HeadError(f"{path}: no checksum beside it ({sums.name}); write heads with save()")
+        expected = sums.read_text().split()[0] if sums.read_text().split() else ""
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise HeadError(f"{path}: its sha256 does not match {sums.name}")
+        with np.load(io.BytesIO(data), allow_pickle=False) as f:
             return cls(
                 f["mean"],
                 f["std"],
@@ -92,6 +109,14 @@ class KeywordHead:
                 float(f["b2"]),
                 float(f["threshold"]),
             )
+
+
+class HeadError(RuntimeError):
+    """A keyword-classifier head is missing, has no checksum, or does not match it."""
+
+
+def checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
 
 
 class EmbeddingVerifier:

@@ -13,6 +13,7 @@ tflite) is not imported. Its wake-word heads are CC BY-NC-SA and are not used.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,31 @@ _CONTEXT_SAMPLES = 3 * HOP_SAMPLES
 """The mel model returns ``len/160 - 3`` frames: each chunk needs this much audio before it."""
 
 Floats = npt.NDArray[np.float32]
+
+MODEL_SHA256 = {
+    "melspectrogram.onnx": "ba2b0e0f8b7b875369a2c89cb13360ff53bac436f2895cced9f479fa65eb176f",
+    "embedding_model.onnx": "70d164290c1d095d1d4ee149bc5e00543250a7316b59f31d056cff7bd3075c1f",
+}
+"""The two files as openwakeword 0.5.1 ships them: anything else is refused, not guessed at."""
+
+
+class EmbeddingModelError(RuntimeError):
+    """A speech-embedding model file is missing or is not the one this code was measured with."""
+
+
+def verified(path: Path) -> Path:
+    """``path``, after checking it against :data:`MODEL_SHA256`."""
+    expected = MODEL_SHA256.get(path.name)
+    if expected is None:
+        raise EmbeddingModelError(f"{path.name}: not a speech-embedding model this code knows")
+    if not path.is_file():
+        raise EmbeddingModelError(f"{path}: missing (pip install openwakeword==0.5.1)")
+    got = hashlib.sha256(path.read_bytes()).hexdigest()
+    if got != expected:
+        raise EmbeddingModelError(
+            f"{path}: sha256 {got} is not the {expected} of openwakeword 0.5.1's {path.name}"
+        )
+    return path
 
 
 def openwakeword_models_dir() -> Path:
@@ -60,7 +86,9 @@ class SpeechEmbedding:
     @classmethod
     def from_openwakeword(cls, threads: int = 1) -> SpeechEmbedding:
         d = openwakeword_models_dir()
-        return cls(d / "melspectrogram.onnx", d / "embedding_model.onnx", threads)
+        return cls(
+            verified(d / "melspectrogram.onnx"), verified(d / "embedding_model.onnx"), threads
+        )
 
     def mel(self, audio: bytes) -> Floats:
         """``(frames, 32)`` mel frames of int16 audio, ``len/160 - 3`` of them (in 8 s pieces: the

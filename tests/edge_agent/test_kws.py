@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge_agent.fakes import FakeRecognizer, FakeSosVerifier
-from edge_agent.kws import CONTEXT, KeywordHead, stack
+from edge_agent.kws import CONTEXT, HeadError, KeywordHead, stack
 from edge_agent.runtime import make_verifier
 from edge_agent.spotter import Detection, Kind, Spotter
 from edge_agent.vad import VoiceActivityGate
@@ -106,6 +106,26 @@ def test_a_head_survives_save_and_load(tmp_path: Path) -> None:
     assert again.threshold == pytest.approx(0.7)
 
 
+def test_a_head_that_does_not_match_its_checksum_or_has_none_is_refused(tmp_path: Path) -> None:
+    d = CONTEXT * 96
+    z = np.zeros(d, np.float32)
+    head = KeywordHead(z, np.ones(d, np.float32), np.zeros((d, 1), np.float32),
+                       np.zeros(1, np.float32), np.zeros(1, np.float32), 0.0, 0.5)  # fmt: skip
+    path = tmp_path / "head.npz"
+    head.save(path)
+    assert (tmp_path / "head.npz.sha256").read_text().endswith("  head.npz\n")
+    data = bytearray(path.read_bytes())
+    data[-40] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(HeadError, match="does not match"):
+        KeywordHead.load(path)
+    (tmp_path / "head.npz.sha256").unlink()
+    with pytest.raises(HeadError, match="no checksum"):
+        KeywordHead.load(path)
+    with pytest.raises(HeadError, match="no keyword-classifier head"):
+        KeywordHead.load(tmp_path / "missing.npz")
+
+
 _MODELS = importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("openwakeword")
 
 
@@ -132,3 +152,19 @@ def test_the_embedding_gives_one_vector_per_80_ms_batch_or_streamed(tmp_path: Pa
     for i in range(0, len(audio), 3200):
         verifier.hear(audio[i : i + 3200])
     assert verifier.confirms()
+
+
+@pytest.mark.skipif(not _MODELS, reason="needs onnxruntime and openwakeword (the speech bench's)")
+def test_an_embedding_model_other_than_the_pinned_one_is_refused(tmp_path: Path) -> None:
+    from edge_agent.speech_embedding import EmbeddingModelError, openwakeword_models_dir, verified
+
+    real = openwakeword_models_dir() / "embedding_model.onnx"
+    assert verified(real) == real
+    copy = tmp_path / "embedding_model.onnx"
+    copy.write_bytes(real.read_bytes()[:-1] + b"\0")
+    with pytest.raises(EmbeddingModelError, match="sha256"):
+        verified(copy)
+    with pytest.raises(EmbeddingModelError, match="missing"):
+        verified(tmp_path / "melspectrogram.onnx")
+    with pytest.raises(EmbeddingModelError, match="knows"):
+        verified(tmp_path / "other.onnx")
