@@ -56,7 +56,7 @@ from bench.speech_corpus import (
     mix,
     pad,
 )
-from edge_agent.audio import read_wav_16k
+from edge_agent.audio import PushedSource, read_wav_16k
 from edge_agent.recognizer import (
     MANIFEST_NAME,
     RecognizerSettings,
@@ -129,19 +129,6 @@ def sent_before(decisions: list[tuple[Decision, float]], answer_at_s: float | No
     return answer_at_s is None or first <= answer_at_s + 0.2
 
 
-class _NoMicrophone:
-    """The bench pushes blocks with ``VoicePipeline.process``; this source is never read."""
-
-    overruns = 0
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def read(self, timeout_s: float) -> bytes | None:
-        return None
-
-
 class _Recording:
     """The recogniser, with every transcript it returns kept on the current outcome."""
 
@@ -196,7 +183,7 @@ class VoicePath:
         if self.rule is not None:
             spotter.rule = self.rule
         self.pipeline = VoicePipeline(
-            _NoMicrophone(),
+            PushedSource(),
             make_gate(self.audio_config),
             _Recording(self.recognizer, self),
             spotter,

@@ -55,6 +55,20 @@ class AudioSource(Protocol):
         ...
 
 
+class PushedSource:
+    """An ``AudioSource`` that is never read: for callers that push blocks themselves with
+    ``VoicePipeline.process`` (the speech bench, tests)."""
+
+    overruns = 0
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def read(self, timeout_s: float) -> bytes | None:
+        return None
+
+
 class Resampler:
     """Polyphase FIR resampler (rational ratio) that keeps its state across blocks.
 

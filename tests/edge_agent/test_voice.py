@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.audio import WavFileSource
+from edge_agent.audio import PushedSource, WavFileSource
 from edge_agent.fakes import FakeRecognizer
 from edge_agent.spotter import Detection, Kind, Spotter
 from edge_agent.vad import VoiceActivityGate
@@ -175,19 +175,6 @@ def test_real_stream_delivers_the_utterance_intact_to_the_recogniser(
     assert segment in quiet(1) + played + quiet(2)  # and nothing that was not played
 
 
-class _Pushed:
-    """An audio source never read: the test pushes blocks with ``VoicePipeline.process``."""
-
-    overruns = 0
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def read(self, timeout_s: float) -> bytes | None:
-        return None
-
-
 def test_the_gain_control_sits_between_gate_and_recogniser() -> None:
     """Quiet speech reaches the recogniser louder."""
     from edge_agent.agc import GainControl
@@ -199,7 +186,7 @@ def test_the_gain_control_sits_between_gate_and_recogniser() -> None:
     for name, gain in (("as captured", None), ("with gain", GainControl(max_gain_db=18.0))):
         rec = FakeRecognizer(["[unk]"])
         pipeline = VoicePipeline(
-            _Pushed(),
+            PushedSource(),
             VoiceActivityGate.from_config(AudioConfig(vad="energy")),
             rec,
             Spotter(KO),
