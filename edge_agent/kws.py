@@ -137,7 +137,9 @@ class EmbeddingVerifier:
     def hear(self, block: bytes) -> None:
         for e in self._stream.accept(block):
             self._recent.append(e)
-            x = stack(np.stack(list(self._recent)))[-1:]
+            # this embedding and the 15 before it, the first repeated before the start (= stack)
+            pad = [self._recent[0]] * (CONTEXT - len(self._recent))
+            x = np.concatenate([*pad, *self._recent])[None, :]
             self._scores.append(float(self._head.score(x)[0]))
 
     def confirms(self) -> bool:

@@ -143,9 +143,6 @@ class EmbeddingStream:
         self._context = bytes(2 * _CONTEXT_SAMPLES)
         self._since = 0
 
-    def reset(self) -> None:
-        self.__init__(self._embedding)  # type: ignore[misc]
-
     def accept(self, block: bytes) -> Floats:
         """The embeddings that ``block`` completes (``(k, 96)``, k ≥ 0)."""
         self._pending += block
@@ -161,8 +158,7 @@ class EmbeddingStream:
         for k in range(len(new) // STEP_FRAMES):
             end = len(self._frames) - len(new) + (k + 1) * STEP_FRAMES
             if end >= WINDOW_FRAMES:
-                window = self._frames[end - WINDOW_FRAMES : end][None, ..., None]
-                out.append(self._embedding.embed_mel(window[0, ..., 0]))
+                out.append(self._embedding.embed_mel(self._frames[end - WINDOW_FRAMES : end]))
         if not out:
             return np.zeros((0, EMBEDDING_DIM), np.float32)
-        return np.concatenate(out).reshape(-1, EMBEDDING_DIM).astype(np.float32)
+        return np.concatenate(out)

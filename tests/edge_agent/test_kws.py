@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_agent.audio import PushedSource
 from edge_agent.fakes import FakeRecognizer, FakeSosVerifier
 from edge_agent.kws import CONTEXT, HeadError, KeywordHead, stack
 from edge_agent.runtime import make_verifier
@@ -22,17 +23,6 @@ from firmware_config.phrases import load_phrase_set
 KO = load_phrase_set("ko")
 
 
-class _Pushed:
-    overruns = 0
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def read(self, timeout_s: float) -> bytes | None:
-        return None
-
-
 def _say(heard_as: str, verifier: FakeSosVerifier | None) -> tuple[VoicePipeline, list[Detection]]:
     """One tone utterance through the energy gate, which FakeRecognizer hears as ``heard_as``."""
     t = np.arange(16000) / 16000
@@ -40,7 +30,7 @@ def _say(heard_as: str, verifier: FakeSosVerifier | None) -> tuple[VoicePipeline
     audio = bytes(32000) + said + bytes(48000)
     heard: list[Detection] = []
     pipeline = VoicePipeline(
-        _Pushed(),
+        PushedSource(),
         VoiceActivityGate.from_config(AudioConfig(vad="energy")),
         FakeRecognizer([heard_as]),
         Spotter(KO),
@@ -152,6 +142,18 @@ def test_the_embedding_gives_one_vector_per_80_ms_batch_or_streamed(tmp_path: Pa
     for i in range(0, len(audio), 3200):
         verifier.hear(audio[i : i + 3200])
     assert verifier.confirms()
+
+    # A head with weights: the live verifier scores exactly what the classifier scores on the
+    # stream's embeddings, each with the 15 before it (stack), over its last 3 s.
+    rng = np.random.default_rng(2)
+    f32 = np.float32
+    head = KeywordHead(z, np.ones(d, f32), np.zeros((d, 0), f32), np.zeros(0, f32),
+                       rng.normal(0, 0.002, d).astype(f32), 0.0, 0.5)  # fmt: skip
+    live = EmbeddingVerifier(emb, head)
+    for i in range(0, len(audio), 3200):
+        live.hear(audio[i : i + 3200])
+    expected = head.score(stack(streamed))[-len(live._scores) :]
+    assert np.allclose(list(live._scores), expected, atol=1e-5)
 
 
 @pytest.mark.skipif(not _MODELS, reason="needs onnxruntime and openwakeword (the speech bench's)")
