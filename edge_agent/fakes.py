@@ -60,16 +60,21 @@ class FakeRecognizer:
 
 class FakeSosVerifier:
     """A stand-in for :class:`edge_agent.kws.EmbeddingVerifier` (whose head is trained by a bench
-    and whose models are an optional install): it confirms, or not, as told, or raises ``fails``,
-    and counts the bytes it heard."""
+    and whose models are an optional install): it confirms, or not, as told, or raises ``fails``
+    (on every block too, with ``hearing_fails``), and counts the bytes it heard."""
 
-    def __init__(self, confirm: bool, fails: Exception | None = None) -> None:
+    def __init__(
+        self, confirm: bool, fails: Exception | None = None, hearing_fails: bool = False
+    ) -> None:
         self.confirm = confirm
         self.fails = fails
+        self.hearing_fails = hearing_fails
         self.heard_bytes = 0
         self.asked = 0
 
     def hear(self, block: bytes) -> None:
+        if self.hearing_fails and self.fails is not None:
+            raise self.fails
         self.heard_bytes += len(block)
 
     def confirms(self) -> bool:

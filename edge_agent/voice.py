@@ -64,6 +64,7 @@ class VoicePipeline:
         """Hears every block; a spotted SOS it does not confirm is dropped (None: not asked)."""
         self.sos_unconfirmed = 0
         """Spotted SOS phrases the verifier did not confirm (and that were therefore dropped)."""
+        self._verifier_failing = False
         self.clock = clock
         self.read_timeout_s = read_timeout_s
         self.answering = answering
@@ -122,9 +123,12 @@ class VoicePipeline:
         if self.verifier is not None:
             try:
                 self.verifier.hear(block)
+                self._verifier_failing = False
             except Exception:
                 self.errors += 1
-                log.exception("SOS verifier failed on a block")
+                if not self._verifier_failing:  # once per run of failures, not ten times a second
+                    log.exception("SOS verifier failed on a block (again: counted in errors)")
+                self._verifier_failing = True
         for event in self.gate.process(block):
             self._handle(event)
 

@@ -5,6 +5,7 @@ speech embedding and the verifier on real audio."""
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,19 @@ def test_a_failing_verifier_leaves_the_recognisers_sos_standing() -> None:
     pipeline, heard = _say("살려 주세요", FakeSosVerifier(True, fails=RuntimeError("onnx")))
     assert [d.kind for d in heard] == [Kind.SOS]
     assert pipeline.errors == 1
+
+
+def test_a_verifier_failing_on_every_block_is_counted_each_time_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    verifier = FakeSosVerifier(True, fails=RuntimeError("onnx"), hearing_fails=True)
+    with caplog.at_level(logging.ERROR, logger="anbu.agent.voice"):
+        pipeline, heard = _say("살려 주세요", verifier)
+    assert [d.kind for d in heard] == [Kind.SOS]  # the SOS still stands
+    blocks = 35  # _say pushes 3.5 s of audio in 0.1 s blocks
+    assert pipeline.errors == blocks + 1  # every block, and the confirm at the SOS
+    logged = [r.getMessage() for r in caplog.records]
+    assert sum("failed on a block" in m for m in logged) == 1
 
 
 def test_the_verifier_is_off_by_default() -> None:
