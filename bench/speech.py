@@ -327,6 +327,20 @@ def _speech_end_s(audio: bytes) -> float:
     return float(loud[-1] + 1) / RATE if len(loud) else len(x) / RATE
 
 
+def load_saved(path: Path) -> dict[str, Any]:
+    """What ``--save`` wrote: ``{"outcomes": [(Item, Outcome), ...], "loop": Outcome | None}``.
+    Run as a script this module is ``__main__``, which is how the pickle names its classes."""
+    import pickle
+
+    class _Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            return super().find_class("bench.speech" if module == "__main__" else module, name)
+
+    with path.open("rb") as f:
+        saved: dict[str, Any] = _Unpickler(f).load()  # our own file, never another's
+    return saved
+
+
 # --- evaluation ---------------------------------------------------------------------------------
 
 

@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import speech  # the classes the pickle holds live there
-
+from bench.speech import load_saved
 from edge_agent.spotter import normalise
 from edge_agent.transcript import Transcript
 from firmware_config.phrases import load_phrase_set
@@ -57,10 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("saved", type=Path, help="a file written by bench/speech.py --save")
     parser.add_argument("--language", default="ko")
     args = parser.parse_args(argv)
-    sys.modules["__main__"].Item = speech.Item  # type: ignore[attr-defined]
-    sys.modules["__main__"].Outcome = speech.Outcome  # type: ignore[attr-defined]
-    with args.saved.open("rb") as f:
-        saved = pickle.load(f)  # noqa: S301  (our own file)
+    saved = load_saved(args.saved)
     phrases = load_phrase_set(args.language)
     sos = [normalise(p, args.language) for p in phrases.sos]
     by_cond: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))

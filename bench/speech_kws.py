@@ -23,7 +23,6 @@ import argparse
 import itertools
 import json
 import os
-import pickle
 import platform
 import random
 import resource
@@ -40,7 +39,7 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.speech import Item, Outcome, build_set, loop_stream, none_split
+from bench.speech import Item, Outcome, build_set, load_saved, loop_stream, none_split
 from bench.speech_corpus import (
     CANCEL_TEXTS,
     CONDITIONS,
@@ -285,8 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     outcomes: list[tuple[Item, Outcome | None]]
     vosk_loop: Outcome | None = None
     if args.vosk:
-        with args.vosk.open("rb") as f:
-            saved = pickle.load(f)  # noqa: S301 (the file bench/speech.py --save wrote)
+        saved = load_saved(args.vosk)
         outcomes = list(saved["outcomes"])
         vosk_loop = saved["loop"]
     else:
