@@ -36,7 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ from bench.speech_corpus import (
     pad,
 )
 from edge_agent.audio import PushedSource, read_wav_16k
+from edge_agent.kws import EmbeddingDetector, KeywordHead, SosDetector
 from edge_agent.recognizer import (
     MANIFEST_NAME,
     RecognizerSettings,
@@ -162,8 +163,11 @@ class VoicePath:
         audio_config: AudioConfig,
         voice_config: VoiceConfig,
         rule: SosRule | None = None,
+        detector: Callable[[], SosDetector] | None = None,
     ) -> None:
         self.rule = rule
+        self.make_detector = detector
+        """Makes the keyword classifier that detects SOS (``--kws-head``; None: the spotter)."""
         """None: the agent's spotter as it is; else this SOS rule."""
         self.recognizer = recognizer
         self.phrases = phrases
@@ -191,6 +195,7 @@ class VoicePath:
             clock=lambda: self.audio_s,
             answering=lambda: self.decider.asking,
             gain=make_gain(self.audio_config),
+            detector=self.make_detector() if self.make_detector is not None else None,
         )
         self.recognizer.reset()
 
@@ -789,6 +794,12 @@ def main(argv: list[str] | None = None) -> int:
         "--agc", action="store_true", help="automatic gain control before the recogniser"
     )
     p.add_argument("--save", type=Path, help="pickle every outcome here (for later analysis)")
+    p.add_argument(
+        "--kws-head",
+        type=Path,
+        help="keyword-classifier head (bench/speech_kws.py --save-head): it detects SOS, as "
+        "the agent does with voice.kws_detector",
+    )
     p.add_argument("--compare", action="store_true", help="also measure alternative designs")
     p.add_argument(
         "--sweep", action="store_true", help="choose SOS rules on the dev split, report on test"
@@ -796,6 +807,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small subset: 2 voices, 40 sentences")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "anbu-speech")
     args = p.parse_args(argv)
+    if args.kws_head is not None and (args.sweep or args.compare):
+        p.error("--kws-head: the classifier decides SOS; --sweep/--compare replay the spotter's")
     if args.quick:
         args.voices, args.none, args.loop_hours = 2, 40, min(args.loop_hours, 0.05)
 
@@ -833,10 +846,20 @@ def main(argv: list[str] | None = None) -> int:
         audio_config = audio_config.model_copy(update={"vad": args.vad})
     voice_config = VoiceConfig()
 
+    detector: Callable[[], SosDetector] | None = None
+    head: KeywordHead | None = None
+    if args.kws_head is not None:
+        from edge_agent.speech_embedding import SpeechEmbedding
+
+        head = KeywordHead.load(args.kws_head)
+        embedding = SpeechEmbedding.from_openwakeword()
+        detector = lambda: EmbeddingDetector(embedding, head)  # noqa: E731
+        voice_config = voice_config.model_copy(update={"kws_detector": args.kws_head})
+
     def path_for(s: RecognizerSettings, a: AudioConfig) -> VoicePath:
         rec = VoskRecognizer(model_dir, phrases, manifest, s, report=report, vosk_model=vosk_model)
         rule = None if args.max_unknown is None else SosRule(max_unknown_words=args.max_unknown)
-        return VoicePath(rec, phrases, a, voice_config, rule)
+        return VoicePath(rec, phrases, a, voice_config, rule, detector)
 
     synth = Synth(args.cache)
     items: list[Item] = []
@@ -1002,6 +1025,10 @@ def main(argv: list[str] | None = None) -> int:
             "alternative_margin": settings.alternative_margin,
             "max_unknown_words": args.max_unknown,
             "dither_seed": settings.dither_seed,
+            "sos_detector": "recogniser's spotter"
+            if head is None
+            else f"keyword classifier {args.kws_head} (detect at {head.detect_at:.4f}, "
+            f"send without asking at {head.strong_at:.4f})",
             "sos_policy": Policy(
                 make_spotter(phrases, voice_config).rule,
                 voice_config.ask_below_confidence,

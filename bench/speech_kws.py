@@ -55,6 +55,7 @@ from bench.speech_corpus import (
 )
 from edge_agent.kws import CONTEXT, KeywordHead, stack
 from edge_agent.speech_embedding import (
+    EMBEDDING_DIM,
     HOP_SAMPLES,
     RATE_HZ,
     STEP_FRAMES,
@@ -347,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(thresholds), file=sys.stderr)
     if args.save_head:
         final.threshold = thresholds["verify_dev_sos_95pct"]
+        final.detect_threshold = thresholds["dev_false_1pct"]
+        final.strong_threshold = max(thresholds["zero_dev_false"], thresholds["dev_false_1pct"])
         final.save(args.save_head)
 
     def vosk_sos(item: Item, outcome: Outcome | None) -> bool | None:
@@ -394,21 +397,32 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(test_table, ensure_ascii=False), file=sys.stderr)
 
     # the continuous loop of test sentences, embedded as a device would (block by block)
+    # scored a unit at a time, with the 15 embeddings before it as context (= stack() of the
+    # whole stream, without holding a long loop's inputs in memory)
     stream = EmbeddingStream(emb)
-    embs: list[Floats] = []
+    context = np.zeros((0, EMBEDDING_DIM), np.float32)
+    chunks: list[Floats] = []
+    n_emb = 0
     cpu0, t0 = time.process_time(), time.monotonic()
     total_s, shown = 0.0, 0.0
     for unit in loop_stream(synth, loop_h):
-        for i in range(0, len(unit), 3200):  # the agent's 100 ms blocks
-            embs.append(stream.accept(unit[i : i + 3200]))
+        new = [stream.accept(unit[i : i + 3200]) for i in range(0, len(unit), 3200)]  # 100 ms
+        e = np.concatenate(new)
+        if len(e):
+            chunks.append(final.score(stack(np.concatenate([context, e]))[len(context) :]))
+            context = np.concatenate([context, e])[-(CONTEXT - 1) :]
+            n_emb += len(e)
         total_s += len(unit) / (2 * RATE_HZ)
         if total_s - shown >= 600:
             shown = total_s
-            print(f"  loop: {shown / 3600:.2f} h, {time.monotonic() - t0:.0f} s", file=sys.stderr)
+            print(
+                f"  loop: {shown / 3600:.2f} of {loop_h:g} h, {time.monotonic() - t0:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     stream_cpu_pct = 100 * (time.process_time() - cpu0) / total_s
-    e = np.concatenate(embs)
-    loop_scores = final.score(stack(e))
-    loop_times = (np.arange(len(e)) + 1) * STEP_FRAMES * HOP_SAMPLES / RATE_HZ
+    loop_scores = np.concatenate(chunks)
+    loop_times = (np.arange(n_emb) + 1) * STEP_FRAMES * HOP_SAMPLES / RATE_HZ
     loop_h_measured = total_s / 3600
     loop: dict[str, Any] = {"audio_h": round(loop_h_measured, 3), "sentences": "test split"}
     for name, key in (("zero dev false", "zero_dev_false"), ("1 % dev false", "dev_false_1pct")):

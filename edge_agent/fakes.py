@@ -82,3 +82,36 @@ class FakeSosVerifier:
         if self.fails is not None:
             raise self.fails
         return self.confirm
+
+
+class FakeSosDetector:
+    """A stand-in for :class:`edge_agent.kws.EmbeddingDetector`: it "hears" an SOS at the blocks
+    it is told (block number → score), or raises ``fails`` on every block, and scores 0 on the
+    rest."""
+
+    def __init__(
+        self,
+        hits: dict[int, float] | None = None,
+        strong_at: float = 0.95,
+        fails: Exception | None = None,
+    ) -> None:
+        self.hits = dict(hits or {})
+        self._strong_at = strong_at
+        self.fails = fails
+        self.blocks = 0
+        self._last = 0.0
+
+    @property
+    def last_score(self) -> float:
+        return self._last
+
+    @property
+    def strong_at(self) -> float:
+        return self._strong_at
+
+    def hear(self, block: bytes) -> float | None:
+        n, self.blocks = self.blocks, self.blocks + 1
+        if self.fails is not None:
+            raise self.fails
+        self._last = self.hits.get(n, 0.0)
+        return self.hits.get(n)

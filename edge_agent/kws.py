@@ -62,7 +62,22 @@ class KeywordHead:
     w2: Floats
     b2: float
     threshold: float = 0.5
-    """The score at or above which an input is an SOS phrase (chosen on the dev split)."""
+    """The verifier's threshold: the score at or above which it confirms the recogniser's SOS
+    (chosen on the dev split to keep 95 % of the dev SOS)."""
+    detect_threshold: float | None = None
+    """The detector's threshold: a score at or above it is an SOS on its own (1 % dev false;
+    None: ``threshold``)."""
+    strong_threshold: float | None = None
+    """A detected SOS scoring at or above this is sent at once, below it the agent asks (no dev
+    false; None: ``detect_threshold``, i.e. never ask)."""
+
+    @property
+    def detect_at(self) -> float:
+        return self.threshold if self.detect_threshold is None else self.detect_threshold
+
+    @property
+    def strong_at(self) -> float:
+        return self.detect_at if self.strong_threshold is None else self.strong_threshold
 
     def score(self, x: Floats) -> Floats:
         z = (x - self.mean) / self.std
@@ -83,6 +98,8 @@ class KeywordHead:
                 w2=self.w2,
                 b2=np.float32(self.b2),
                 threshold=np.float32(self.threshold),
+                detect_threshold=np.float32(self.detect_at),
+                strong_threshold=np.float32(self.strong_at),
             )
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         checksum_path(path).write_text(f"{digest}  {path.name}\n")
@@ -100,6 +117,7 @@ class KeywordHead:
         if hashlib.sha256(data).hexdigest() != expected:
             raise HeadError(f"{path}: its sha256 does not match {sums.name}")
         with np.load(io.BytesIO(data), allow_pickle=False) as f:
+            optional = {k: float(f[k]) for k in ("detect_threshold", "strong_threshold") if k in f}
             return cls(
                 f["mean"],
                 f["std"],
@@ -108,6 +126,7 @@ class KeywordHead:
                 f["w2"],
                 float(f["b2"]),
                 float(f["threshold"]),
+                **optional,
             )
 
 
@@ -144,3 +163,63 @@ class EmbeddingVerifier:
 
     def confirms(self) -> bool:
         return max(self._scores, default=0.0) >= self._head.threshold
+
+
+class SosDetector(Protocol):
+    """Hears every block of the microphone; returns a score when an SOS phrase starts to score."""
+
+    def hear(self, block: bytes) -> float | None: ...
+
+    @property
+    def last_score(self) -> float:
+        """The highest score among the embeddings of the last block heard (0 without any)."""
+        ...
+
+    @property
+    def strong_at(self) -> float:
+        """A hit whose peak score reaches this is sent without asking."""
+        ...
+
+
+class EmbeddingDetector:
+    """``SosDetector`` on the live stream: the same head and inputs as :class:`EmbeddingVerifier`,
+    but a score at or above ``head.detect_at`` is an SOS of its own. Scores that stay high make
+    one hit: a new one needs more than ``merge_s`` after the last (as ``bench/speech_kws.py``
+    counts events).
+
+    >>> d = EmbeddingDetector(SpeechEmbedding.from_openwakeword(), head)  # doctest: +SKIP
+    >>> score = d.hear(block)  # None, or the score of a new hit  # doctest: +SKIP
+    """
+
+    def __init__(self, embedding: SpeechEmbedding, head: KeywordHead, merge_s: float = 3.0):
+        self._stream = EmbeddingStream(embedding)
+        self._head = head
+        self._recent: deque[Floats] = deque(maxlen=CONTEXT)
+        self._step_s = STEP_FRAMES * HOP_SAMPLES / RATE_HZ
+        self._merge_s = merge_s
+        self._t = 0.0
+        self._last_hit: float | None = None
+        self._last_score = 0.0
+
+    @property
+    def last_score(self) -> float:
+        return self._last_score
+
+    @property
+    def strong_at(self) -> float:
+        return self._head.strong_at
+
+    def hear(self, block: bytes) -> float | None:
+        hit: float | None = None
+        self._last_score = 0.0
+        for e in self._stream.accept(block):
+            self._recent.append(e)
+            self._t += self._step_s
+            pad = [self._recent[0]] * (CONTEXT - len(self._recent))
+            score = float(self._head.score(np.concatenate([*pad, *self._recent])[None, :])[0])
+            self._last_score = max(self._last_score, score)
+            fresh = self._last_hit is None or self._t - self._last_hit > self._merge_s
+            if score >= self._head.detect_at and fresh:
+                self._last_hit = self._t
+                hit = score
+        return hit

@@ -17,7 +17,7 @@ from firmware_config.phrases import PhraseSet, load_phrase_set
 
 if TYPE_CHECKING:
     from edge_agent.agc import GainControl
-    from edge_agent.kws import SosVerifier
+    from edge_agent.kws import SosDetector, SosVerifier
     from edge_agent.spotter import Spotter
     from edge_agent.vad import VoiceActivityGate
 
@@ -158,6 +158,25 @@ def make_verifier(voice: VoiceConfig) -> SosVerifier | None:
     return EmbeddingVerifier(SpeechEmbedding.from_openwakeword(), head)
 
 
+def make_detector(voice: VoiceConfig) -> SosDetector | None:
+    """The keyword classifier whose detections are the voice SOS, when ``voice.kws_detector``
+    names its head (off by default; see docs/speech.md, *The keyword classifier as the SOS
+    detector*)."""
+    if voice.kws_detector is None:
+        return None
+    from edge_agent.kws import EmbeddingDetector, KeywordHead
+    from edge_agent.speech_embedding import SpeechEmbedding
+
+    head = KeywordHead.load(voice.kws_detector)
+    log.info(
+        "voice SOS is the keyword classifier's (%s; detect at %.3f, send without asking at %.3f)",
+        voice.kws_detector,
+        head.detect_at,
+        head.strong_at,
+    )
+    return EmbeddingDetector(SpeechEmbedding.from_openwakeword(), head)
+
+
 def make_spotter(phrases: PhraseSet, voice: VoiceConfig | None = None) -> Spotter:
     """The phrase spotter the agent listens with, taking SOS by the config's rule."""
     from edge_agent.spotter import SosRule, Spotter
@@ -214,4 +233,5 @@ def attach_voice(agent: Agent, config: DeviceConfig, *, stand_in: bool = False) 
         answering=lambda: agent.voice_sos.asking,
         gain=make_gain(config.audio),
         verifier=make_verifier(config.voice),
+        detector=make_detector(config.voice),
     )

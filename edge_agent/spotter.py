@@ -109,7 +109,12 @@ class Detection:
     phrase: str
     """The phrase from the phrase set that matched (never the raw transcript)."""
     confidence: float = 1.0
-    """The recogniser's lowest word confidence over the matched words."""
+    """The recogniser's lowest word confidence over the matched words (from the keyword
+    classifier: its score)."""
+    sure: bool | None = None
+    """The detector's own word on whether to send without asking (the keyword classifier's
+    strong threshold); None: :class:`edge_agent.voice_sos.VoiceSosDecider` compares
+    ``confidence`` with its ``ask_below``."""
 
 
 _PUNCT = re.compile(r"[^\w\s']|_", re.UNICODE)

@@ -22,9 +22,12 @@ from edge_agent.transcript import Transcript
 from edge_agent.vad import Audio, GateEvent, SegmentStart, VoiceActivityGate
 
 if TYPE_CHECKING:
-    from edge_agent.kws import SosVerifier
+    from edge_agent.kws import SosDetector, SosVerifier
 
 log = logging.getLogger("anbu.agent.voice")
+
+CLASSIFIER_PHRASE = "(keyword classifier)"
+"""``Detection.phrase`` of an SOS the keyword classifier heard (it names no phrase)."""
 
 
 class VoicePipeline:
@@ -50,6 +53,9 @@ class VoicePipeline:
         on_transcript: Callable[[str], bool] | None = None,
         gain: GainControl | None = None,
         verifier: SosVerifier | None = None,
+        detector: SosDetector | None = None,
+        detector_hold_s: float = 1.0,
+        cancel_veto_s: float = 2.0,
     ) -> None:
         self.source = source
         self.gate = gate
@@ -65,6 +71,23 @@ class VoicePipeline:
         self.sos_unconfirmed = 0
         """Spotted SOS phrases the verifier did not confirm (and that were therefore dropped)."""
         self._verifier_failing = False
+        self.detector = detector
+        """Hears every block; its hits are the voice SOS, and the recogniser's SOS phrases are
+        not (None: the recogniser's spotter decides). The recogniser still hears cancel, wake
+        word, answers and requests."""
+        self.detector_hold_s = detector_hold_s
+        """A hit waits for the end of its gate segment (so that the recogniser's transcript of
+        it can veto it with a cancel), but never longer than this."""
+        self.cancel_veto_s = cancel_veto_s
+        """A hit within this long after a cancel was heard is vetoed."""
+        self.sos_vetoed = 0
+        """Classifier hits dropped because the recogniser heard a cancel with them."""
+        self.sos_ignored = 0
+        """SOS phrases the recogniser spotted while the classifier decides (not acted on)."""
+        self._pending_at: float | None = None
+        self._peak = 0.0
+        self._last_cancel_at: float | None = None
+        self._detector_failing = False
         self.clock = clock
         self.read_timeout_s = read_timeout_s
         self.answering = answering
@@ -129,8 +152,48 @@ class VoicePipeline:
                 if not self._verifier_failing:  # once per run of failures, not ten times a second
                     log.exception("SOS verifier failed on a block (again: counted in errors)")
                 self._verifier_failing = True
+        detector = self.detector
+        hit = self._detect(detector, block) if detector is not None else None
         for event in self.gate.process(block):
             self._handle(event)
+        if detector is not None:
+            self._settle(detector, hit)
+
+    def _detect(self, detector: SosDetector, block: bytes) -> float | None:
+        try:
+            hit = detector.hear(block)
+            self._detector_failing = False
+            return hit
+        except Exception:
+            self.errors += 1
+            if not self._detector_failing:
+                log.exception("SOS detector failed on a block (again: counted in errors)")
+            self._detector_failing = True
+            return None
+
+    def _settle(self, detector: SosDetector, hit: float | None) -> None:
+        """Hold a classifier hit until its segment ends (or ``detector_hold_s``), then pass it
+        on as an SOS, sure if its peak score reached the strong threshold, unless a cancel was
+        heard with it."""
+        now = self.clock()
+        if hit is not None and self._pending_at is None:
+            cancelled_at = self._last_cancel_at
+            if cancelled_at is not None and now - cancelled_at <= self.cancel_veto_s:
+                self._veto(hit)
+                return
+            self._pending_at, self._peak = now, hit
+        if self._pending_at is None:
+            return
+        self._peak = max(self._peak, detector.last_score)
+        if self.gate.is_open and now - self._pending_at < self.detector_hold_s:
+            return
+        self._pending_at = None
+        sure = self._peak >= detector.strong_at
+        self._pass_on(Detection(Kind.SOS, CLASSIFIER_PHRASE, self._peak, sure=sure))
+
+    def _veto(self, score: float) -> None:
+        self.sos_vetoed += 1
+        log.info("keyword classifier heard sos (score %.2f) with a cancel: dropped", score)
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -175,6 +238,17 @@ class VoicePipeline:
         detection = self.spotter.hear(transcript, self.clock(), answering=self.answering())
         if detection is None:
             return
+        if self.detector is not None:
+            if detection.kind is Kind.SOS and not self._detector_failing:
+                # (a failing classifier leaves the recogniser's SOS standing: voice SOS goes on)
+                self.sos_ignored += 1
+                log.debug("recogniser heard sos (%s): the classifier decides", detection.phrase)
+                return
+            if detection.kind is Kind.CANCEL:
+                self._last_cancel_at = self.clock()
+                if self._pending_at is not None:
+                    self._veto(self._peak)
+                    self._pending_at = None
         if (
             detection.kind is Kind.SOS
             and self.verifier is not None
@@ -183,6 +257,9 @@ class VoicePipeline:
             self.sos_unconfirmed += 1
             log.info("heard sos (%s), not confirmed by the verifier: dropped", detection.phrase)
             return
+        self._pass_on(detection)
+
+    def _pass_on(self, detection: Detection) -> None:
         self.interactions += 1
         if detection.kind is Kind.WAKE:
             self.wake_word_count += 1

@@ -2,7 +2,8 @@
 
 Rules (``now`` is an argument; nothing here reads the clock):
 
-1. An SOS phrase heard with ``confidence >= ask_below`` is sent at once (``SEND``).
+1. An SOS phrase heard with ``confidence >= ask_below`` is sent at once (``SEND``); a detection
+   that carries its own verdict (``Detection.sure``, the keyword classifier's) follows that.
 2. A weaker one makes the agent ask "도움을 요청할까요?" (``ASK``) and wait ``answer_timeout_s``:
    a yes (네 / 응) or the SOS phrase again sends it; a no or a cancel phrase drops it (``DROP``).
    **No answer at all** sends it when ``send_unanswered`` (the default: a resident who has fallen
@@ -79,7 +80,10 @@ class VoiceSosDecider:
                 return [Decision(Action.DROP, pending.phrase, pending.confidence)]
             return self.tick(now)
         if detection.kind is Kind.SOS:
-            if detection.confidence >= self.ask_below:
+            sure = detection.sure
+            if sure is None:
+                sure = detection.confidence >= self.ask_below
+            if sure:
                 return [Decision(Action.SEND, detection.phrase, detection.confidence)]
             self._pending = detection
             self._deadline = now + self.answer_timeout_s

@@ -204,6 +204,22 @@ class VoiceConfig(BaseModel):
         "also hear an SOS phrase before a voice SOS is taken (null: off; needs openwakeword and "
         "onnxruntime installed)",
     )
+    kws_detector: Path | None = Field(
+        default=None,
+        description="keyword-classifier head (.npz from bench/speech_kws.py --save-head) whose "
+        "detections are the voice SOS, in place of the recogniser's SOS phrases; the recogniser "
+        "still hears cancel, wake word and answers (null: off; needs openwakeword and "
+        "onnxruntime installed)",
+    )
+
+    @model_validator(mode="after")
+    def _one_classifier_role(self) -> VoiceConfig:
+        if self.kws_verifier is not None and self.kws_detector is not None:
+            raise ValueError(
+                "kws_verifier and kws_detector are both set: the keyword classifier either "
+                "confirms the recogniser's SOS or detects SOS itself, not both"
+            )
+        return self
 
     @property
     def manifest(self) -> Path | None:
