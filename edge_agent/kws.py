@@ -130,6 +130,17 @@ class KeywordHead:
             )
 
 
+def bundled_head(language: str) -> Path:
+    """The SOS head this package ships for ``language`` (``firmware_config/kws/<language>-sos.npz``,
+    trained by ``bench/speech_kws.py --save-head`` on espeak-ng speech; see docs/speech.md)."""
+    import firmware_config
+
+    path = Path(firmware_config.__file__).parent / "kws" / f"{language}-sos.npz"
+    if not path.is_file():
+        raise HeadError(f"no keyword-classifier SOS head ships for language {language!r}")
+    return path
+
+
 class HeadError(RuntimeError):
     """A keyword-classifier head is missing, has no checksum, or does not match it."""
 
