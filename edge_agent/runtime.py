@@ -18,6 +18,7 @@ from firmware_config.phrases import PhraseSet, load_phrase_set
 if TYPE_CHECKING:
     from edge_agent.agc import GainControl
     from edge_agent.kws import SosDetector, SosVerifier
+    from edge_agent.speech_embedding import SpeechEmbedding
     from edge_agent.spotter import Spotter
     from edge_agent.vad import VoiceActivityGate
 
@@ -151,11 +152,22 @@ def make_verifier(voice: VoiceConfig) -> SosVerifier | None:
     if voice.kws_verifier is None:
         return None
     from edge_agent.kws import EmbeddingVerifier, KeywordHead
-    from edge_agent.speech_embedding import SpeechEmbedding
 
     head = KeywordHead.load(voice.kws_verifier)
     log.info("voice SOS needs the keyword classifier too (%s)", voice.kws_verifier)
-    return EmbeddingVerifier(SpeechEmbedding.from_openwakeword(), head)
+    return EmbeddingVerifier(_speech_embedding("voice.kws_verifier"), head)
+
+
+def _speech_embedding(setting: str) -> SpeechEmbedding:
+    """openWakeWord's two models on onnxruntime, or an error that says what to install."""
+    from edge_agent.speech_embedding import EmbeddingModelError, SpeechEmbedding
+
+    try:
+        return SpeechEmbedding.from_openwakeword()
+    except ImportError as exc:
+        raise EmbeddingModelError(
+            f"{setting} needs onnxruntime and openwakeword==0.5.1 installed ({exc})"
+        ) from exc
 
 
 def make_detector(voice: VoiceConfig) -> SosDetector | None:
@@ -165,7 +177,6 @@ def make_detector(voice: VoiceConfig) -> SosDetector | None:
     if voice.kws_detector is None:
         return None
     from edge_agent.kws import EmbeddingDetector, KeywordHead
-    from edge_agent.speech_embedding import SpeechEmbedding
 
     head = KeywordHead.load(voice.kws_detector)
     log.info(
@@ -174,7 +185,7 @@ def make_detector(voice: VoiceConfig) -> SosDetector | None:
         head.detect_at,
         head.strong_at,
     )
-    return EmbeddingDetector(SpeechEmbedding.from_openwakeword(), head)
+    return EmbeddingDetector(_speech_embedding("voice.kws_detector"), head)
 
 
 def make_spotter(phrases: PhraseSet, voice: VoiceConfig | None = None) -> Spotter:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +190,20 @@ def test_the_live_detector_hits_where_the_bench_counts_events() -> None:
     detector = EmbeddingDetector(emb, head)
     hits = [detector.hear(b) for b in blocks]
     assert sum(h is not None for h in hits) == len(expected)
+
+
+def test_a_missing_head_or_missing_runtime_is_a_clear_start_up_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge_agent.kws import HeadError, bundled_head
+    from edge_agent.speech_embedding import EmbeddingModelError
+
+    with pytest.raises(HeadError, match="no keyword-classifier head"):
+        make_detector(VoiceConfig(kws_detector=tmp_path / "missing.npz"))
+    with pytest.raises(HeadError, match="ships for language 'en'"):
+        bundled_head("en")
+    # errors the agent's `run` reports in one line (it catches RuntimeError and OSError)
+    assert issubclass(HeadError, RuntimeError) and issubclass(EmbeddingModelError, RuntimeError)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    with pytest.raises(EmbeddingModelError, match="kws_detector needs onnxruntime"):
+        make_detector(VoiceConfig(kws_detector=bundled_head("ko")))
