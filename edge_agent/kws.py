@@ -133,12 +133,20 @@ class KeywordHead:
 def bundled_head(language: str) -> Path:
     """The SOS head this package ships for ``language`` (``firmware_config/kws/<language>-sos.npz``,
     trained by ``bench/speech_kws.py --save-head`` on espeak-ng speech; see docs/speech.md)."""
-    import firmware_config
-
-    path = Path(firmware_config.__file__).parent / "kws" / f"{language}-sos.npz"
+    path = resolve_head(Path(f"{language}-sos.npz"))
     if not path.is_file():
         raise HeadError(f"no keyword-classifier SOS head ships for language {language!r}")
     return path
+
+
+def resolve_head(path: Path) -> Path:
+    """``path`` as given, or, for a bare file name (``ko-sos.npz``), the head of that name this
+    package ships in ``firmware_config/kws/``."""
+    if path.is_absolute() or path.parent != Path("."):
+        return path
+    import firmware_config
+
+    return Path(firmware_config.__file__).parent / "kws" / path.name
 
 
 class HeadError(RuntimeError):

@@ -151,9 +151,9 @@ def make_verifier(voice: VoiceConfig) -> SosVerifier | None:
     its head (off by default; see docs/speech.md, *A keyword classifier*)."""
     if voice.kws_verifier is None:
         return None
-    from edge_agent.kws import EmbeddingVerifier, KeywordHead
+    from edge_agent.kws import EmbeddingVerifier, KeywordHead, resolve_head
 
-    head = KeywordHead.load(voice.kws_verifier)
+    head = KeywordHead.load(resolve_head(voice.kws_verifier))
     log.info("voice SOS needs the keyword classifier too (%s)", voice.kws_verifier)
     return EmbeddingVerifier(_speech_embedding("voice.kws_verifier"), head)
 
@@ -176,9 +176,9 @@ def make_detector(voice: VoiceConfig) -> SosDetector | None:
     detector*)."""
     if voice.kws_detector is None:
         return None
-    from edge_agent.kws import EmbeddingDetector, KeywordHead
+    from edge_agent.kws import EmbeddingDetector, KeywordHead, resolve_head
 
-    head = KeywordHead.load(voice.kws_detector)
+    head = KeywordHead.load(resolve_head(voice.kws_detector))
     log.info(
         "voice SOS is the keyword classifier's (%s; detect at %.3f, send without asking at %.3f)",
         voice.kws_detector,

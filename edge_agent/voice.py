@@ -87,6 +87,8 @@ class VoicePipeline:
         self._pending_at: float | None = None
         self._peak = 0.0
         self._last_cancel_at: float | None = None
+        self._hit_segment: int | None = None
+        """The gate segment the last classifier hit came in: its transcript answers nothing."""
         self._detector_failing = False
         self.clock = clock
         self.read_timeout_s = read_timeout_s
@@ -182,6 +184,7 @@ class VoicePipeline:
                 self._veto(hit)
                 return
             self._pending_at, self._peak = now, hit
+            self._hit_segment = self.gate.segments
         if self._pending_at is None:
             return
         self._peak = max(self._peak, detector.last_score)
@@ -243,6 +246,10 @@ class VoicePipeline:
                 # (a failing classifier leaves the recogniser's SOS standing: voice SOS goes on)
                 self.sos_ignored += 1
                 log.debug("recogniser heard sos (%s): the classifier decides", detection.phrase)
+                return
+            if detection.kind in (Kind.YES, Kind.NO) and self._hit_segment == self.gate.segments:
+                # the utterance that raised the SOS cannot answer the question about it
+                log.debug("heard %s in the SOS's own utterance: not an answer", detection.kind)
                 return
             if detection.kind is Kind.CANCEL:
                 self._last_cancel_at = self.clock()

@@ -208,8 +208,8 @@ class VoiceConfig(BaseModel):
         default=None,
         description="keyword-classifier head (.npz from bench/speech_kws.py --save-head) whose "
         "detections are the voice SOS, in place of the recogniser's SOS phrases; the recogniser "
-        "still hears cancel, wake word and answers (null: off; needs openwakeword and "
-        "onnxruntime installed)",
+        "still hears cancel, wake word and answers. A bare file name names a head the package "
+        "ships: ko-sos.npz (null: off; needs openwakeword and onnxruntime installed)",
     )
 
     @model_validator(mode="after")

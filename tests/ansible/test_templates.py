@@ -27,6 +27,7 @@ from typing import Any
 import jinja2
 import pytest
 
+from edge_agent.kws import KeywordHead, resolve_head
 from firmware_config.acl import MAX_PACKET_BYTES, DeviceGrant, dynsec_config, find_dynsec_plugin
 from firmware_config.device import load_device_config
 from firmware_config.messages import MAX_PAYLOAD_BYTES
@@ -253,6 +254,7 @@ def test_agent_config_loads_as_a_device_config(host: str, tmp_path: Path) -> Non
     ).name.removesuffix(".zip")
     assert config.voice.model_path == model
     assert config.voice.manifest == model / "anbu-manifest.json"
+    assert config.voice.kws_detector is None  # voice SOS by the recogniser unless asked
 
 
 def test_english_home_gets_the_english_model_and_its_own_pin() -> None:
@@ -272,6 +274,7 @@ def test_agent_config_with_password_broker_and_options(tmp_path: Path) -> None:
         "edge_agent_audio_capture_rate_hz": 48000,
         "edge_agent_phrase_set": "/etc/anbu/phrases-ko.toml",
         "edge_agent_heartbeat_interval_s": 15,
+        "edge_agent_kws_detector": "ko-sos.npz",
     }
     variables = host_vars(EDGE_HOSTS[0], "edge_agent", overrides)
     render("agent.toml.j2", variables, tmp_path / "agent.toml")
@@ -286,6 +289,8 @@ def test_agent_config_with_password_broker_and_options(tmp_path: Path) -> None:
     assert config.audio.capture_rate_hz == 48000
     assert config.voice.phrase_set == Path("/etc/anbu/phrases-ko.toml")
     assert config.heartbeat_interval_s == 15.0
+    assert config.voice.kws_detector == Path("ko-sos.npz")
+    KeywordHead.load(resolve_head(config.voice.kws_detector))  # the head the package ships
 
 
 # --- the collector's settings ---------------------------------------------------------------

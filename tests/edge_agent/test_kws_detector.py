@@ -38,7 +38,9 @@ class _Run:
     """Audio through the energy gate; FakeRecognizer hears each segment as the next of
     ``heard_as``; the pipeline's clock is audio time."""
 
-    def __init__(self, heard_as: list[str], detector: FakeSosDetector) -> None:
+    def __init__(
+        self, heard_as: list[str], detector: FakeSosDetector, answering: bool = False
+    ) -> None:
         self.t = 0.0
         self.heard: list[tuple[Detection, float]] = []
         self.pipeline = VoicePipeline(
@@ -49,6 +51,7 @@ class _Run:
             on_detection=lambda d: self.heard.append((d, self.t)),
             clock=lambda: self.t,
             detector=detector,
+            answering=lambda: answering,
         )
 
     def feed(self, audio: bytes) -> None:
@@ -207,3 +210,33 @@ def test_a_missing_head_or_missing_runtime_is_a_clear_start_up_error(
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
     with pytest.raises(EmbeddingModelError, match="kws_detector needs onnxruntime"):
         make_detector(VoiceConfig(kws_detector=bundled_head("ko")))
+
+
+def test_a_bare_head_name_is_one_the_package_ships_and_a_path_is_a_path(tmp_path: Path) -> None:
+    from edge_agent.kws import bundled_head, resolve_head
+
+    assert resolve_head(Path("ko-sos.npz")) == bundled_head("ko")
+    assert resolve_head(tmp_path / "ko-sos.npz") == tmp_path / "ko-sos.npz"
+    assert resolve_head(Path("heads/ko-sos.npz")) == Path("heads/ko-sos.npz")
+
+
+@pytest.mark.skipif(not _MODELS, reason="needs onnxruntime and openwakeword (the speech bench's)")
+def test_the_agent_builds_its_detector_from_the_shipped_head() -> None:
+    from edge_agent.kws import EmbeddingDetector, bundled_head
+
+    detector = make_detector(VoiceConfig(kws_detector=Path("ko-sos.npz")))
+    assert isinstance(detector, EmbeddingDetector)
+    head = KeywordHead.load(bundled_head("ko"))
+    assert detector.strong_at == head.strong_at >= head.detect_at > head.threshold
+    assert detector.hear(bytes(3200 * 30)) is None  # 3 s of silence is no SOS
+
+
+def test_the_utterance_that_raised_the_sos_does_not_answer_its_question() -> None:
+    # noise heard as "[unk] [unk] 아니야": the hit is passed on after its hold while the
+    # segment is still open (the agent asks); the segment's own 아니야 must not drop it, and a
+    # 아니 said afterwards, in an utterance of its own, is an answer
+    run = _Run(["[unk] [unk] 아니야", "아니"], FakeSosDetector({12: 0.97}), answering=True)
+    run.feed(bytes(32000) + _tone(3.0) + bytes(48000))
+    assert run.kinds() == [Kind.SOS]
+    _utterance(run)
+    assert run.kinds() == [Kind.SOS, Kind.NO]
