@@ -139,39 +139,42 @@ class VoicePipeline:
         self.end_of_stream()
 
     def end_of_stream(self) -> None:
-        """Close an open segment so its transcript is still spotted (``stop`` calls this)."""
+        """Close an open segment so its transcript is still spotted, and pass on a classifier hit
+        still held for it (``stop`` calls this)."""
         for event in self.gate.close():
             self._handle(event)
+        if self.detector is not None:
+            self._settle(self.detector, None)
 
     def process(self, block: bytes) -> None:
         """One block through gate, recogniser and spotter (the thread calls this; so may tests)."""
         if self.verifier is not None:
-            try:
-                self.verifier.hear(block)
-                self._verifier_failing = False
-            except Exception:
-                self.errors += 1
-                if not self._verifier_failing:  # once per run of failures, not ten times a second
-                    log.exception("SOS verifier failed on a block (again: counted in errors)")
-                self._verifier_failing = True
+            _, self._verifier_failing = self._hear_safely(
+                "verifier", self.verifier.hear, block, self._verifier_failing
+            )
         detector = self.detector
-        hit = self._detect(detector, block) if detector is not None else None
+        hit: float | None = None
+        if detector is not None:
+            hit, self._detector_failing = self._hear_safely(
+                "detector", detector.hear, block, self._detector_failing
+            )
         for event in self.gate.process(block):
             self._handle(event)
         if detector is not None:
             self._settle(detector, hit)
 
-    def _detect(self, detector: SosDetector, block: bytes) -> float | None:
+    def _hear_safely(
+        self, name: str, hear: Callable[[bytes], float | None], block: bytes, failing: bool
+    ) -> tuple[float | None, bool]:
+        """``hear(block)`` and whether it is failing now: a failure is counted each time and
+        logged once per run of failures (not ten times a second)."""
         try:
-            hit = detector.hear(block)
-            self._detector_failing = False
-            return hit
+            return hear(block), False
         except Exception:
             self.errors += 1
-            if not self._detector_failing:
-                log.exception("SOS detector failed on a block (again: counted in errors)")
-            self._detector_failing = True
-            return None
+            if not failing:
+                log.exception("SOS %s failed on a block (again: counted in errors)", name)
+            return None, True
 
     def _settle(self, detector: SosDetector, hit: float | None) -> None:
         """Hold a classifier hit until its segment ends (or ``detector_hold_s``), then pass it

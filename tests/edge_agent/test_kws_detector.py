@@ -240,3 +240,11 @@ def test_the_utterance_that_raised_the_sos_does_not_answer_its_question() -> Non
     assert run.kinds() == [Kind.SOS]
     _utterance(run)
     assert run.kinds() == [Kind.SOS, Kind.NO]
+
+
+def test_a_hit_still_held_when_the_stream_ends_is_passed_on() -> None:
+    run = _Run(["[unk]"], FakeSosDetector({12: 0.97}))
+    run.feed(bytes(32000) + _tone(0.5))  # the hit at 1.3 s, the gate still open, 0.2 s held
+    assert run.heard == []
+    run.pipeline.end_of_stream()  # stop() calls this: an SOS is not lost on the way out
+    assert run.kinds() == [Kind.SOS]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 
-import numpy as np
 import pytest
 
 from bench.speech import Item, VoicePath
@@ -21,6 +20,7 @@ from edge_agent.kws import EmbeddingDetector, KeywordHead, bundled_head
 from edge_agent.voice import CLASSIFIER_PHRASE
 from firmware_config.device import AudioConfig, VoiceConfig
 from tests.edge_agent.conftest import RealModel
+from tests.edge_agent.test_speech_floor import not_speech
 
 pytestmark = [
     pytest.mark.vosk_model,
@@ -95,8 +95,5 @@ def test_everyday_speech_and_near_misses_do_not_cry_wolf(path: VoicePath, synth:
 
 
 def test_a_beep_and_noise_are_not_an_sos(path: VoicePath) -> None:
-    t = np.arange(16000 * 2) / 16000
-    beep = (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
-    noise = np.random.default_rng(1).normal(0, 3000, 16000 * 3).astype("<i2").tobytes()
-    for audio, name in ((beep, "beep"), (noise, "noise")):
-        assert not path.run_one(Item("none", "clean", pad(audio), 3.0, name)).sos, name
+    for sample in not_speech():
+        assert not path.run_one(sample).sos, sample.label
