@@ -104,61 +104,94 @@ class SpeechEmbedding:
         return np.concatenate(parts)
 
     def _mel_piece(self, audio: bytes) -> Floats:
-        # fed as raw int16 sample values, as the model was trained
-        x = np.frombuffer(audio, "<i2").astype(np.float32)[None, :]
+        x = np.frombuffer(audio, "<i2")[None, :]
         if x.shape[1] < 4 * HOP_SAMPLES:
             return np.zeros((0, 32), np.float32)
-        out = np.asarray(self._mel.run(None, {"input": x})[0], np.float32)
+        return self.mel_rows(x).reshape(-1, 32)
+
+    def mel_rows(self, samples: npt.NDArray[np.int16]) -> Floats:
+        """``(rows, frames, 32)``: the mel frames of rows of int16 samples (clamped at 80 dB
+        below the loudest frame of them all)."""
+        # fed as raw int16 sample values, as the model was trained
+        out = np.asarray(self._mel.run(None, {"input": samples.astype(np.float32)})[0], np.float32)
         # the ONNX export's scale differs from the TensorFlow original by this affine map
-        return np.squeeze(out, axis=(1,)).reshape(-1, 32) / 10.0 + 2.0
+        return np.squeeze(out, axis=(1,)) / 10.0 + 2.0
 
     def embed_mel(self, frames: Floats) -> Floats:
         """``(n, 96)``: one embedding per 8 frames, each of the 76 frames ending there."""
         n = (len(frames) - WINDOW_FRAMES) // STEP_FRAMES + 1
         if n <= 0:
             return np.zeros((0, EMBEDDING_DIM), np.float32)
-        windows = np.stack(
-            [frames[i * STEP_FRAMES : i * STEP_FRAMES + WINDOW_FRAMES] for i in range(n)]
-        )[..., None]
-        out = np.concatenate(
-            [
-                np.asarray(self._emb.run(None, {"input_1": windows[i : i + 256]})[0], np.float32)
-                for i in range(0, n, 256)
-            ]
+        return self.embed_windows(
+            np.stack([frames[i * STEP_FRAMES : i * STEP_FRAMES + WINDOW_FRAMES] for i in range(n)])
         )
-        return out.reshape(n, EMBEDDING_DIM)
+
+    def embed_windows(self, windows: Floats) -> Floats:
+        """``(n, 96)`` for ``(n, 76, 32)`` mel windows."""
+        x = windows[..., None]
+        out = [
+            np.asarray(self._emb.run(None, {"input_1": x[i : i + 256]})[0], np.float32)
+            for i in range(0, len(x), 256)
+        ]
+        return np.concatenate(out).reshape(len(x), EMBEDDING_DIM)
 
     def embed(self, audio: bytes) -> Floats:
         return self.embed_mel(self.mel(audio))
 
 
 class EmbeddingStream:
-    """Embeddings of a live stream, as a device computes them: mel frames per block, one
-    embedding per 80 ms once 76 frames are there."""
+    """Embeddings of a live stream, as a device computes them: 8 mel frames per 80 ms of audio,
+    one embedding per 80 ms once 76 frames are there (the first ends :data:`FIRST_END_S` into the
+    stream, each next one 80 ms later).
+
+    The mel model clamps each input at 80 dB below its loudest frame, so it is always run on
+    the same pieces, 80 ms with 30 ms before them: the embeddings do not depend on how the
+    stream is cut into blocks (a whole recording embedded with :func:`stream_embed` gives what
+    the device gives). :meth:`SpeechEmbedding.embed` runs it on 8 s pieces instead; in digital
+    silence and near loud speech the two differ, so a head is trained on these."""
 
     def __init__(self, embedding: SpeechEmbedding) -> None:
         self._embedding = embedding
         self._pending = b""
         self._frames = np.zeros((0, 32), np.float32)
         self._context = bytes(2 * _CONTEXT_SAMPLES)
-        self._since = 0
 
     def accept(self, block: bytes) -> Floats:
         """The embeddings that ``block`` completes (``(k, 96)``, k ≥ 0)."""
         self._pending += block
         step = 2 * STEP_FRAMES * HOP_SAMPLES
-        whole = len(self._pending) // step * step
-        if whole == 0:
-            return np.zeros((0, EMBEDDING_DIM), np.float32)
-        chunk, self._pending = self._pending[:whole], self._pending[whole:]
-        new = self._embedding.mel(self._context + chunk)
-        self._context = chunk[-2 * _CONTEXT_SAMPLES :]
-        self._frames = np.concatenate([self._frames, new])[-(WINDOW_FRAMES + len(new)) :]
         out = []
-        for k in range(len(new) // STEP_FRAMES):
-            end = len(self._frames) - len(new) + (k + 1) * STEP_FRAMES
-            if end >= WINDOW_FRAMES:
-                out.append(self._embedding.embed_mel(self._frames[end - WINDOW_FRAMES : end]))
+        while len(self._pending) >= step:
+            chunk, self._pending = self._pending[:step], self._pending[step:]
+            new = self._embedding.mel(self._context + chunk)
+            self._context = chunk[-2 * _CONTEXT_SAMPLES :]
+            self._frames = np.concatenate([self._frames, new])[-WINDOW_FRAMES:]
+            if len(self._frames) >= WINDOW_FRAMES:
+                out.append(self._frames)
         if not out:
             return np.zeros((0, EMBEDDING_DIM), np.float32)
-        return np.concatenate(out)
+        return self._embedding.embed_windows(np.stack(out))
+
+
+FIRST_END_S = (WINDOW_FRAMES + STEP_FRAMES - WINDOW_FRAMES % STEP_FRAMES) * HOP_SAMPLES / RATE_HZ
+"""Where the stream's first embedding ends (0.8 s: the first whole 80 ms after 76 frames)."""
+STEP_S = STEP_FRAMES * HOP_SAMPLES / RATE_HZ
+"""Between two embeddings (80 ms)."""
+
+
+def stream_embed(embedding: SpeechEmbedding, audio: bytes) -> Floats:
+    """What :class:`EmbeddingStream` gives for ``audio`` (embedding ``k`` ends at
+    ``FIRST_END_S + k * STEP_S``), with the embeddings run in batches."""
+    step = 2 * STEP_FRAMES * HOP_SAMPLES
+    n = len(audio) // step
+    if n * STEP_FRAMES < WINDOW_FRAMES:
+        return np.zeros((0, EMBEDDING_DIM), np.float32)
+    # one mel run per piece: the model's 80 dB clamp is taken over all it is given at once
+    ctx = 2 * _CONTEXT_SAMPLES
+    padded = bytes(ctx) + audio[: n * step]
+    frames = np.concatenate(
+        [embedding.mel(padded[i * step : (i + 1) * step + ctx]) for i in range(n)]
+    )
+    first = -(-WINDOW_FRAMES // STEP_FRAMES)  # steps before the first window is whole
+    ends = [k * STEP_FRAMES for k in range(first, n + 1)]
+    return embedding.embed_windows(np.stack([frames[e - WINDOW_FRAMES : e] for e in ends]))

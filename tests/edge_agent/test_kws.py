@@ -171,6 +171,35 @@ def test_the_embedding_gives_one_vector_per_80_ms_batch_or_streamed(tmp_path: Pa
 
 
 @pytest.mark.skipif(not _MODELS, reason="needs onnxruntime and openwakeword (the speech bench's)")
+def test_the_stream_does_not_depend_on_its_blocks_and_the_bench_embeds_as_it_does() -> None:
+    from edge_agent.speech_embedding import (
+        FIRST_END_S,
+        STEP_S,
+        EmbeddingStream,
+        SpeechEmbedding,
+        stream_embed,
+    )
+
+    emb = SpeechEmbedding.from_openwakeword()
+    rng = np.random.default_rng(4)
+    # loud noise after digital silence: where the mel model's clamp depends on what it is given
+    audio = bytes(2 * 8000) + rng.normal(0, 3000, 16000 * 2).astype("<i2").tobytes()
+    by_block = {}
+    for block in (3200, 1000, 1280, len(audio)):
+        stream = EmbeddingStream(emb)
+        parts = [stream.accept(audio[i : i + block]) for i in range(0, len(audio), block)]
+        by_block[block] = np.concatenate(parts)
+    for got in by_block.values():
+        assert np.array_equal(got, by_block[3200])
+    whole = stream_embed(emb, audio)
+    assert np.array_equal(whole, by_block[3200])
+    # 2.5 s of audio: embeddings ending at 0.8 s, 0.88 s, ... up to 2.48 s
+    assert len(whole) == int((2.5 - FIRST_END_S) / STEP_S + 1e-9) + 1
+    # the batch embedding of the same audio differs (the reason heads train on the stream's)
+    assert not np.allclose(emb.embed(audio)[: len(whole)], whole, atol=1.0)
+
+
+@pytest.mark.skipif(not _MODELS, reason="needs onnxruntime and openwakeword (the speech bench's)")
 def test_an_embedding_model_other_than_the_pinned_one_is_refused(tmp_path: Path) -> None:
     from edge_agent.speech_embedding import EmbeddingModelError, openwakeword_models_dir, verified
 
