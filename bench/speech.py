@@ -57,7 +57,7 @@ from bench.speech_corpus import (
     pad,
 )
 from edge_agent.audio import PushedSource, read_wav_16k
-from edge_agent.kws import EmbeddingDetector, KeywordHead, SosDetector
+from edge_agent.kws import EmbeddingDetector, KeywordHead, SharedStream, SosDetector
 from edge_agent.recognizer import (
     MANIFEST_NAME,
     RecognizerSettings,
@@ -163,12 +163,13 @@ class VoicePath:
         audio_config: AudioConfig,
         voice_config: VoiceConfig,
         rule: SosRule | None = None,
-        detector: Callable[[], SosDetector] | None = None,
+        detectors: Callable[[], tuple[SosDetector | None, SosDetector | None]] | None = None,
     ) -> None:
         self.rule = rule
-        self.make_detector = detector
-        """Makes the keyword classifier that detects SOS (``--kws-head``; None: the spotter)."""
         """None: the agent's spotter as it is; else this SOS rule."""
+        self.make_detectors = detectors
+        """Makes the keyword classifiers that detect SOS (``--kws-head``) and the wake word
+        (``--kws-wake``), fresh for each utterance (None, or None in the pair: the spotter)."""
         self.recognizer = recognizer
         self.phrases = phrases
         self.audio_config = audio_config
@@ -186,6 +187,9 @@ class VoicePath:
         spotter = make_spotter(self.phrases, self.voice_config)
         if self.rule is not None:
             spotter.rule = self.rule
+        detector, wake_detector = (
+            self.make_detectors() if self.make_detectors is not None else (None, None)
+        )
         self.pipeline = VoicePipeline(
             PushedSource(),
             make_gate(self.audio_config),
@@ -195,7 +199,8 @@ class VoicePath:
             clock=lambda: self.audio_s,
             answering=lambda: self.decider.asking,
             gain=make_gain(self.audio_config),
-            detector=self.make_detector() if self.make_detector is not None else None,
+            detector=detector,
+            wake_detector=wake_detector,
         )
         self.recognizer.reset()
 
@@ -384,8 +389,11 @@ def summarise(outcomes: list[tuple[Item, Outcome]]) -> dict[str, Any]:
                 "cancel_as_sos": 0,
                 "n_wake": 0,
                 "wake_detected": 0,
+                "false_wake": 0,
             },
         )
+        if item.cls != "wake" and any(d.kind is Kind.WAKE for d, _ in out.detections):
+            row["false_wake"] += 1  # (a bare wake word: a life sign, and the spotter armed)
         if item.cls == "sos":
             row["n_sos"] += 1
             if out.sos_before(item.answer_at_s):
@@ -491,12 +499,17 @@ def continuous(path: VoicePath, synth: Synth, hours: float) -> dict[str, Any]:
     sent = [d for d, _ in path.outcome.decisions if d.action is Action.SEND]
     false_sos = len(sent)
     questions = sum(1 for d, _ in path.outcome.decisions if d.action is Action.ASK)
+    # a wake word is a life sign (an interaction) and arms the spotter: one heard in this talk is
+    # false
+    wakes = sum(1 for d, _ in path.outcome.detections if d.kind is Kind.WAKE)
     return {
         "audio_h": round(audio_h, 3),
         "sentences": "test split",
         "false_sos": false_sos,
         "false_sos_per_hour": round(false_sos / audio_h, 3) if audio_h else None,
         "questions_asked": questions,
+        "false_wake": wakes,
+        "false_wake_per_hour": round(wakes / audio_h, 3) if audio_h else None,
         "decode_wall_s": round(wall, 1),
         "realtime_factor": round(audio_h * 3600 / wall, 1) if wall else None,
         "cpu_pct_of_one_core": round(100 * cpu / (audio_h * 3600), 2) if audio_h else None,
@@ -800,6 +813,12 @@ def main(argv: list[str] | None = None) -> int:
         help="keyword-classifier head (bench/speech_kws.py --save-head): it detects SOS, as "
         "the agent does with voice.kws_detector",
     )
+    p.add_argument(
+        "--kws-wake",
+        type=Path,
+        help="keyword-classifier head (bench/speech_kws.py --target wake --save-head): it "
+        "detects the wake word, as the agent does with voice.kws_wake",
+    )
     p.add_argument("--compare", action="store_true", help="also measure alternative designs")
     p.add_argument(
         "--sweep", action="store_true", help="choose SOS rules on the dev split, report on test"
@@ -807,8 +826,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small subset: 2 voices, 40 sentences")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "anbu-speech")
     args = p.parse_args(argv)
-    if args.kws_head is not None and (args.sweep or args.compare):
-        p.error("--kws-head: the classifier decides SOS; --sweep/--compare replay the spotter's")
+    if (args.kws_head or args.kws_wake) and (args.sweep or args.compare):
+        p.error("--kws-head/--kws-wake: --sweep/--compare replay the recogniser's spotter")
     if args.quick:
         args.voices, args.none, args.loop_hours = 2, 40, min(args.loop_hours, 0.05)
 
@@ -846,20 +865,32 @@ def main(argv: list[str] | None = None) -> int:
         audio_config = audio_config.model_copy(update={"vad": args.vad})
     voice_config = VoiceConfig()
 
-    detector: Callable[[], SosDetector] | None = None
-    head: KeywordHead | None = None
-    if args.kws_head is not None:
+    detectors: Callable[[], tuple[SosDetector | None, SosDetector | None]] | None = None
+    head = None if args.kws_head is None else KeywordHead.load(args.kws_head)
+    wake_head = None if args.kws_wake is None else KeywordHead.load(args.kws_wake)
+    if head is not None or wake_head is not None:
         from edge_agent.speech_embedding import SpeechEmbedding
 
-        head = KeywordHead.load(args.kws_head)
         embedding = SpeechEmbedding.from_openwakeword()
-        detector = lambda: EmbeddingDetector(embedding, head)  # noqa: E731
-        voice_config = voice_config.model_copy(update={"kws_detector": args.kws_head})
+
+        def detectors() -> tuple[SosDetector | None, SosDetector | None]:
+            # as runtime.make_detectors wires them: one embedding stream for both heads
+            shared = SharedStream(embedding)
+            return (
+                None if head is None else EmbeddingDetector(embedding, head, stream=shared),
+                None
+                if wake_head is None
+                else EmbeddingDetector(embedding, wake_head, stream=shared),
+            )
+
+        voice_config = voice_config.model_copy(
+            update={"kws_detector": args.kws_head, "kws_wake": args.kws_wake}
+        )
 
     def path_for(s: RecognizerSettings, a: AudioConfig) -> VoicePath:
         rec = VoskRecognizer(model_dir, phrases, manifest, s, report=report, vosk_model=vosk_model)
         rule = None if args.max_unknown is None else SosRule(max_unknown_words=args.max_unknown)
-        return VoicePath(rec, phrases, a, voice_config, rule, detector)
+        return VoicePath(rec, phrases, a, voice_config, rule, detectors)
 
     synth = Synth(args.cache)
     items: list[Item] = []
@@ -979,6 +1010,7 @@ def main(argv: list[str] | None = None) -> int:
                     "cancel_as_sos",
                     "n_wake",
                     "wake_detected_rate",
+                    "false_wake",
                 )
             }
             for k, v in rows.items()
@@ -1002,6 +1034,7 @@ def main(argv: list[str] | None = None) -> int:
         "cancel_as_sos": result["cancel_as_sos"],
         "wake_detected_rate": result["wake_detected_rate"],
         "false_sos_per_hour": None if loop is None else loop["false_sos_per_hour"],
+        "false_wake_per_hour": None if loop is None else loop["false_wake_per_hour"],
         "continuous": loop,
         "latency_end_of_speech_to_decision_s": result["latency_s"],
         "cpu_pct_of_one_core_labelled_set": round(100 * set_cpu / set_audio_s, 2),
@@ -1029,6 +1062,9 @@ def main(argv: list[str] | None = None) -> int:
             if head is None
             else f"keyword classifier {args.kws_head} (detect at {head.detect_at:.4f}, "
             f"send without asking at {head.strong_at:.4f})",
+            "wake_detector": "recogniser's spotter"
+            if wake_head is None
+            else f"keyword classifier {args.kws_wake} (at {wake_head.detect_at:.4f})",
             "sos_policy": Policy(
                 make_spotter(phrases, voice_config).rule,
                 voice_config.ask_below_confidence,

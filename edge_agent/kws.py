@@ -157,6 +157,31 @@ def checksum_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
+class Embeddings(Protocol):
+    """Turns each microphone block into the embeddings that end in it (``EmbeddingStream``)."""
+
+    def accept(self, block: bytes) -> Floats: ...
+
+
+class SharedStream:
+    """One :class:`EmbeddingStream` for several heads (the SOS detector and the wake-word
+    detector): the first head to hear a block embeds it, the others get the same embeddings.
+    The voice path hands every part the same block object, so a block is known by identity
+    (this holds the last one, so no other block can take its identity).
+    """
+
+    def __init__(self, embedding: SpeechEmbedding) -> None:
+        self._stream = EmbeddingStream(embedding)
+        self._block: bytes | None = None
+        self._out: Floats = np.zeros((0, EMBEDDING_DIM), np.float32)
+
+    def accept(self, block: bytes) -> Floats:
+        if block is not self._block:
+            self._out = self._stream.accept(block)
+            self._block = block
+        return self._out
+
+
 class EmbeddingVerifier:
     """``SosVerifier`` on the live stream: embeds each block, scores each new embedding, and
     confirms while the best score of the last ``window_s`` seconds reaches the head's threshold.
@@ -202,16 +227,24 @@ class SosDetector(Protocol):
 
 class EmbeddingDetector:
     """``SosDetector`` on the live stream: the same head and inputs as :class:`EmbeddingVerifier`,
-    but a score at or above ``head.detect_at`` is an SOS of its own. Scores that stay high make
-    one hit: a new one needs more than ``merge_s`` after the last (as ``bench/speech_kws.py``
-    counts events).
+    but a score at or above ``head.detect_at`` is an SOS of its own (or, with a wake-word head, a
+    wake word). Scores that stay high make one hit: a new one needs more than ``merge_s`` after
+    the last (as ``bench/speech_kws.py`` counts events). ``stream`` shares one embedding stream
+    between heads (:class:`SharedStream`).
 
     >>> d = EmbeddingDetector(SpeechEmbedding.from_openwakeword(), head)  # doctest: +SKIP
     >>> score = d.hear(block)  # None, or the score of a new hit  # doctest: +SKIP
     """
 
-    def __init__(self, embedding: SpeechEmbedding, head: KeywordHead, merge_s: float = 3.0):
-        self._stream = EmbeddingStream(embedding)
+    def __init__(
+        self,
+        embedding: SpeechEmbedding,
+        head: KeywordHead,
+        merge_s: float = 3.0,
+        stream: Embeddings | None = None,
+    ):
+        self.embedding = embedding
+        self._stream: Embeddings = stream or EmbeddingStream(embedding)
         self._head = head
         self._recent: deque[Floats] = deque(maxlen=CONTEXT)
         self._step_s = STEP_FRAMES * HOP_SAMPLES / RATE_HZ
@@ -219,6 +252,11 @@ class EmbeddingDetector:
         self._t = 0.0
         self._last_hit: float | None = None
         self._last_score = 0.0
+
+    def share(self, stream: Embeddings) -> None:
+        """Take embeddings from ``stream`` (shared with another head) from now on; call it
+        before the first block."""
+        self._stream = stream
 
     @property
     def last_score(self) -> float:

@@ -188,6 +188,25 @@ def make_detector(voice: VoiceConfig) -> SosDetector | None:
     return EmbeddingDetector(_speech_embedding("voice.kws_detector"), head)
 
 
+def make_detectors(voice: VoiceConfig) -> tuple[SosDetector | None, SosDetector | None]:
+    """The SOS detector (``voice.kws_detector``) and the wake-word detector (``voice.kws_wake``)
+    the config names; when both are on they share one embedding stream (one model, one cost)."""
+    sos = make_detector(voice)
+    if voice.kws_wake is None:
+        return sos, None
+    from edge_agent.kws import EmbeddingDetector, KeywordHead, SharedStream, resolve_head
+
+    head = KeywordHead.load(resolve_head(voice.kws_wake))
+    log.info(
+        "the wake word is the keyword classifier's (%s, at %.3f)", voice.kws_wake, head.detect_at
+    )
+    if isinstance(sos, EmbeddingDetector):
+        shared = SharedStream(sos.embedding)
+        sos.share(shared)
+        return sos, EmbeddingDetector(sos.embedding, head, stream=shared)
+    return sos, EmbeddingDetector(_speech_embedding("voice.kws_wake"), head)
+
+
 def make_spotter(phrases: PhraseSet, voice: VoiceConfig | None = None) -> Spotter:
     """The phrase spotter the agent listens with, taking SOS by the config's rule."""
     from edge_agent.spotter import SosRule, Spotter
@@ -234,6 +253,7 @@ def attach_voice(agent: Agent, config: DeviceConfig, *, stand_in: bool = False) 
             config.voice.manifest,
             RecognizerSettings(filler_count=config.voice.filler_count),
         )
+    detector, wake_detector = make_detectors(config.voice)
     agent.voice = VoicePipeline(
         SoundDeviceSource(config.audio),
         make_gate(config.audio),
@@ -244,5 +264,6 @@ def attach_voice(agent: Agent, config: DeviceConfig, *, stand_in: bool = False) 
         answering=lambda: agent.voice_sos.asking,
         gain=make_gain(config.audio),
         verifier=make_verifier(config.voice),
-        detector=make_detector(config.voice),
+        detector=detector,
+        wake_detector=wake_detector,
     )

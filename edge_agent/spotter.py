@@ -195,6 +195,11 @@ class Spotter:
         )
         """The phrase set's ``cancel_words``: heard anywhere in an utterance, they veto an SOS."""
 
+    def arm(self, now: float) -> None:
+        """Take a wake word heard at ``now`` by another ear (the keyword classifier): a request
+        or check-in answer within ``wake_window_s`` is taken as after the wake word."""
+        self._armed_until = now + self.wake_window_s
+
     def disarm(self) -> None:
         """Forget a wake word heard earlier (the spotter's only state)."""
         self._armed_until = None

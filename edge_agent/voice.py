@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("anbu.agent.voice")
 
 CLASSIFIER_PHRASE = "(keyword classifier)"
-"""``Detection.phrase`` of an SOS the keyword classifier heard (it names no phrase)."""
+"""``Detection.phrase`` of an SOS or wake word the keyword classifier heard (it names no
+phrase)."""
 
 
 class VoicePipeline:
@@ -56,6 +57,7 @@ class VoicePipeline:
         detector: SosDetector | None = None,
         detector_hold_s: float = 1.0,
         cancel_veto_s: float = 2.0,
+        wake_detector: SosDetector | None = None,
     ) -> None:
         self.source = source
         self.gate = gate
@@ -90,6 +92,12 @@ class VoicePipeline:
         self._hit_segment: int | None = None
         """The gate segment the last classifier hit came in: its transcript answers nothing."""
         self._detector_failing = False
+        self.wake_detector = wake_detector
+        """Hears every block; its hits are the wake word (they arm the spotter for a request),
+        and the recogniser's bare wake words are not (None: the recogniser's spotter decides)."""
+        self.wake_ignored = 0
+        """Wake words the recogniser spotted while the classifier decides (not acted on)."""
+        self._wake_failing = False
         self.clock = clock
         self.read_timeout_s = read_timeout_s
         self.answering = answering
@@ -150,14 +158,22 @@ class VoicePipeline:
         """One block through gate, recogniser and spotter (the thread calls this; so may tests)."""
         if self.verifier is not None:
             _, self._verifier_failing = self._hear_safely(
-                "verifier", self.verifier.hear, block, self._verifier_failing
+                "SOS verifier", self.verifier.hear, block, self._verifier_failing
             )
         detector = self.detector
         hit: float | None = None
         if detector is not None:
             hit, self._detector_failing = self._hear_safely(
-                "detector", detector.hear, block, self._detector_failing
+                "SOS detector", detector.hear, block, self._detector_failing
             )
+        if self.wake_detector is not None:
+            woke, self._wake_failing = self._hear_safely(
+                "wake-word detector", self.wake_detector.hear, block, self._wake_failing
+            )
+            if woke is not None:
+                # arm first: the recogniser's transcript of "안부야, 전화해 줘" comes later
+                self.spotter.arm(self.clock())
+                self._pass_on(Detection(Kind.WAKE, CLASSIFIER_PHRASE, woke))
         for event in self.gate.process(block):
             self._handle(event)
         if detector is not None:
@@ -173,7 +189,7 @@ class VoicePipeline:
         except Exception:
             self.errors += 1
             if not failing:
-                log.exception("SOS %s failed on a block (again: counted in errors)", name)
+                log.exception("%s failed on a block (again: counted in errors)", name)
             return None, True
 
     def _settle(self, detector: SosDetector, hit: float | None) -> None:
@@ -243,6 +259,15 @@ class VoicePipeline:
                 log.exception("on_transcript failed")
         detection = self.spotter.hear(transcript, self.clock(), answering=self.answering())
         if detection is None:
+            return
+        # (a failing classifier leaves the recogniser's wake word standing)
+        if (
+            detection.kind is Kind.WAKE
+            and self.wake_detector is not None
+            and not self._wake_failing
+        ):
+            self.wake_ignored += 1
+            log.debug("recogniser heard the wake word: the classifier decides")
             return
         if self.detector is not None:
             if detection.kind is Kind.SOS and not self._detector_failing:

@@ -211,6 +211,13 @@ class VoiceConfig(BaseModel):
         "still hears cancel, wake word and answers. A bare file name names a head the package "
         "ships: ko-sos.npz (null: off; needs openwakeword and onnxruntime installed)",
     )
+    kws_wake: Path | None = Field(
+        default=None,
+        description="keyword-classifier head (.npz from bench/speech_kws.py --target wake "
+        "--save-head) whose detections are the wake word, in place of the recogniser's; a hit "
+        "arms the spotter for a request. A bare file name names a head the package ships: "
+        "ko-wake.npz (null: off; needs openwakeword and onnxruntime installed)",
+    )
 
     @model_validator(mode="after")
     def _one_classifier_role(self) -> VoiceConfig:

@@ -48,7 +48,7 @@ def path(real_model: RealModel) -> VoicePath:
         real_model.phrases,
         AudioConfig(),
         VoiceConfig(kws_detector=head_path),
-        detector=lambda: EmbeddingDetector(embedding, head),
+        detectors=lambda: (EmbeddingDetector(embedding, head), None),
     )
 
 
