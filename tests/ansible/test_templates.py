@@ -255,6 +255,7 @@ def test_agent_config_loads_as_a_device_config(host: str, tmp_path: Path) -> Non
     assert config.voice.model_path == model
     assert config.voice.manifest == model / "anbu-manifest.json"
     assert config.voice.kws_detector is None  # voice SOS by the recogniser unless asked
+    assert config.voice.kws_wake is None
 
 
 def test_english_home_gets_the_english_model_and_its_own_pin() -> None:
@@ -275,6 +276,7 @@ def test_agent_config_with_password_broker_and_options(tmp_path: Path) -> None:
         "edge_agent_phrase_set": "/etc/anbu/phrases-ko.toml",
         "edge_agent_heartbeat_interval_s": 15,
         "edge_agent_kws_detector": "ko-sos.npz",
+        "edge_agent_kws_wake": "ko-wake.npz",
     }
     variables = host_vars(EDGE_HOSTS[0], "edge_agent", overrides)
     render("agent.toml.j2", variables, tmp_path / "agent.toml")
@@ -291,6 +293,8 @@ def test_agent_config_with_password_broker_and_options(tmp_path: Path) -> None:
     assert config.heartbeat_interval_s == 15.0
     assert config.voice.kws_detector == Path("ko-sos.npz")
     KeywordHead.load(resolve_head(config.voice.kws_detector))  # the head the package ships
+    assert config.voice.kws_wake == Path("ko-wake.npz")
+    KeywordHead.load(resolve_head(config.voice.kws_wake))
 
 
 # --- the collector's settings ---------------------------------------------------------------

@@ -174,11 +174,9 @@ def test_the_agent_shares_the_stream_between_its_sos_and_wake_heads() -> None:
     from edge_agent.kws import EmbeddingDetector
 
     sos, wake = make_detectors(
-        VoiceConfig(kws_detector=Path("ko-sos.npz"), kws_wake=Path("ko-sos.npz"))
+        VoiceConfig(kws_detector=Path("ko-sos.npz"), kws_wake=Path("ko-wake.npz"))
     )
     assert isinstance(sos, EmbeddingDetector) and isinstance(wake, EmbeddingDetector)
-    assert sos.embedding is wake.embedding
-    block = bytes(3200)
-    sos.hear(block)
-    wake.hear(block)
-    assert sos.last_score == wake.last_score  # same head here, same embeddings
+    assert sos.embedding is wake.embedding and sos._stream is wake._stream
+    block = bytes(3200 * 30)
+    assert sos.hear(block) is None and wake.hear(block) is None  # silence: no SOS, no wake

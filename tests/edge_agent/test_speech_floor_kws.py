@@ -1,22 +1,26 @@
-"""A regression floor for voice SOS by the keyword classifier (``voice.kws_detector``) with the
-head this package ships (``firmware_config/kws/ko-sos.npz``), on the real Vosk model (which still
-hears the cancel that vetoes) and the real speech embedding.
+"""A regression floor for voice SOS and the wake word by the keyword classifier
+(``voice.kws_detector``, ``voice.kws_wake``) with the heads this package ships
+(``firmware_config/kws/ko-sos.npz``, ``ko-wake.npz``; one embedding stream for both, as the agent
+wires them), on the real Vosk model (which still hears the cancel that vetoes) and the real speech
+embedding.
 
 The clips are in voice ko+f2, a *test* voice of bench/speech_kws.py that the head never trained on.
 The floors are what this path reached here when they were set, less a margin: they catch a head,
 embedding or wiring change that makes SOS deaf or everyday speech cry wolf. The benchmark
-(bench/speech.py --kws-head) tells how good it is (docs/speech.md).
+(bench/speech.py --kws-head --kws-wake) tells how good it is (docs/speech.md).
 """
 
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 
 from bench.speech import Item, VoicePath
-from bench.speech_corpus import CANCEL_TEXTS, NEAR_MISS, SOS_TEXTS, Synth, mix, pad
-from edge_agent.kws import EmbeddingDetector, KeywordHead, bundled_head
+from bench.speech_corpus import CANCEL_TEXTS, NEAR_MISS, SOS_TEXTS, WAKE_TEXTS, Synth, mix, pad
+from edge_agent.kws import EmbeddingDetector, KeywordHead, SharedStream, bundled_head, resolve_head
+from edge_agent.spotter import Kind
 from edge_agent.voice import CLASSIFIER_PHRASE
 from firmware_config.device import AudioConfig, VoiceConfig
 from tests.edge_agent.conftest import RealModel
@@ -41,14 +45,23 @@ def path(real_model: RealModel) -> VoicePath:
     from edge_agent.speech_embedding import SpeechEmbedding
 
     head_path = bundled_head("ko")
-    head = KeywordHead.load(head_path)
+    wake_path = resolve_head(Path("ko-wake.npz"))
+    head, wake = KeywordHead.load(head_path), KeywordHead.load(wake_path)
     embedding = SpeechEmbedding.from_openwakeword()
+
+    def detectors() -> tuple[EmbeddingDetector, EmbeddingDetector]:
+        shared = SharedStream(embedding)
+        return (
+            EmbeddingDetector(embedding, head, stream=shared),
+            EmbeddingDetector(embedding, wake, stream=shared),
+        )
+
     return VoicePath(
         real_model.recognizer(),
         real_model.phrases,
         AudioConfig(),
-        VoiceConfig(kws_detector=head_path),
-        detectors=lambda: (EmbeddingDetector(embedding, head), None),
+        VoiceConfig(kws_detector=head_path, kws_wake=wake_path),
+        detectors=detectors,
     )
 
 
@@ -97,3 +110,23 @@ def test_everyday_speech_and_near_misses_do_not_cry_wolf(path: VoicePath, synth:
 def test_a_beep_and_noise_are_not_an_sos(path: VoicePath) -> None:
     for sample in not_speech():
         assert not path.run_one(sample).sos, sample.label
+
+
+def _woke(path: VoicePath, sample: Item) -> bool:
+    return any(d.kind is Kind.WAKE for d, _ in path.run_one(sample).detections)
+
+
+def test_the_wake_word_is_the_classifiers_clean_and_in_noise(path: VoicePath, synth: Synth) -> None:
+    for cond in ("clean", "10dB", "0dB"):
+        out = path.run_one(item(synth, WAKE_TEXTS[0], "wake", cond))
+        wakes = [d for d, _ in out.detections if d.kind is Kind.WAKE]
+        assert [d.phrase for d in wakes] == [CLASSIFIER_PHRASE], (cond, out.detections)
+        assert not out.sos, cond
+
+
+def test_everyday_speech_near_misses_and_sos_are_not_a_wake_word(
+    path: VoicePath, synth: Synth
+) -> None:
+    texts = EVERYDAY + NEAR_MISS[:16] + SOS_TEXTS  # (안부 전해 줘, 안부 전화 왔어 among them)
+    false = [t for t in texts if _woke(path, item(synth, t, "none"))]
+    assert len(false) <= 1, false  # 0 of these 27 when this was set
