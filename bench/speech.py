@@ -57,7 +57,7 @@ from bench.speech_corpus import (
     pad,
 )
 from edge_agent.audio import PushedSource, read_wav_16k
-from edge_agent.kws import EmbeddingDetector, KeywordHead, SharedStream, SosDetector
+from edge_agent.kws import KeywordHead, SosDetector, detector_pair
 from edge_agent.recognizer import (
     MANIFEST_NAME,
     RecognizerSettings,
@@ -874,14 +874,7 @@ def main(argv: list[str] | None = None) -> int:
         embedding = SpeechEmbedding.from_openwakeword()
 
         def detectors() -> tuple[SosDetector | None, SosDetector | None]:
-            # as runtime.make_detectors wires them: one embedding stream for both heads
-            shared = SharedStream(embedding)
-            return (
-                None if head is None else EmbeddingDetector(embedding, head, stream=shared),
-                None
-                if wake_head is None
-                else EmbeddingDetector(embedding, wake_head, stream=shared),
-            )
+            return detector_pair(embedding, head, wake_head)  # as runtime.make_detectors
 
         voice_config = voice_config.model_copy(
             update={"kws_detector": args.kws_head, "kws_wake": args.kws_wake}

@@ -243,7 +243,6 @@ class EmbeddingDetector:
         merge_s: float = 3.0,
         stream: Embeddings | None = None,
     ):
-        self.embedding = embedding
         self._stream: Embeddings = stream or EmbeddingStream(embedding)
         self._head = head
         self._recent: deque[Floats] = deque(maxlen=CONTEXT)
@@ -252,11 +251,6 @@ class EmbeddingDetector:
         self._t = 0.0
         self._last_hit: float | None = None
         self._last_score = 0.0
-
-    def share(self, stream: Embeddings) -> None:
-        """Take embeddings from ``stream`` (shared with another head) from now on; call it
-        before the first block."""
-        self._stream = stream
 
     @property
     def last_score(self) -> float:
@@ -280,3 +274,15 @@ class EmbeddingDetector:
                 self._last_hit = self._t
                 hit = score
         return hit
+
+
+def detector_pair(
+    embedding: SpeechEmbedding, sos: KeywordHead | None, wake: KeywordHead | None
+) -> tuple[EmbeddingDetector | None, EmbeddingDetector | None]:
+    """The SOS and wake-word detectors for the heads given (None: that one is off), on one
+    :class:`SharedStream`, so each block is embedded once for both."""
+    shared = SharedStream(embedding)
+    return (
+        None if sos is None else EmbeddingDetector(embedding, sos, stream=shared),
+        None if wake is None else EmbeddingDetector(embedding, wake, stream=shared),
+    )

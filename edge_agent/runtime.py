@@ -190,21 +190,17 @@ def make_detector(voice: VoiceConfig) -> SosDetector | None:
 
 def make_detectors(voice: VoiceConfig) -> tuple[SosDetector | None, SosDetector | None]:
     """The SOS detector (``voice.kws_detector``) and the wake-word detector (``voice.kws_wake``)
-    the config names; when both are on they share one embedding stream (one model, one cost)."""
-    sos = make_detector(voice)
+    the config names, sharing one embedding model and stream (one cost for both)."""
     if voice.kws_wake is None:
-        return sos, None
-    from edge_agent.kws import EmbeddingDetector, KeywordHead, SharedStream, resolve_head
+        return make_detector(voice), None
+    from edge_agent.kws import KeywordHead, detector_pair, resolve_head
 
-    head = KeywordHead.load(resolve_head(voice.kws_wake))
+    sos = None if voice.kws_detector is None else KeywordHead.load(resolve_head(voice.kws_detector))
+    wake = KeywordHead.load(resolve_head(voice.kws_wake))
     log.info(
-        "the wake word is the keyword classifier's (%s, at %.3f)", voice.kws_wake, head.detect_at
+        "the wake word is the keyword classifier's (%s, at %.3f)", voice.kws_wake, wake.detect_at
     )
-    if isinstance(sos, EmbeddingDetector):
-        shared = SharedStream(sos.embedding)
-        sos.share(shared)
-        return sos, EmbeddingDetector(sos.embedding, head, stream=shared)
-    return sos, EmbeddingDetector(_speech_embedding("voice.kws_wake"), head)
+    return detector_pair(_speech_embedding("voice.kws_wake"), sos, wake)
 
 
 def make_spotter(phrases: PhraseSet, voice: VoiceConfig | None = None) -> Spotter:

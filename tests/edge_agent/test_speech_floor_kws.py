@@ -19,7 +19,7 @@ import pytest
 
 from bench.speech import Item, VoicePath
 from bench.speech_corpus import CANCEL_TEXTS, NEAR_MISS, SOS_TEXTS, WAKE_TEXTS, Synth, mix, pad
-from edge_agent.kws import EmbeddingDetector, KeywordHead, SharedStream, bundled_head, resolve_head
+from edge_agent.kws import KeywordHead, bundled_head, detector_pair, resolve_head
 from edge_agent.spotter import Kind
 from edge_agent.voice import CLASSIFIER_PHRASE
 from firmware_config.device import AudioConfig, VoiceConfig
@@ -49,19 +49,12 @@ def path(real_model: RealModel) -> VoicePath:
     head, wake = KeywordHead.load(head_path), KeywordHead.load(wake_path)
     embedding = SpeechEmbedding.from_openwakeword()
 
-    def detectors() -> tuple[EmbeddingDetector, EmbeddingDetector]:
-        shared = SharedStream(embedding)
-        return (
-            EmbeddingDetector(embedding, head, stream=shared),
-            EmbeddingDetector(embedding, wake, stream=shared),
-        )
-
     return VoicePath(
         real_model.recognizer(),
         real_model.phrases,
         AudioConfig(),
         VoiceConfig(kws_detector=head_path, kws_wake=wake_path),
-        detectors=detectors,
+        detectors=lambda: detector_pair(embedding, head, wake),
     )
 
 
