@@ -392,6 +392,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mine-top", type=int, default=3000, help="windows added per round (at most)")
     p.add_argument("--mine-above", type=float, default=0.5, help="and all scoring this or more")
     p.add_argument("--mine-weight", type=float, default=4.0)
+    p.add_argument(
+        "--talk-rate",
+        type=float,
+        default=1.0,
+        help="the detect threshold lets this many dev talk clips per hour of it score at or "
+        "above it (out of fold); below 1/--mine-hours it is the zero-talk-false threshold",
+    )
     p.add_argument("--save-head", type=Path, help="write the final head here (.npz, for the agent)")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "anbu-speech")
     args = p.parse_args(argv)
@@ -470,19 +477,22 @@ def main(argv: list[str] | None = None) -> int:
 
     dev = [(i, s) for i, _, s in scored if i.split == "dev"]
     dev_neg = [s for i, s in dev if i.cls != target]
+    talk_key = f"dev_talk_{args.talk_rate:g}_per_h"
+    verify_key = f"verify_dev_{target}_95pct"
     thresholds = {
         "zero_dev_false": zero_false_threshold(dev_neg + talk_max),
         "dev_false_1pct": rate_threshold(dev_neg, 0.01),
-        # one talk clip in an hour of dev talk scoring at or above it (out of fold)
-        "dev_talk_1_per_h": rate_threshold(talk_max, talk_h / max(1, len(talk_max))),
-        # the verifier: keeps 95 % of the dev SOS (out of fold)
-        "verify_dev_sos_95pct": float(np.quantile([s for i, s in dev if i.cls == target], 0.05)),
+        # --talk-rate talk clips per hour of dev talk scoring at or above it (out of fold)
+        talk_key: rate_threshold(talk_max, args.talk_rate * talk_h / max(1, len(talk_max))),
+        # the verifier: keeps 95 % of the dev positives (out of fold)
+        verify_key: float(np.quantile([s for i, s in dev if i.cls == target], 0.05)),
     }
+    # a hit asks first; it must be rare in dev talk as well as among dev sentences
+    thresholds["detect"] = max(thresholds["dev_false_1pct"], thresholds[talk_key])
     print(json.dumps(thresholds), file=sys.stderr)
     if args.save_head:
-        final.threshold = thresholds["verify_dev_sos_95pct"]
-        # a hit asks first; it must be rare in dev talk as well as among dev sentences
-        final.detect_threshold = max(thresholds["dev_false_1pct"], thresholds["dev_talk_1_per_h"])
+        final.threshold = thresholds[verify_key]
+        final.detect_threshold = thresholds["detect"]
         final.strong_threshold = max(thresholds["zero_dev_false"], final.detect_threshold)
         final.save(args.save_head)
 
@@ -492,17 +502,16 @@ def main(argv: list[str] | None = None) -> int:
     designs: dict[str, Any] = {
         "classifier alone (zero dev false)": lambda v, s: s >= thresholds["zero_dev_false"],
         "classifier alone (1 % dev false)": lambda v, s: s >= thresholds["dev_false_1pct"],
-        "classifier alone (1 per hour of dev talk)": lambda v, s: (
-            s >= thresholds["dev_talk_1_per_h"]
+        f"classifier alone ({args.talk_rate:g} per hour of dev talk)": lambda v, s: (
+            s >= thresholds[talk_key]
         ),
+        "classifier alone (detect: the saved head's)": lambda v, s: s >= thresholds["detect"],
     }
     if vosk_loop is not None:
         designs |= {
             "Vosk path (agent today)": lambda v, s: v,
             # s is here the score in the 3 s before the Vosk decision (see table())
-            "Vosk AND classifier (verifier)": lambda v, s: (
-                v and s >= thresholds["verify_dev_sos_95pct"]
-            ),
+            "Vosk AND classifier (verifier)": lambda v, s: v and s >= thresholds[verify_key],
             "Vosk OR classifier-strong": lambda v, s: v or s >= thresholds["zero_dev_false"],
         }
 
@@ -568,7 +577,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, key in (
         ("zero dev false", "zero_dev_false"),
         ("1 % dev false", "dev_false_1pct"),
-        ("1 per hour of dev talk", "dev_talk_1_per_h"),
+        (f"{args.talk_rate:g} per hour of dev talk", talk_key),
+        ("detect: the saved head's", "detect"),
     ):
         ev = events(loop_times, loop_scores, thresholds[key])
         loop[f"classifier alone ({name})"] = {
@@ -581,9 +591,7 @@ def main(argv: list[str] | None = None) -> int:
             float(loop_scores[(loop_times >= t - 3.0) & (loop_times <= t)].max(initial=0))
             for t in sent
         ]
-        verified = [
-            t for t, s in zip(sent, near, strict=True) if s >= thresholds["verify_dev_sos_95pct"]
-        ]
+        verified = [t for t, s in zip(sent, near, strict=True) if s >= thresholds[verify_key]]
         strong = events(loop_times, loop_scores, thresholds["zero_dev_false"])
         for name, ev in (
             ("Vosk path (agent today)", sent),

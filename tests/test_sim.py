@@ -536,9 +536,18 @@ def test_ctrl_c_stops_the_run_and_still_prints_the_summary(sim_broker: Broker) -
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
+        # interrupt a run that has started (its handler is set), not an interpreter still
+        # importing: under load that can take longer than any fixed sleep
+        assert proc.stderr is not None
+        started = []
+        for line in proc.stderr:
+            started.append(line)
+            if "sim_started" in line:
+                break
         time.sleep(2.5)
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=20)
+        stdout, rest = proc.communicate(timeout=20)
+        stderr = "".join(started) + rest
     finally:
         if proc.poll() is None:
             proc.kill()
