@@ -9,8 +9,10 @@ deterministic for a given seed, so two runs hear the same audio.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -261,7 +263,10 @@ class Synth:
         key = hashlib.sha256(f"{text}|{voice}|{speed_wpm}|{pitch}".encode()).hexdigest()[:20]
         out = self.cache_dir / f"{key}.wav"
         if not out.exists():
-            raw = self.cache_dir / f"{key}.raw.wav"
+            # unique names, then one rename: two benchmarks may share the cache at once
+            tag = f"{os.getpid()}-{threading.get_ident()}"
+            raw = self.cache_dir / f"{key}.{tag}.raw.wav"
+            part = self.cache_dir / f"{key}.{tag}.part.wav"
             subprocess.run(
                 [
                     self.espeak,
@@ -280,12 +285,13 @@ class Synth:
                 timeout=60,
             )
             subprocess.run(
-                [self.sox, str(raw), "-r", str(RATE_HZ), "-c", "1", "-b", "16", str(out)],
+                [self.sox, str(raw), "-r", str(RATE_HZ), "-c", "1", "-b", "16", str(part)],
                 check=True,
                 capture_output=True,
                 timeout=60,
             )
             raw.unlink()
+            os.replace(part, out)
         return read_wav_16k(out)
 
     def noise(self, kind: str, seconds: float, seed: int) -> npt.NDArray[np.float64]:
@@ -294,6 +300,7 @@ class Synth:
         if kind not in self._noise:
             out = self.cache_dir / f"noise-{kind}-60s.wav"
             if not out.exists():
+                part = out.with_suffix(f".{os.getpid()}-{threading.get_ident()}.part.wav")
                 subprocess.run(
                     [
                         self.sox,
@@ -305,7 +312,7 @@ class Synth:
                         "1",
                         "-b",
                         "16",
-                        str(out),
+                        str(part),
                         "synth",
                         "60",
                         f"{kind}noise",
@@ -316,6 +323,7 @@ class Synth:
                     capture_output=True,
                     timeout=60,
                 )
+                os.replace(part, out)
             x = np.frombuffer(read_wav_16k(out), "<i2").astype(np.float64)
             self._noise[kind] = x / (np.sqrt(np.mean(x**2)) + 1e-9)
         base = self._noise[kind]
