@@ -267,31 +267,34 @@ class Synth:
             tag = f"{os.getpid()}-{threading.get_ident()}"
             raw = self.cache_dir / f"{key}.{tag}.raw.wav"
             part = self.cache_dir / f"{key}.{tag}.part.wav"
-            subprocess.run(
-                [
-                    self.espeak,
-                    "-v",
-                    voice,
-                    "-s",
-                    str(speed_wpm),
-                    "-p",
-                    str(pitch),
-                    "-w",
-                    str(raw),
-                    text,
-                ],
-                check=True,
-                capture_output=True,
-                timeout=60,
-            )
-            subprocess.run(
-                [self.sox, str(raw), "-r", str(RATE_HZ), "-c", "1", "-b", "16", str(part)],
-                check=True,
-                capture_output=True,
-                timeout=60,
-            )
-            raw.unlink()
-            os.replace(part, out)
+            try:
+                subprocess.run(
+                    [
+                        self.espeak,
+                        "-v",
+                        voice,
+                        "-s",
+                        str(speed_wpm),
+                        "-p",
+                        str(pitch),
+                        "-w",
+                        str(raw),
+                        text,
+                    ],
+                    check=True,
+                    capture_output=True,
+                    timeout=60,
+                )
+                subprocess.run(
+                    [self.sox, str(raw), "-r", str(RATE_HZ), "-c", "1", "-b", "16", str(part)],
+                    check=True,
+                    capture_output=True,
+                    timeout=60,
+                )
+                os.replace(part, out)
+            finally:  # nothing left behind, even by a failed or interrupted render
+                raw.unlink(missing_ok=True)
+                part.unlink(missing_ok=True)
         return read_wav_16k(out)
 
     def noise(self, kind: str, seconds: float, seed: int) -> npt.NDArray[np.float64]:
@@ -301,29 +304,32 @@ class Synth:
             out = self.cache_dir / f"noise-{kind}-60s.wav"
             if not out.exists():
                 part = out.with_suffix(f".{os.getpid()}-{threading.get_ident()}.part.wav")
-                subprocess.run(
-                    [
-                        self.sox,
-                        "-R",
-                        "-n",
-                        "-r",
-                        str(RATE_HZ),
-                        "-c",
-                        "1",
-                        "-b",
-                        "16",
-                        str(part),
-                        "synth",
-                        "60",
-                        f"{kind}noise",
-                        "vol",
-                        "0.5",
-                    ],
-                    check=True,
-                    capture_output=True,
-                    timeout=60,
-                )
-                os.replace(part, out)
+                try:
+                    subprocess.run(
+                        [
+                            self.sox,
+                            "-R",
+                            "-n",
+                            "-r",
+                            str(RATE_HZ),
+                            "-c",
+                            "1",
+                            "-b",
+                            "16",
+                            str(part),
+                            "synth",
+                            "60",
+                            f"{kind}noise",
+                            "vol",
+                            "0.5",
+                        ],
+                        check=True,
+                        capture_output=True,
+                        timeout=60,
+                    )
+                    os.replace(part, out)
+                finally:
+                    part.unlink(missing_ok=True)
             x = np.frombuffer(read_wav_16k(out), "<i2").astype(np.float64)
             self._noise[kind] = x / (np.sqrt(np.mean(x**2)) + 1e-9)
         base = self._noise[kind]

@@ -397,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=1.0,
         help="the detect threshold lets this many dev talk clips per hour of it score at or "
-        "above it (out of fold); below 1/--mine-hours it is the zero-talk-false threshold",
+        "above it (out of fold); when that is under one clip in the talk (whose windows cover "
+        "a little less than --mine-hours) it is the zero-talk-false threshold",
     )
     p.add_argument("--save-head", type=Path, help="write the final head here (.npz, for the agent)")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "anbu-speech")

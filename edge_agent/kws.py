@@ -65,8 +65,8 @@ class KeywordHead:
     """The verifier's threshold: the score at or above which it confirms the recogniser's SOS
     (chosen on the dev split to keep 95 % of the dev SOS)."""
     detect_threshold: float | None = None
-    """The detector's threshold: a score at or above it is an SOS on its own (1 % dev false;
-    None: ``threshold``)."""
+    """The detector's threshold: a score at or above it is an SOS on its own (chosen on dev:
+    rare among dev sentences and in dev talk, see ``bench/speech_kws.py``; None: ``threshold``)."""
     strong_threshold: float | None = None
     """A detected SOS scoring at or above this is sent at once, below it the agent asks (no dev
     false; None: ``detect_threshold``, i.e. never ask)."""

@@ -535,22 +535,32 @@ def test_ctrl_c_stops_the_run_and_still_prints_the_summary(sim_broker: Broker) -
         ],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    try:
-        # interrupt a run that has started (its handler is set), not an interpreter still
-        # importing: under load that can take longer than any fixed sleep
+    # interrupt a run that has started (its handler is set), not an interpreter still
+    # importing: under load that can take longer than any fixed sleep
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read_stderr() -> None:
         assert proc.stderr is not None
-        started = []
         for line in proc.stderr:
-            started.append(line)
+            lines.append(line)
             if "sim_started" in line:
-                break
+                started.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(30), "".join(lines)
         time.sleep(2.5)
         proc.send_signal(signal.SIGINT)
-        stdout, rest = proc.communicate(timeout=20)
-        stderr = "".join(started) + rest
+        proc.wait(timeout=20)
+        assert proc.stdout is not None
+        stdout = proc.stdout.read()  # the summary only: the logs go to stderr
     finally:
         if proc.poll() is None:
             proc.kill()
+        reader.join(5)
+    stderr = "".join(lines)
     assert proc.returncode == 0, stderr
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["heartbeats_sent"] > 0 and 1.5 < summary["seconds"] < 10
