@@ -17,7 +17,7 @@ from firmware_config.phrases import PhraseSet, load_phrase_set
 
 if TYPE_CHECKING:
     from edge_agent.agc import GainControl
-    from edge_agent.kws import SosDetector, SosVerifier
+    from edge_agent.kws import KeywordHead, SosDetector, SosVerifier
     from edge_agent.speech_embedding import SpeechEmbedding
     from edge_agent.spotter import Spotter
     from edge_agent.vad import VoiceActivityGate
@@ -170,13 +170,11 @@ def _speech_embedding(setting: str) -> SpeechEmbedding:
         ) from exc
 
 
-def make_detector(voice: VoiceConfig) -> SosDetector | None:
-    """The keyword classifier whose detections are the voice SOS, when ``voice.kws_detector``
-    names its head (off by default; see docs/speech.md, *The keyword classifier as the SOS
-    detector*)."""
+def _sos_head(voice: VoiceConfig) -> KeywordHead | None:
+    """The head ``voice.kws_detector`` names (None: off), loaded and announced."""
     if voice.kws_detector is None:
         return None
-    from edge_agent.kws import EmbeddingDetector, KeywordHead, resolve_head
+    from edge_agent.kws import KeywordHead, resolve_head
 
     head = KeywordHead.load(resolve_head(voice.kws_detector))
     log.info(
@@ -185,6 +183,18 @@ def make_detector(voice: VoiceConfig) -> SosDetector | None:
         head.detect_at,
         head.strong_at,
     )
+    return head
+
+
+def make_detector(voice: VoiceConfig) -> SosDetector | None:
+    """The keyword classifier whose detections are the voice SOS, when ``voice.kws_detector``
+    names its head (off by default; see docs/speech.md, *The keyword classifier as the SOS
+    detector*)."""
+    head = _sos_head(voice)
+    if head is None:
+        return None
+    from edge_agent.kws import EmbeddingDetector
+
     return EmbeddingDetector(_speech_embedding("voice.kws_detector"), head)
 
 
@@ -195,12 +205,11 @@ def make_detectors(voice: VoiceConfig) -> tuple[SosDetector | None, SosDetector 
         return make_detector(voice), None
     from edge_agent.kws import KeywordHead, detector_pair, resolve_head
 
-    sos = None if voice.kws_detector is None else KeywordHead.load(resolve_head(voice.kws_detector))
     wake = KeywordHead.load(resolve_head(voice.kws_wake))
     log.info(
         "the wake word is the keyword classifier's (%s, at %.3f)", voice.kws_wake, wake.detect_at
     )
-    return detector_pair(_speech_embedding("voice.kws_wake"), sos, wake)
+    return detector_pair(_speech_embedding("voice.kws_wake"), _sos_head(voice), wake)
 
 
 def make_spotter(phrases: PhraseSet, voice: VoiceConfig | None = None) -> Spotter:

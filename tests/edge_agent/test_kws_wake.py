@@ -165,13 +165,20 @@ def test_two_heads_share_one_embedding_stream_and_score_as_if_alone(tmp_path: Pa
 
 
 @pytest.mark.skipif(not _MODELS, reason="needs onnxruntime and openwakeword (the speech bench's)")
-def test_the_agent_shares_the_stream_between_its_sos_and_wake_heads() -> None:
+def test_the_agent_shares_the_stream_between_its_sos_and_wake_heads(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from edge_agent.kws import EmbeddingDetector
 
-    sos, wake = make_detectors(
-        VoiceConfig(kws_detector=Path("ko-sos.npz"), kws_wake=Path("ko-wake.npz"))
-    )
+    with caplog.at_level(logging.INFO, logger="anbu.agent"):
+        sos, wake = make_detectors(
+            VoiceConfig(kws_detector=Path("ko-sos.npz"), kws_wake=Path("ko-wake.npz"))
+        )
     assert isinstance(sos, EmbeddingDetector) and isinstance(wake, EmbeddingDetector)
+    # both heads are announced, as each is alone
+    said = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("voice SOS is the keyword classifier's (ko-sos.npz") for m in said)
+    assert any(m.startswith("the wake word is the keyword classifier's (ko-wake.npz") for m in said)
     assert sos._stream is wake._stream  # one embedding per block for both
     block = bytes(3200 * 30)
     assert sos.hear(block) is None and wake.hear(block) is None  # silence: no SOS, no wake
