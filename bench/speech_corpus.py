@@ -13,6 +13,8 @@ import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -247,6 +249,18 @@ class Sample:
     audio: bytes
 
 
+@contextmanager
+def _cache_write(out: Path) -> Iterator[Path]:
+    """A unique scratch name beside ``out``: renamed to ``out`` if the block succeeds, removed
+    whatever happens, so two benchmarks can share one cache and a failed render leaves nothing."""
+    part = out.with_name(f"{out.stem}.{os.getpid()}-{threading.get_ident()}.part{out.suffix}")
+    try:
+        yield part
+        os.replace(part, out)
+    finally:
+        part.unlink(missing_ok=True)
+
+
 class Synth:
     """espeak-ng + sox, caching every rendered utterance on disk by its parameters."""
 
@@ -263,38 +277,46 @@ class Synth:
         key = hashlib.sha256(f"{text}|{voice}|{speed_wpm}|{pitch}".encode()).hexdigest()[:20]
         out = self.cache_dir / f"{key}.wav"
         if not out.exists():
-            # unique names, then one rename: two benchmarks may share the cache at once
-            tag = f"{os.getpid()}-{threading.get_ident()}"
-            raw = self.cache_dir / f"{key}.{tag}.raw.wav"
-            part = self.cache_dir / f"{key}.{tag}.part.wav"
-            try:
-                subprocess.run(
-                    [
-                        self.espeak,
-                        "-v",
-                        voice,
-                        "-s",
-                        str(speed_wpm),
-                        "-p",
-                        str(pitch),
-                        "-w",
-                        str(raw),
-                        text,
-                    ],
-                    check=True,
-                    capture_output=True,
-                    timeout=60,
-                )
-                subprocess.run(
-                    [self.sox, str(raw), "-r", str(RATE_HZ), "-c", "1", "-b", "16", str(part)],
-                    check=True,
-                    capture_output=True,
-                    timeout=60,
-                )
-                os.replace(part, out)
-            finally:  # nothing left behind, even by a failed or interrupted render
-                raw.unlink(missing_ok=True)
-                part.unlink(missing_ok=True)
+            with _cache_write(out) as part:
+                raw = part.with_name(f"{part.stem}.raw.wav")
+                try:
+                    subprocess.run(
+                        [
+                            self.espeak,
+                            "-v",
+                            voice,
+                            "-s",
+                            str(speed_wpm),
+                            "-p",
+                            str(pitch),
+                            "-w",
+                            str(raw),
+                            text,
+                        ],
+                        check=True,
+                        capture_output=True,
+                        timeout=60,
+                    )
+                    # -R: repeatable dither, so a fresh cache renders the same samples
+                    subprocess.run(
+                        [
+                            self.sox,
+                            "-R",
+                            str(raw),
+                            "-r",
+                            str(RATE_HZ),
+                            "-c",
+                            "1",
+                            "-b",
+                            "16",
+                            str(part),
+                        ],
+                        check=True,
+                        capture_output=True,
+                        timeout=60,
+                    )
+                finally:
+                    raw.unlink(missing_ok=True)
         return read_wav_16k(out)
 
     def noise(self, kind: str, seconds: float, seed: int) -> npt.NDArray[np.float64]:
@@ -303,8 +325,7 @@ class Synth:
         if kind not in self._noise:
             out = self.cache_dir / f"noise-{kind}-60s.wav"
             if not out.exists():
-                part = out.with_suffix(f".{os.getpid()}-{threading.get_ident()}.part.wav")
-                try:
+                with _cache_write(out) as part:
                     subprocess.run(
                         [
                             self.sox,
@@ -327,9 +348,6 @@ class Synth:
                         capture_output=True,
                         timeout=60,
                     )
-                    os.replace(part, out)
-                finally:
-                    part.unlink(missing_ok=True)
             x = np.frombuffer(read_wav_16k(out), "<i2").astype(np.float64)
             self._noise[kind] = x / (np.sqrt(np.mean(x**2)) + 1e-9)
         base = self._noise[kind]
