@@ -270,5 +270,6 @@ def attach_voice(agent: Agent, config: DeviceConfig, *, stand_in: bool = False) 
         gain=make_gain(config.audio),
         verifier=make_verifier(config.voice),
         detector=detector,
+        detector_hold_s=config.voice.kws_hold_s,
         wake_detector=wake_detector,
     )

@@ -218,6 +218,14 @@ class VoiceConfig(BaseModel):
         "arms the spotter for a request. A bare file name names a head the package ships: "
         "ko-wake.npz (null: off; needs openwakeword and onnxruntime installed)",
     )
+    kws_hold_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=3,
+        description="how long a kws_detector hit waits, while the voice gate is still open, for "
+        "its peak score and a cancel heard with it before it is passed on (it goes at once when "
+        "the gate closes)",
+    )
 
     @model_validator(mode="after")
     def _one_classifier_role(self) -> VoiceConfig:

@@ -39,7 +39,11 @@ class _Run:
     ``heard_as``; the pipeline's clock is audio time."""
 
     def __init__(
-        self, heard_as: list[str], detector: FakeSosDetector, answering: bool = False
+        self,
+        heard_as: list[str],
+        detector: FakeSosDetector,
+        answering: bool = False,
+        hold_s: float = 1.0,
     ) -> None:
         self.t = 0.0
         self.heard: list[tuple[Detection, float]] = []
@@ -51,6 +55,7 @@ class _Run:
             on_detection=lambda d: self.heard.append((d, self.t)),
             clock=lambda: self.t,
             detector=detector,
+            detector_hold_s=hold_s,
             answering=lambda: answering,
         )
 
@@ -106,6 +111,49 @@ def test_a_hit_in_a_segment_that_does_not_end_is_passed_on_after_the_hold() -> N
     [(sos, at)] = run.heard
     assert sos.kind is Kind.SOS
     assert at == pytest.approx(1.3 + 1.0, abs=0.11)  # block 12 ends at 1.3 s; hold 1 s
+
+
+def test_the_hold_is_the_configured_one_and_a_closing_gate_still_ends_it_sooner() -> None:
+    short = _Run(["[unk]"], FakeSosDetector({12: 0.97}), hold_s=0.4)
+    short.feed(bytes(32000) + _tone(5.0))  # the gate stays open: the hold ends it
+    [(_, at)] = short.heard
+    assert at == pytest.approx(1.3 + 0.4, abs=0.11)
+    # 1 s voice, then quiet: the hangover (600 ms) closes the segment before a 3 s hold ends
+    long = _Run(["[unk]"], FakeSosDetector({20: 0.97}), hold_s=3.0)
+    _utterance(long)
+    [(_, at)] = long.heard
+    assert 2.0 < at <= 2.9
+
+
+def test_the_hold_setting_is_bounded_and_reaches_the_agents_voice_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert VoiceConfig().kws_hold_s == 1.0
+    for bad in (-0.1, 3.5):
+        with pytest.raises(ValidationError, match="kws_hold_s"):
+            VoiceConfig(kws_hold_s=bad)
+    # attach_voice as the agent runs it, with the microphone replaced (no sound card here)
+    import edge_agent.audio
+    from edge_agent.agent import Agent
+    from edge_agent.announce import LogAnnouncer
+    from edge_agent.outbox import Outbox
+    from edge_agent.runtime import attach_voice
+    from firmware_config.device import DeviceConfig
+
+    monkeypatch.setattr(edge_agent.audio, "SoundDeviceSource", lambda config: PushedSource())
+    cfg = DeviceConfig.model_validate(
+        {
+            "district": "d1",
+            "household_id": "h1",
+            "device_id": "p1",
+            "outbox_path": str(tmp_path / "outbox.sqlite3"),
+            "broker": {"url": "mqtt://127.0.0.1:1883", "username": "u", "password": "x"},
+            "voice": {"kws_hold_s": 0.4},
+        }
+    )
+    agent = Agent(cfg, KO, Outbox(cfg.outbox_path), LogAnnouncer(), version="test")
+    attach_voice(agent, cfg, stand_in=True)
+    assert isinstance(agent.voice, VoicePipeline) and agent.voice.detector_hold_s == 0.4
 
 
 def test_a_weak_hit_asks_and_a_later_strong_score_in_its_hold_makes_it_sure() -> None:
