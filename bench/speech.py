@@ -200,6 +200,7 @@ class VoicePath:
             answering=lambda: self.decider.asking,
             gain=make_gain(self.audio_config),
             detector=detector,
+            detector_hold_s=self.voice_config.kws_hold_s,
             wake_detector=wake_detector,
         )
         self.recognizer.reset()
@@ -819,6 +820,13 @@ def main(argv: list[str] | None = None) -> int:
         help="keyword-classifier head (bench/speech_kws.py --target wake --save-head): it "
         "detects the wake word, as the agent does with voice.kws_wake",
     )
+    p.add_argument(
+        "--kws-hold",
+        type=float,
+        default=None,
+        help="seconds a --kws-head hit waits while the gate is open (voice.kws_hold_s; "
+        "default: the configuration's)",
+    )
     p.add_argument("--compare", action="store_true", help="also measure alternative designs")
     p.add_argument(
         "--sweep", action="store_true", help="choose SOS rules on the dev split, report on test"
@@ -878,6 +886,10 @@ def main(argv: list[str] | None = None) -> int:
 
         voice_config = voice_config.model_copy(
             update={"kws_detector": args.kws_head, "kws_wake": args.kws_wake}
+        )
+    if args.kws_hold is not None:
+        voice_config = VoiceConfig.model_validate(
+            voice_config.model_dump() | {"kws_hold_s": args.kws_hold}
         )
 
     def path_for(s: RecognizerSettings, a: AudioConfig) -> VoicePath:
@@ -1054,7 +1066,8 @@ def main(argv: list[str] | None = None) -> int:
             "sos_detector": "recogniser's spotter"
             if head is None
             else f"keyword classifier {args.kws_head} (detect at {head.detect_at:.4f}, "
-            f"send without asking at {head.strong_at:.4f})",
+            f"send without asking at {head.strong_at:.4f}, "
+            f"held up to {voice_config.kws_hold_s:g} s while the gate is open)",
             "wake_detector": "recogniser's spotter"
             if wake_head is None
             else f"keyword classifier {args.kws_wake} (at {wake_head.detect_at:.4f})",

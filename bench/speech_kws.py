@@ -160,10 +160,17 @@ TARGETS = {"sos": SOS_TEXTS, "wake": WAKE_TEXTS}
 
 
 def training_clips(
-    synth: Synth, prosodies: int, seed: int = 5, target: str = "sos"
+    synth: Synth,
+    prosodies: int,
+    seed: int = 5,
+    target: str = "sos",
+    extra_conds: tuple[str, ...] = (),
 ) -> Iterator[Clip]:
     """Dev voices only, dev (even) sentences only; never a test voice or an odd sentence. The
-    ``target`` phrases are the positives, the other phrases (SOS, cancel, wake, yes) negatives."""
+    ``target`` phrases are the positives, the other phrases (SOS, cancel, wake, yes) negatives.
+    Each phrase utterance is mixed once per condition, and once more for each of ``extra_conds``
+    (another noise, another seed): positives and phrase negatives alike, so that noise itself
+    does not become a sign of the target."""
     rng = random.Random(seed)
     grid = list(itertools.product(SPEEDS, PITCHES))
     dev_sentences = [(i, t) for i, t in enumerate(NONE_TEXTS) if none_split(i) == "dev"]
@@ -188,7 +195,7 @@ def training_clips(
                 for speed, pitch in rng.sample(grid, prosodies):
                     speech = synth.speak(text, voice, speed, pitch)
                     end = 1.0 + len(speech) / (2 * RATE_HZ)
-                    for audio in noisy(speech, CONDITIONS):
+                    for audio in noisy(speech, CONDITIONS + extra_conds):
                         yield Clip(audio, positive, 1.0, end, fold)
     for k, (i, text) in enumerate(dev_sentences):
         for voice, _, _ in DEV_VOICES:
@@ -400,10 +407,19 @@ def main(argv: list[str] | None = None) -> int:
         "above it (out of fold); when that is under one clip in the talk (whose windows cover "
         "a little less than --mine-hours) it is the zero-talk-false threshold",
     )
+    p.add_argument(
+        "--extra-conds",
+        default="",
+        help="comma-separated conditions (e.g. 0dB,0dB) in which each phrase utterance is "
+        "mixed once more each, beyond one mix per condition (default: none)",
+    )
     p.add_argument("--save-head", type=Path, help="write the final head here (.npz, for the agent)")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "anbu-speech")
     args = p.parse_args(argv)
     target = args.target
+    extra_conds = tuple(c for c in args.extra_conds.split(",") if c)
+    if unknown := [c for c in extra_conds if c not in CONDITIONS]:
+        p.error(f"--extra-conds: unknown condition(s) {unknown}; known: {list(CONDITIONS)}")
     if args.prosodies is None:
         args.prosodies = 6 if target == "sos" else len(SPEEDS) * len(PITCHES)
     if target != "sos" and args.vosk:
@@ -435,7 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     rss_models = _rss_mib() - rss0
 
     t0 = time.monotonic()
-    x, y, folds = windows(emb, training_clips(synth, args.prosodies, target=target))
+    x, y, folds = windows(
+        emb, training_clips(synth, args.prosodies, target=target, extra_conds=extra_conds)
+    )
     print(
         f"training windows: {len(y)} ({int(y.sum())} positive), {time.monotonic() - t0:.0f} s",
         file=sys.stderr,
@@ -634,7 +652,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.steps} Adam steps",
             "training": f"dev voices {[v[0] for v in DEV_VOICES]}, "
             f"{args.prosodies} speed/pitch pairs "
-            f"of {SPEEDS}×{PITCHES} per phrase, clean+20/10/0 dB; dev sentences; "
+            f"of {SPEEDS}×{PITCHES} per phrase, clean+20/10/0 dB"
+            f"{' + ' + '+'.join(extra_conds) if extra_conds else ''}; dev sentences; "
             f"{len(y)} windows ({int(y.sum())} positive)",
             "vosk_outcomes": str(args.vosk) if args.vosk else None,
             "utterances": len(outcomes),
