@@ -16,7 +16,7 @@ test: bootstrap  ## the whole test suite: real broker, databases, SMTP, HTTP, AL
 
 lint: bootstrap
 	$(VENV)/ruff check .
-	$(VENV)/ruff format --check firmware_config edge_agent collector anbu
+	$(VENV)/ruff format --check firmware_config edge_agent collector anbu bench tests
 	$(VENV)/mypy
 
 audit: bootstrap  ## pip-audit of the installed packages (fails on a known vulnerability)

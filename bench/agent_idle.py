@@ -109,7 +109,7 @@ device = "testmic"
             cpu1, t1 = cpu_seconds(pid), time.monotonic()
             blocks = mic.blocks_written - blocks0
             for message in sniffer.messages_within(0.5):
-                decoded = decode_device_message(Channel.HEARTBEAT, message.payload)
+                decoded = decode_device_message(Channel.HEARTBEAT, bytes(message.payload))
                 assert parse(message.topic).channel is Channel.HEARTBEAT
                 assert isinstance(decoded, Heartbeat)
                 heartbeats.append(decoded)

@@ -191,7 +191,7 @@ def main() -> int:
     lock = threading.Lock()
     sentinel = TestClient(broker, "dev-2").connect()
     sentinel.subscribe(SENTINEL.command_filter)
-    sentinel.client.on_message = lambda _c, _u, m: _record_ack(m.payload, acked, lock)
+    sentinel.client.on_message = lambda _c, _u, m: _record_ack(bytes(m.payload), acked, lock)
     fuzzer = TestClient(broker, "dev-1").connect()
     examples = valid_examples()
     sent_sos: list[str] = []

@@ -45,8 +45,9 @@ from collector.main import create_app
 from collector.settings import CollectorSettings
 from collector.store.db import Database
 from collector.store.seed import seed_district
+from tests.collector.conftest import FakeRuntime
 from tests.support.smtp import free_port
-from tests.web.conftest import FakeRuntime, raise_sos
+from tests.web.conftest import raise_sos
 
 PASSWORD = secrets.token_urlsafe(12)
 
@@ -110,7 +111,7 @@ def measure(
     child.start()
     latencies, sizes, statuses = out.get(timeout=seconds + 120)
     child.join(timeout=30)
-    result = {n: figures(latencies[n], sizes[n], statuses[n]) for n in latencies}
+    result: dict[str, Any] = {n: figures(latencies[n], sizes[n], statuses[n]) for n in latencies}
     for n, f in result.items():
         assert f["status"] in (200, 304), (n, f)
     target, health = result[name], result["health"]
@@ -155,7 +156,7 @@ PAINT_JS = """() => new Promise((done) => {
 })"""
 
 
-def browser_paint(base: str, homes: int) -> dict[str, float]:
+def browser_paint(base: str, homes: int) -> dict[str, float | None]:
     from playwright.sync_api import sync_playwright
 
     executable = shutil.which("chromium")

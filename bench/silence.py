@@ -389,7 +389,7 @@ def main() -> int:
                             "smooth_slots": smooth,
                             **figures,
                         }
-                        grid_rows.append(row)  # type: ignore[arg-type]
+                        grid_rows.append(row)
                         if args.sweep:
                             print(json.dumps(row))
     tuned: dict[str, object] = {}

@@ -111,7 +111,7 @@ def main() -> int:
     rss_after = rss_bytes()
 
     lags: list[float] = []
-    signs = 0
+    n_signs = 0
     sign_cost: list[float] = []
     end = start + args.seconds + 1.0
     next_batch = time.time()
@@ -124,7 +124,7 @@ def main() -> int:
                 i = not_due[rng.randrange(len(not_due))]
                 tracker.life_sign(f"h{i:07d}", now, LifeSignKind.SPEECH)
             sign_cost.append((time.perf_counter() - t0) / max(count, 1))
-            signs += count
+            n_signs += count
             next_batch += batch_s
         for flag in tracker.due(time.time()):
             lags.append(flag.flagged_at.timestamp() - flag.due_at.timestamp())
@@ -149,7 +149,7 @@ def main() -> int:
         "seconds": args.seconds,
         "flags_expected": args.due,
         "flags_raised": len(lags),
-        "life_signs": signs,
+        "life_signs": n_signs,
         "life_sign_us_mean": round(1e6 * sum(sign_cost) / max(len(sign_cost), 1), 2),
         "rss_bytes_per_home": round((rss_after - rss_before) / args.homes),
         "rss_total_mib": round(rss_after / 2**20),

@@ -223,7 +223,7 @@ def main() -> int:
         "under WORKDIR/tracemalloc; slows it down, so not for the figures",
     )
     args = parser.parse_args()
-    rate = args.rate_multiplier
+    rate = float(args.rate_multiplier)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="anbu-soak-"))
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

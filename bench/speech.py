@@ -970,7 +970,7 @@ def main(argv: list[str] | None = None) -> int:
                 audio_config,
             ),
         ] + [
-            (f"vad {v}", settings, AudioConfig(vad=v))  # type: ignore[arg-type]
+            (f"vad {v}", settings, AudioConfig(vad=v))
             for v in ("energy", "micro", "silero", "webrtc")
             if v != audio_config.vad
         ]

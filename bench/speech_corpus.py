@@ -265,10 +265,10 @@ class Synth:
     """espeak-ng + sox, caching every rendered utterance on disk by its parameters."""
 
     def __init__(self, cache_dir: Path) -> None:
-        self.espeak = shutil.which("espeak-ng")
-        self.sox = shutil.which("sox")
-        if self.espeak is None or self.sox is None:
+        espeak, sox = shutil.which("espeak-ng"), shutil.which("sox")
+        if espeak is None or sox is None:
             raise RuntimeError("espeak-ng and sox are needed: apt-get install espeak-ng sox")
+        self.espeak, self.sox = espeak, sox
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._noise: dict[str, npt.NDArray[np.float64]] = {}

@@ -86,7 +86,7 @@ MERGE_S = 3.0
 
 def embedding_ends(n: int) -> npt.NDArray[np.float64]:
     """Audio times at which the stream's first ``n`` embeddings end."""
-    return FIRST_END_S + np.arange(n) * STEP_S
+    return np.asarray(FIRST_END_S + np.arange(n) * STEP_S, np.float64)
 
 
 # --- the head -----------------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def seed(db: Database) -> Seeded:
                 now=NOW,
                 password_hash=_password_hash(),
             )
-        for username, role, district in [
+        for username, role, scope in [
             ("sup-seo", Role.SUPERVISOR, "seodaemun"),
             ("sup-mapo", Role.SUPERVISOR, "mapo"),
             ("admin", Role.ADMIN, None),
@@ -111,7 +111,7 @@ def seed(db: Database) -> Seeded:
                 password=PASSWORD,
                 role=role,
                 display_name=username,
-                district=district,
+                district=scope,
                 now=NOW,
                 password_hash=_password_hash(),
             )
