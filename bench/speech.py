@@ -67,11 +67,12 @@ from edge_agent.recognizer import (
     write_manifest,
 )
 from edge_agent.runtime import make_gain, make_gate, make_spotter
+from edge_agent.sos import SosTracker
 from edge_agent.spotter import Detection, Kind, SosRule, Spotter
 from edge_agent.transcript import Transcript
 from edge_agent.voice import VoicePipeline
 from edge_agent.voice_sos import Action, Decision, VoiceSosDecider
-from firmware_config.device import AudioConfig, VoiceConfig
+from firmware_config.device import AudioConfig, DeviceConfig, VoiceConfig
 from firmware_config.phrases import PhraseSet, load_phrase_set
 
 RATE = 16000
@@ -104,8 +105,9 @@ class Outcome:
 
     @property
     def sos(self) -> bool:
-        """An SOS was sent (at once, or after a question nobody answered no to)."""
-        return any(d.action is Action.SEND for d, _ in self.decisions)
+        """An SOS was sent (at once, or after a question nobody answered no to), and no cancel
+        heard after it withdrew it (:func:`standing_sends`)."""
+        return bool(standing_sends(self.decisions))
 
     def sos_before(self, answer_at_s: float | None) -> bool:
         """Sent, and first decided (sent or asked) before ``answer_at_s``."""
@@ -113,18 +115,36 @@ class Outcome:
 
     @property
     def sent_at_once(self) -> bool:
-        return any(d.action is Action.SEND for d, _ in self.decisions) and not any(
-            d.action is Action.ASK for d, _ in self.decisions
-        )
+        return self.sos and not any(d.action is Action.ASK for d, _ in self.decisions)
 
     def first_sos_at(self) -> float | None:
         times = [t for d, t in self.decisions if d.action in (Action.SEND, Action.ASK)]
         return min(times) if times else None
 
 
+CANCEL_WINDOW_S = DeviceConfig.model_fields["cancel_window_s"].default
+"""The agent's default cancel window: a cancel within it of an SOS withdraws that SOS."""
+
+
+def standing_sends(decisions: list[tuple[Decision, float]]) -> list[tuple[Decision, float]]:
+    """The SOS sent that still stand: the agent's ``SosTracker`` applies a cancel (a ``CANCEL``
+    decision, e.g. the recogniser hearing 취소 in a noisy call for help just after the
+    classifier's SOS went) to the latest SOS within its cancel window, which withdraws it."""
+    tracker = SosTracker(CANCEL_WINDOW_S)
+    sent: dict[str, tuple[Decision, float]] = {}
+    for n, (d, t) in enumerate(sorted(decisions, key=lambda dt: dt[1])):
+        if d.action is Action.SEND:
+            sent[f"sos-{n}"] = (d, t)
+            tracker.sos(f"sos-{n}", t)
+        elif d.action is Action.CANCEL and (withdrawn := tracker.cancel(t)) is not None:
+            del sent[withdrawn]
+    return list(sent.values())
+
+
 def sent_before(decisions: list[tuple[Decision, float]], answer_at_s: float | None) -> bool:
-    """An SOS was sent, and its first decision (send or ask) came before ``answer_at_s``."""
-    if not any(d.action is Action.SEND for d, _ in decisions):
+    """An SOS was sent and stands (:func:`standing_sends`), and its first decision (send or
+    ask) came before ``answer_at_s``."""
+    if not standing_sends(decisions):
         return False
     first = min(t for d, t in decisions if d.action in (Action.SEND, Action.ASK))
     return answer_at_s is None or first <= answer_at_s + 0.2
@@ -497,7 +517,7 @@ def continuous(path: VoicePath, synth: Synth, hours: float) -> dict[str, Any]:
     path.finish()
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     audio_h = (path.audio_s - path.voice_config.answer_timeout_s) / 3600
-    sent = [d for d, _ in path.outcome.decisions if d.action is Action.SEND]
+    sent = [d for d, _ in standing_sends(path.outcome.decisions)]
     false_sos = len(sent)
     questions = sum(1 for d, _ in path.outcome.decisions if d.action is Action.ASK)
     # a wake word is a life sign (an interaction) and arms the spotter: one heard in this talk is
@@ -677,7 +697,7 @@ def sweep(
             phrases, policy.voice(voice_config), policy.rule, loop_outcome, end, partials
         )
         return (
-            sum(1 for d, _ in decisions if d.action is Action.SEND),
+            len(standing_sends(decisions)),
             sum(1 for d, _ in decisions if d.action is Action.ASK),
         )
 

@@ -55,7 +55,7 @@ class VoicePipeline:
         gain: GainControl | None = None,
         verifier: SosVerifier | None = None,
         detector: SosDetector | None = None,
-        detector_hold_s: float = 1.0,
+        detector_hold_s: float = 0.5,
         cancel_veto_s: float = 2.0,
         wake_detector: SosDetector | None = None,
     ) -> None:
@@ -79,7 +79,8 @@ class VoicePipeline:
         word, answers and requests."""
         self.detector_hold_s = detector_hold_s
         """A hit waits for the end of its gate segment (so that the recogniser's transcript of
-        it can veto it with a cancel), but never longer than this."""
+        it can veto it with a cancel), but never longer than this (``voice.kws_hold_s``): a
+        cancel heard later withdraws the SOS in the agent's cancel window instead."""
         self.cancel_veto_s = cancel_veto_s
         """A hit within this long after a cancel was heard is vetoed."""
         self.sos_vetoed = 0

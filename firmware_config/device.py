@@ -219,12 +219,12 @@ class VoiceConfig(BaseModel):
         "ko-wake.npz (null: off; needs openwakeword and onnxruntime installed)",
     )
     kws_hold_s: float = Field(
-        default=1.0,
+        default=0.5,
         ge=0,
         le=3,
         description="how long a kws_detector hit waits, while the voice gate is still open, for "
         "its peak score and a cancel heard with it before it is passed on (it goes at once when "
-        "the gate closes)",
+        "the gate closes; a cancel heard after it withdraws the SOS within cancel_window_s)",
     )
 
     @model_validator(mode="after")

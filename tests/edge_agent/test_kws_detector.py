@@ -95,6 +95,17 @@ def test_a_cancel_heard_in_the_same_utterance_vetoes_the_hit() -> None:
     assert run.pipeline.sos_vetoed == 1
 
 
+def test_with_the_default_hold_a_cancel_after_it_follows_the_sos_and_withdraws_it() -> None:
+    # the hit at 1.6 s waits 0.5 s (the default), the segment ends at ~2.6 s: the SOS goes first,
+    # then the cancel, which the agent applies to it within its cancel window (test_agent.py)
+    run = _Run(["취소 해 줘"], FakeSosDetector({15: 0.99}), hold_s=VoiceConfig().kws_hold_s)
+    _utterance(run)
+    assert run.kinds() == [Kind.SOS, Kind.CANCEL]
+    assert run.pipeline.sos_vetoed == 0
+    [(_, sos_at), (_, cancel_at)] = run.heard
+    assert sos_at == pytest.approx(1.6 + 0.5, abs=0.11) and cancel_at > sos_at
+
+
 def test_a_hit_just_after_a_cancel_is_vetoed_and_a_later_one_is_not() -> None:
     # utterance 1 (cancel) ends with its segment at ~2.7 s; a hit at 3.0 s is within 2 s of it
     run = _Run(["취소 해 줘", "[unk]"], FakeSosDetector({30: 0.99, 80: 0.99}))
@@ -128,7 +139,7 @@ def test_the_hold_is_the_configured_one_and_a_closing_gate_still_ends_it_sooner(
 def test_the_hold_setting_is_bounded_and_reaches_the_agents_voice_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert VoiceConfig().kws_hold_s == 1.0
+    assert VoiceConfig().kws_hold_s == 0.5
     for bad in (-0.1, 3.5):
         with pytest.raises(ValidationError, match="kws_hold_s"):
             VoiceConfig(kws_hold_s=bad)
