@@ -105,9 +105,15 @@ class Outcome:
 
     @property
     def sos(self) -> bool:
-        """An SOS was sent (at once, or after a question nobody answered no to), and no cancel
-        heard after it withdrew it (:func:`standing_sends`)."""
-        return bool(standing_sends(self.decisions))
+        """An SOS was sent (at once, or after a question nobody answered no to). A cancel heard
+        after it does not undo that: the collector has the SOS and keeps its dispatch open
+        (:func:`cancelled_sends`)."""
+        return any(d.action is Action.SEND for d, _ in self.decisions)
+
+    @property
+    def cancelled_after(self) -> bool:
+        """An SOS was sent and a cancel heard after it marked it cancelled by the resident."""
+        return bool(cancelled_sends(self.decisions))
 
     def sos_before(self, answer_at_s: float | None) -> bool:
         """Sent, and first decided (sent or asked) before ``answer_at_s``."""
@@ -115,7 +121,9 @@ class Outcome:
 
     @property
     def sent_at_once(self) -> bool:
-        return self.sos and not any(d.action is Action.ASK for d, _ in self.decisions)
+        return any(d.action is Action.SEND for d, _ in self.decisions) and not any(
+            d.action is Action.ASK for d, _ in self.decisions
+        )
 
     def first_sos_at(self) -> float | None:
         times = [t for d, t in self.decisions if d.action in (Action.SEND, Action.ASK)]
@@ -123,28 +131,30 @@ class Outcome:
 
 
 CANCEL_WINDOW_S = DeviceConfig.model_fields["cancel_window_s"].default
-"""The agent's default cancel window: a cancel within it of an SOS withdraws that SOS."""
+"""The agent's default cancel window (a cancel within it of an SOS applies to that SOS)."""
 
 
-def standing_sends(decisions: list[tuple[Decision, float]]) -> list[tuple[Decision, float]]:
-    """The SOS sent that still stand: the agent's ``SosTracker`` applies a cancel (a ``CANCEL``
-    decision, e.g. the recogniser hearing 취소 in a noisy call for help just after the
-    classifier's SOS went) to the latest SOS within its cancel window, which withdraws it."""
+def cancelled_sends(decisions: list[tuple[Decision, float]]) -> list[tuple[Decision, float]]:
+    """The SOS sent that a cancel heard after them marked cancelled, as the agent's
+    ``SosTracker`` applies a cancel: to the latest SOS, within the default cancel window, once
+    (e.g. the recogniser hearing 취소 in a noisy call for help just after the classifier's SOS
+    went). The SOS has reached the collector by then, which keeps its dispatch open and only
+    records the resident's cancel, so these still count as sent."""
     tracker = SosTracker(CANCEL_WINDOW_S)
     sent: dict[str, tuple[Decision, float]] = {}
+    cancelled: list[tuple[Decision, float]] = []
     for n, (d, t) in enumerate(sorted(decisions, key=lambda dt: dt[1])):
         if d.action is Action.SEND:
             sent[f"sos-{n}"] = (d, t)
             tracker.sos(f"sos-{n}", t)
-        elif d.action is Action.CANCEL and (withdrawn := tracker.cancel(t)) is not None:
-            del sent[withdrawn]
-    return list(sent.values())
+        elif d.action is Action.CANCEL and (which := tracker.cancel(t)) is not None:
+            cancelled.append(sent[which])
+    return cancelled
 
 
 def sent_before(decisions: list[tuple[Decision, float]], answer_at_s: float | None) -> bool:
-    """An SOS was sent and stands (:func:`standing_sends`), and its first decision (send or
-    ask) came before ``answer_at_s``."""
-    if not standing_sends(decisions):
+    """An SOS was sent, and its first decision (send or ask) came before ``answer_at_s``."""
+    if not any(d.action is Action.SEND for d, _ in decisions):
         return False
     first = min(t for d, t in decisions if d.action in (Action.SEND, Action.ASK))
     return answer_at_s is None or first <= answer_at_s + 0.2
@@ -404,6 +414,7 @@ def summarise(outcomes: list[tuple[Item, Outcome]]) -> dict[str, Any]:
                 "n_sos": 0,
                 "sos_detected": 0,
                 "sos_sent_at_once": 0,
+                "sos_then_cancelled": 0,
                 "n_none": 0,
                 "false_sos": 0,
                 "n_cancel": 0,
@@ -420,6 +431,8 @@ def summarise(outcomes: list[tuple[Item, Outcome]]) -> dict[str, Any]:
             if out.sos_before(item.answer_at_s):
                 row["sos_detected"] += 1
                 row["sos_sent_at_once"] += int(out.sent_at_once)
+                # sent, then marked cancelled by a cancel heard after it (a dispatch still opens)
+                row["sos_then_cancelled"] += int(out.cancelled_after)
                 at = out.first_sos_at()
                 if at is not None:
                     latencies.append(max(0.0, at - item.speech_end_s))
@@ -517,7 +530,7 @@ def continuous(path: VoicePath, synth: Synth, hours: float) -> dict[str, Any]:
     path.finish()
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     audio_h = (path.audio_s - path.voice_config.answer_timeout_s) / 3600
-    sent = [d for d, _ in standing_sends(path.outcome.decisions)]
+    sent = [d for d, _ in path.outcome.decisions if d.action is Action.SEND]
     false_sos = len(sent)
     questions = sum(1 for d, _ in path.outcome.decisions if d.action is Action.ASK)
     # a wake word is a life sign (an interaction) and arms the spotter: one heard in this talk is
@@ -527,6 +540,7 @@ def continuous(path: VoicePath, synth: Synth, hours: float) -> dict[str, Any]:
         "audio_h": round(audio_h, 3),
         "sentences": "test split",
         "false_sos": false_sos,
+        "false_sos_then_cancelled": len(cancelled_sends(path.outcome.decisions)),
         "false_sos_per_hour": round(false_sos / audio_h, 3) if audio_h else None,
         "questions_asked": questions,
         "false_wake": wakes,
@@ -697,7 +711,7 @@ def sweep(
             phrases, policy.voice(voice_config), policy.rule, loop_outcome, end, partials
         )
         return (
-            len(standing_sends(decisions)),
+            sum(1 for d, _ in decisions if d.action is Action.SEND),
             sum(1 for d, _ in decisions if d.action is Action.ASK),
         )
 

@@ -50,15 +50,7 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.speech import (
-    Item,
-    Outcome,
-    build_set,
-    load_saved,
-    loop_stream,
-    none_split,
-    standing_sends,
-)
+from bench.speech import Item, Outcome, build_set, load_saved, loop_stream, none_split
 from bench.speech_corpus import (
     CANCEL_TEXTS,
     CONDITIONS,
@@ -82,6 +74,7 @@ from edge_agent.speech_embedding import (
     SpeechEmbedding,
     stream_embed,
 )
+from edge_agent.voice_sos import Action
 
 Floats = npt.NDArray[np.float32]
 DEV_VOICES = [v for i, v in enumerate(VOICES) if i % 2 == 0]  # ko, ko+f3, ko+m3 (bench's dev)
@@ -612,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
             f"false_{target}_per_hour": round(len(ev) / loop_h_measured, 2),
         }
     if vosk_loop is not None:
-        sent = [t for _, t in standing_sends(vosk_loop.decisions)]
+        sent = [t for d, t in vosk_loop.decisions if d.action is Action.SEND]
         near = [
             float(loop_scores[(loop_times >= t - 3.0) & (loop_times <= t)].max(initial=0))
             for t in sent

@@ -80,7 +80,7 @@ class VoicePipeline:
         self.detector_hold_s = detector_hold_s
         """A hit waits for the end of its gate segment (so that the recogniser's transcript of
         it can veto it with a cancel), but never longer than this (``voice.kws_hold_s``): a
-        cancel heard later withdraws the SOS in the agent's cancel window instead."""
+        cancel heard later only marks the sent SOS cancelled (its dispatch stays open)."""
         self.cancel_veto_s = cancel_veto_s
         """A hit within this long after a cancel was heard is vetoed."""
         self.sos_vetoed = 0

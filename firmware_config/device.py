@@ -224,7 +224,8 @@ class VoiceConfig(BaseModel):
         le=3,
         description="how long a kws_detector hit waits, while the voice gate is still open, for "
         "its peak score and a cancel heard with it before it is passed on (it goes at once when "
-        "the gate closes; a cancel heard after it withdraws the SOS within cancel_window_s)",
+        "the gate closes; a cancel heard after it marks the sent SOS cancelled, and the "
+        "collector keeps its dispatch open)",
     )
 
     @model_validator(mode="after")
