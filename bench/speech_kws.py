@@ -170,7 +170,8 @@ def training_clips(
     ``target`` phrases are the positives, the other phrases (SOS, cancel, wake, yes) negatives.
     Each phrase utterance is mixed once per condition, and once more for each of ``extra_conds``
     (another noise, another seed): positives and phrase negatives alike, so that noise itself
-    does not become a sign of the target."""
+    does not become a sign of the target. The extra mixes draw from the same random stream, so
+    the noises and prosodies after them are not those of a run without them."""
     rng = random.Random(seed)
     grid = list(itertools.product(SPEEDS, PITCHES))
     dev_sentences = [(i, t) for i, t in enumerate(NONE_TEXTS) if none_split(i) == "dev"]
