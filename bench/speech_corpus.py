@@ -273,6 +273,17 @@ class Synth:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._noise: dict[str, npt.NDArray[np.float64]] = {}
 
+    def _sox(self, source: str, out: Path, *effects: str) -> None:
+        """sox from ``source`` (a file, or ``-n`` for none) to 16 kHz mono 16-bit ``out``, with
+        repeatable dither (``-R``), so a fresh cache renders the same samples."""
+        fmt = ["-r", str(RATE_HZ), "-c", "1", "-b", "16"]
+        subprocess.run(
+            [self.sox, "-R", source, *fmt, str(out), *effects],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
     def speak(self, text: str, voice: str = "ko", speed_wpm: int = 150, pitch: int = 50) -> bytes:
         key = hashlib.sha256(f"{text}|{voice}|{speed_wpm}|{pitch}".encode()).hexdigest()[:20]
         out = self.cache_dir / f"{key}.wav"
@@ -297,24 +308,7 @@ class Synth:
                         capture_output=True,
                         timeout=60,
                     )
-                    # -R: repeatable dither, so a fresh cache renders the same samples
-                    subprocess.run(
-                        [
-                            self.sox,
-                            "-R",
-                            str(raw),
-                            "-r",
-                            str(RATE_HZ),
-                            "-c",
-                            "1",
-                            "-b",
-                            "16",
-                            str(part),
-                        ],
-                        check=True,
-                        capture_output=True,
-                        timeout=60,
-                    )
+                    self._sox(str(raw), part)
                 finally:
                     raw.unlink(missing_ok=True)
         return read_wav_16k(out)
@@ -326,28 +320,7 @@ class Synth:
             out = self.cache_dir / f"noise-{kind}-60s.wav"
             if not out.exists():
                 with _cache_write(out) as part:
-                    subprocess.run(
-                        [
-                            self.sox,
-                            "-R",
-                            "-n",
-                            "-r",
-                            str(RATE_HZ),
-                            "-c",
-                            "1",
-                            "-b",
-                            "16",
-                            str(part),
-                            "synth",
-                            "60",
-                            f"{kind}noise",
-                            "vol",
-                            "0.5",
-                        ],
-                        check=True,
-                        capture_output=True,
-                        timeout=60,
-                    )
+                    self._sox("-n", part, "synth", "60", f"{kind}noise", "vol", "0.5")
             x = np.frombuffer(read_wav_16k(out), "<i2").astype(np.float64)
             self._noise[kind] = x / (np.sqrt(np.mean(x**2)) + 1e-9)
         base = self._noise[kind]
