@@ -11,8 +11,12 @@ bootstrap:
 demo: bootstrap  ## collector + broker + a simulated district (Ctrl-C stops)
 	$(VENV)/anbu demo $(ARGS)
 
+# Test processes (pytest-xdist): most tests wait on servers they start, so 3 on 2 cores halves
+# the wall time; TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 3
+
 test: bootstrap  ## the whole test suite: real broker, databases, SMTP, HTTP, ALSA, gpiozero mocks
-	$(VENV)/python -m pytest $(ARGS)
+	$(VENV)/python -m pytest -n $(TEST_WORKERS) $(ARGS)
 
 lint: bootstrap
 	$(VENV)/ruff check .

@@ -44,7 +44,12 @@ def test_weak_api_tokens_are_refused_in_production(value: str, reason: str) -> N
         production(api_token=value)
 
 
-@pytest.mark.parametrize("value", [STRONG, secrets.token_hex(16), "Tr0ub4dor&3-horse-battery"])
+# (fixed ids: the values are random, and pytest-xdist's workers must collect the same tests)
+@pytest.mark.parametrize(
+    "value",
+    [STRONG, secrets.token_hex(16), "Tr0ub4dor&3-horse-battery"],
+    ids=["token_urlsafe", "token_hex", "passphrase"],
+)
 def test_random_secrets_are_accepted(value: str) -> None:
     assert weakness(value) is None
     assert production(api_token=value).api_token == value
